@@ -1,0 +1,388 @@
+// QSGD on the CPU: validates, plans buckets and word tiles, computes each bucket's scale in the
+// fixed order of docs/format.md and runs the ISA kernels over the tiles on the executor.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "codec/qsgd_cpu_kernels.h"
+#include "qcomm/codec.h"
+#include "qcomm/env.h"
+
+namespace qcomm {
+namespace {
+
+using qsgd::CpuKernels;
+using qsgd::kNormTile;
+using qsgd::kWordTile;
+
+// Buckets up to this size are scaled and encoded by one thread, start to end, while they sit in
+// cache; larger ones are scaled and encoded tile by tile on all threads.
+constexpr int64_t kFusedBucketLimit = int64_t{1} << 16;
+// The least work (values) worth handing to a thread.
+constexpr int64_t kGrainValues = int64_t{1} << 15;
+// Largest element count accepted: keeps every size computation far from int64 overflow.
+constexpr int64_t kMaxCount = int64_t{1} << 56;
+
+bool isNan(double x) { return std::isnan(x); }
+
+// Where bucket b lives.
+struct Bucket {
+  int64_t begin;          // first value
+  int64_t count;          // values
+  int64_t wordBegin;      // first word
+  int64_t sectionLength;  // L: its words
+};
+
+Bucket bucketAt(int64_t b, int64_t count, int64_t bucketSize, int k) {
+  const int64_t begin = b * bucketSize;
+  const int64_t n = std::min(bucketSize, count - begin);
+  return {begin, n, b * qsgd::sectionLength(bucketSize, k), qsgd::sectionLength(n, k)};
+}
+
+Result<const CpuKernels*> kernelsFromEnvironment() {
+  return qsgd::selectKernels(knobString(Knob::kCpuIsa));
+}
+
+// ---- scales -------------------------------------------------------------------------------------
+
+float scaleFromSumF32(double sumOfSquares) {
+  if (!std::isfinite(sumOfSquares)) return std::numeric_limits<float>::quiet_NaN();
+  return qsgd::clampScaleF32(static_cast<float>(std::sqrt(sumOfSquares)));
+}
+
+float scaleFromMaxF32(float maxAbs, bool nonFinite) {
+  if (nonFinite) return std::numeric_limits<float>::quiet_NaN();
+  return qsgd::clampScaleF32(maxAbs);
+}
+
+// The scale of one fp32 bucket, on the calling thread.
+float bucketScaleF32(const float* v, int64_t count, NormKind norm, const CpuKernels& k) {
+  if (norm == NormKind::kMax) {
+    bool nonFinite = false;
+    const float m = k.maxAbsF32(v, count, &nonFinite);
+    return scaleFromMaxF32(m, nonFinite);
+  }
+  const int64_t tiles = (count + kNormTile - 1) / kNormTile;
+  double local[kFusedBucketLimit / kNormTile];
+  std::vector<double> heap;
+  double* sums = local;
+  if (tiles > static_cast<int64_t>(std::size(local))) {
+    heap.resize(tiles);
+    sums = heap.data();
+  }
+  k.sumSquaresTilesF32(v, count, sums);
+  return scaleFromSumF32(qsgd::foldPairwise(sums, tiles));
+}
+
+// The scale of one large fp32 bucket, its tiles spread over the executor.
+float bucketScaleF32Parallel(const float* v, int64_t count, NormKind norm, const CpuKernels& k,
+                             Executor* executor) {
+  const int64_t tiles = (count + kNormTile - 1) / kNormTile;
+  const int64_t grain = kGrainValues / kNormTile;
+  if (norm == NormKind::kMax) {
+    std::vector<float> maxima(tiles);
+    std::vector<uint8_t> bad(tiles, 0);
+    parallelFor(executor, tiles, grain, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        bool nonFinite = false;
+        const int64_t m = std::min<int64_t>(kNormTile, count - t * kNormTile);
+        maxima[t] = k.maxAbsF32(v + t * kNormTile, m, &nonFinite);
+        bad[t] = nonFinite;
+      }
+    });
+    const bool nonFinite = std::find(bad.begin(), bad.end(), 1) != bad.end();
+    return scaleFromMaxF32(*std::max_element(maxima.begin(), maxima.end()), nonFinite);
+  }
+  std::vector<double> sums(tiles);
+  parallelFor(executor, tiles, grain, [&](int64_t t0, int64_t t1) {
+    const int64_t first = t0 * kNormTile;
+    k.sumSquaresTilesF32(v + first, std::min(count, t1 * kNormTile) - first, sums.data() + t0);
+  });
+  return scaleFromSumF32(qsgd::foldPairwise(sums.data(), tiles));
+}
+
+// fp64 buckets (CPU only): the L2 norm is taken of v * 2^-e, e the exponent of max|v|, in the same
+// lane/tile order as fp32, then scaled back; so it neither overflows nor underflows.
+double bucketScaleF64(const double* v, int64_t count, NormKind norm) {
+  double maxAbs = 0.0;
+  bool nonFinite = false;
+  for (int64_t i = 0; i < count; ++i) {
+    const double a = std::fabs(v[i]);
+    nonFinite |= !(a <= std::numeric_limits<double>::max());
+    maxAbs = a > maxAbs ? a : maxAbs;
+  }
+  if (nonFinite) return std::numeric_limits<double>::quiet_NaN();
+  if (norm == NormKind::kMax || maxAbs == 0.0) return std::min(maxAbs, qsgd::kMaxScaleF64);
+  const int e = std::ilogb(maxAbs);
+  const int64_t tiles = (count + kNormTile - 1) / kNormTile;
+  std::vector<double> sums(tiles);
+  for (int64_t t = 0; t < tiles; ++t) {
+    double lanes[qsgd::kNormLanes] = {};
+    const int64_t m = std::min<int64_t>(kNormTile, count - t * kNormTile);
+    for (int64_t i = 0; i < m; ++i) {
+      const double x = std::ldexp(v[t * kNormTile + i], -e);
+      lanes[i % qsgd::kNormLanes] += x * x;
+    }
+    sums[t] = qsgd::foldLanes(lanes);
+  }
+  const double norm2 = std::ldexp(std::sqrt(qsgd::foldPairwise(sums.data(), tiles)), e);
+  return std::min(norm2, qsgd::kMaxScaleF64);
+}
+
+// ---- words --------------------------------------------------------------------------------------
+
+struct CodeParams {
+  int bits;
+  Layout layout;
+  int k;
+  int width;
+  qsgd::PhiloxKey key;
+  uint64_t step;
+};
+
+void quantizeRun(const CpuKernels& k, const float* v, int64_t first, int64_t n, double scale,
+                 const CodeParams& p, uint32_t* codes) {
+  const auto es = qsgd::encodeScaleF32(static_cast<float>(scale), qsgd::levels(p.bits));
+  k.quantizeRunF32(v, first, n, es, p.bits, p.layout, p.key, p.step, codes);
+}
+
+void quantizeRun(const CpuKernels& k, const double* v, int64_t first, int64_t n, double scale,
+                 const CodeParams& p, uint32_t* codes) {
+  k.quantizeRunF64(v, first, n, scale, p.bits, p.layout, p.key, p.step, codes);
+}
+
+// Writes words [t0, t1) of bucket `bk` (whose values start at v, global index bk.begin).
+template <typename T>
+void encodeWords(const CpuKernels& k, const T* v, const Bucket& bk, double scale,
+                 const CodeParams& p, int64_t t0, int64_t t1, uint64_t* words) {
+  const uint32_t pad = qsgd::padCode(p.bits, p.layout);
+  uint32_t codes[qsgd::kMaxValuesPerWord * kWordTile];
+  const bool nonFinite = isNan(scale);
+  if (t0 == 0 && t1 == bk.sectionLength && bk.sectionLength <= kWordTile) {
+    // The whole bucket in one tile: with row stride L its k rows are its values in order, so it is
+    // quantized as one long run (long enough for the SIMD Philox).
+    const int64_t valid = nonFinite ? 0 : bk.count;
+    if (valid > 0) quantizeRun(k, v, bk.begin, valid, scale, p, codes);
+    std::fill(codes + valid, codes + p.k * bk.sectionLength, pad);
+    k.packWords(codes, p.k, p.width, bk.sectionLength, bk.sectionLength, words + bk.wordBegin);
+    return;
+  }
+  for (int64_t tt = t0; tt < t1; tt += kWordTile) {
+    const int64_t c = std::min<int64_t>(kWordTile, t1 - tt);
+    for (int j = 0; j < p.k; ++j) {
+      uint32_t* row = codes + j * kWordTile;
+      const int64_t e0 = j * bk.sectionLength + tt;
+      // A non-finite bucket is sent as all zero codes; its NaN scale carries the news.
+      const int64_t valid = nonFinite ? 0 : std::clamp<int64_t>(bk.count - e0, 0, c);
+      if (valid > 0) quantizeRun(k, v + e0, bk.begin + e0, valid, scale, p, row);
+      std::fill(row + valid, row + c, pad);
+    }
+    k.packWords(codes, p.k, p.width, c, kWordTile, words + bk.wordBegin + tt);
+  }
+}
+
+// Asks for the next bucket while this one is computed: the scale pass is the first to touch a
+// bucket and would otherwise wait on memory.
+template <typename T>
+void prefetchNext(const T* next, int64_t count) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t i = 0; i < count; i += kLine) __builtin_prefetch(next + i);
+}
+
+template <typename T>
+double bucketScale(const CpuKernels& k, const T* v, int64_t count, NormKind norm,
+                   Executor* executor) {
+  if constexpr (std::is_same_v<T, float>) {
+    return executor != nullptr && count > kFusedBucketLimit
+               ? bucketScaleF32Parallel(v, count, norm, k, executor)
+               : bucketScaleF32(v, count, norm, k);
+  } else {
+    return bucketScaleF64(v, count, norm);
+  }
+}
+
+Status checkShape(std::span<const int64_t> shape, int64_t count, std::vector<int64_t>* out) {
+  if (shape.empty()) {
+    *out = {count};
+    return Status::ok();
+  }
+  int64_t product = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) return invalidArgument("shape dimension ", i, " is negative: ", shape[i]);
+    if (shape[i] != 0 && product > kMaxCount / shape[i]) {
+      return outOfRange("shape holds more than 2^56 values");
+    }
+    product *= shape[i];
+  }
+  if (product != count) {
+    return invalidArgument("shape holds ", product, " values but the tensor has ", count);
+  }
+  out->assign(shape.begin(), shape.end());
+  return Status::ok();
+}
+
+template <typename T>
+Result<EncodedTensor> encodeImpl(std::span<const T> values, const QsgdOptions& options,
+                                 const RandomKey& key, Executor* executor,
+                                 std::span<const int64_t> shape) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(n, options));
+  QCOMM_ASSIGN_OR_RETURN(const CpuKernels* kernels, kernelsFromEnvironment());
+  const CpuKernels& k = *kernels;
+
+  EncodedTensor out;
+  QCOMM_RETURN_IF_ERROR(checkShape(shape, n, &out.shape));
+  out.bits = options.bits;
+  out.layout = options.layout;
+  out.norm = options.norm;
+  out.dtype = std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
+  out.bucketSize = g.bucketSize;
+  out.count = n;
+  out.scales.assign(g.numBuckets, 0.0);
+  out.words.assign(g.wordCount, 0);
+
+  const CodeParams p{options.bits, options.layout, g.valuesPerWord, g.codeWidth,
+                     qsgd::philoxKey(key.seed, key.rank, key.tensorId), key.step};
+  const T* v = values.data();
+  uint64_t* words = out.words.data();
+  if (g.bucketSize <= kFusedBucketLimit) {
+    const int64_t grain = std::max<int64_t>(1, kGrainValues / g.bucketSize);
+    parallelFor(executor, g.numBuckets, grain, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const Bucket bk = bucketAt(b, n, g.bucketSize, p.k);
+        prefetchNext(v + bk.begin + bk.count, std::min(bk.count, n - bk.begin - bk.count));
+        const double scale = bucketScale(k, v + bk.begin, bk.count, options.norm, nullptr);
+        out.scales[b] = scale;
+        encodeWords(k, v + bk.begin, bk, scale, p, 0, bk.sectionLength, words);
+      }
+    });
+  } else {
+    for (int64_t b = 0; b < g.numBuckets; ++b) {
+      const Bucket bk = bucketAt(b, n, g.bucketSize, p.k);
+      const double scale = bucketScale(k, v + bk.begin, bk.count, options.norm, executor);
+      out.scales[b] = scale;
+      const int64_t grain = std::max<int64_t>(kWordTile, kGrainValues / p.k);
+      parallelFor(executor, bk.sectionLength, grain, [&](int64_t t0, int64_t t1) {
+        encodeWords(k, v + bk.begin, bk, scale, p, t0, t1, words);
+      });
+    }
+  }
+  if (std::any_of(out.scales.begin(), out.scales.end(), isNan)) out.flags |= kFlagNonFinite;
+  return out;
+}
+
+// ---- decode -------------------------------------------------------------------------------------
+
+// Decodes values of bucket `bk` held in words [t0, t1) into out (the bucket's first value).
+template <typename Out>
+void decodeWords(const CpuKernels& k, const EncodedTensor& e, const Bucket& bk, double scale,
+                 int kk, int width, int64_t t0, int64_t t1, Out* out) {
+  const bool nonFinite = isNan(scale);
+  uint32_t codes[qsgd::kMaxValuesPerWord * kWordTile];
+  float f32[kWordTile];
+  double f64[kWordTile];
+  const auto ds = qsgd::decodeScaleF32(static_cast<float>(scale), qsgd::levels(e.bits));
+  const auto decodeRun = [&](const uint32_t* rowCodes, int64_t valid, Out* dst) {
+    if (nonFinite) {
+      std::fill(dst, dst + valid, std::numeric_limits<Out>::quiet_NaN());
+    } else if (e.dtype == DType::kFloat32) {
+      if constexpr (std::is_same_v<Out, float>) {
+        k.decodeRunF32(rowCodes, valid, e.bits, e.layout, ds, dst);
+      } else {
+        for (int64_t i = 0; i < valid; i += kWordTile) {
+          const int64_t m = std::min<int64_t>(kWordTile, valid - i);
+          k.decodeRunF32(rowCodes + i, m, e.bits, e.layout, ds, f32);
+          std::copy(f32, f32 + m, dst + i);
+        }
+      }
+    } else {
+      if constexpr (std::is_same_v<Out, double>) {
+        k.decodeRunF64(rowCodes, valid, e.bits, e.layout, scale, dst);
+      } else {
+        for (int64_t i = 0; i < valid; i += kWordTile) {
+          const int64_t m = std::min<int64_t>(kWordTile, valid - i);
+          k.decodeRunF64(rowCodes + i, m, e.bits, e.layout, scale, f64);
+          std::copy(f64, f64 + m, dst + i);
+        }
+      }
+    }
+  };
+  if (t0 == 0 && t1 == bk.sectionLength && bk.sectionLength <= kWordTile) {
+    // Whole bucket in one tile (see encodeWords): one contiguous run.
+    if (!nonFinite) {
+      k.unpackWords(e.words.data() + bk.wordBegin, bk.sectionLength, kk, width, bk.sectionLength,
+                    codes);
+    }
+    decodeRun(codes, bk.count, out);
+    return;
+  }
+  for (int64_t tt = t0; tt < t1; tt += kWordTile) {
+    const int64_t c = std::min<int64_t>(kWordTile, t1 - tt);
+    if (!nonFinite) {
+      k.unpackWords(e.words.data() + bk.wordBegin + tt, c, kk, width, kWordTile, codes);
+    }
+    for (int j = 0; j < kk; ++j) {
+      const int64_t e0 = j * bk.sectionLength + tt;
+      const int64_t valid = std::clamp<int64_t>(bk.count - e0, 0, c);
+      if (valid == 0) break;  // later sections start even further on
+      decodeRun(codes + j * kWordTile, valid, out + e0);
+    }
+  }
+}
+
+template <typename Out>
+Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor) {
+  QCOMM_RETURN_IF_ERROR(validateEncoded(e));
+  if (static_cast<int64_t>(out.size()) != e.count) {
+    return invalidArgument("decode output holds ", out.size(), " values but the message has ",
+                           e.count);
+  }
+  QCOMM_ASSIGN_OR_RETURN(const CpuKernels* kernels, kernelsFromEnvironment());
+  const int kk = qsgd::valuesPerWord(e.bits, e.layout);
+  const int width = qsgd::codeWidth(e.bits, e.layout);
+  const int64_t nb = e.numBuckets();
+  Out* dst = out.data();
+  if (e.bucketSize <= kFusedBucketLimit) {
+    const int64_t grain = std::max<int64_t>(1, kGrainValues / e.bucketSize);
+    parallelFor(executor, nb, grain, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
+        decodeWords(*kernels, e, bk, e.scales[b], kk, width, 0, bk.sectionLength, dst + bk.begin);
+      }
+    });
+  } else {
+    for (int64_t b = 0; b < nb; ++b) {
+      const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
+      const int64_t grain = std::max<int64_t>(kWordTile, kGrainValues / kk);
+      parallelFor(executor, bk.sectionLength, grain, [&](int64_t t0, int64_t t1) {
+        decodeWords(*kernels, e, bk, e.scales[b], kk, width, t0, t1, dst + bk.begin);
+      });
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<EncodedTensor> qsgdEncode(std::span<const float> values, const QsgdOptions& options,
+                                 const RandomKey& key, Executor* executor,
+                                 std::span<const int64_t> shape) {
+  return encodeImpl(values, options, key, executor, shape);
+}
+
+Result<EncodedTensor> qsgdEncode(std::span<const double> values, const QsgdOptions& options,
+                                 const RandomKey& key, Executor* executor,
+                                 std::span<const int64_t> shape) {
+  return encodeImpl(values, options, key, executor, shape);
+}
+
+Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* executor) {
+  return decodeImpl(encoded, out, executor);
+}
+
+Status qsgdDecode(const EncodedTensor& encoded, std::span<double> out, Executor* executor) {
+  return decodeImpl(encoded, out, executor);
+}
+
+}  // namespace qcomm

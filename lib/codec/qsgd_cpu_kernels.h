@@ -1,0 +1,49 @@
+// The CPU QSGD inner loops: the function table each ISA build fills in, and its selection.
+// The loops themselves are in qsgd_cpu_kernels.inc, compiled once per ISA with different flags;
+// they call the shared math of qsgd_format.h, so every ISA writes the same words.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "codec/qsgd_format.h"
+#include "qcomm/status.h"
+
+namespace qcomm::qsgd {
+
+// Word tiles: the encoder and decoder work on up to kWordTile words of a bucket at a time, with
+// k rows of kWordTile codes in scratch (k <= 32).
+inline constexpr int kWordTile = 256;
+inline constexpr int kMaxValuesPerWord = 32;
+
+struct CpuKernels {
+  std::string_view name;
+  // tileSums[t] = fixed-order sum of squares of tile t (kNormTile values) of v[0, count).
+  void (*sumSquaresTilesF32)(const float* v, int64_t count, double* tileSums);
+  // max |v_i| over v[0, count); sets *nonFinite when some value is NaN or +-Inf.
+  float (*maxAbsF32)(const float* v, int64_t count, bool* nonFinite);
+  // codes[i] = signed code of v[i], whose index in the tensor is first + i.
+  void (*quantizeRunF32)(const float* v, int64_t first, int64_t count, EncodeScaleF32 es,
+                         int bits, Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
+  void (*quantizeRunF64)(const double* v, int64_t first, int64_t count, double scale, int bits,
+                         Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
+  void (*decodeRunF32)(const uint32_t* codes, int64_t count, int bits, Layout layout,
+                       DecodeScaleF32 ds, float* out);
+  void (*decodeRunF64)(const uint32_t* codes, int64_t count, int bits, Layout layout,
+                       double scale, double* out);
+  // words[t] = codes of rows 0..k-1 at column t, row 0 most significant (rows are `stride` apart).
+  void (*packWords)(const uint32_t* codes, int k, int width, int64_t nWords, int64_t stride,
+                    uint64_t* words);
+  void (*unpackWords)(const uint64_t* words, int64_t nWords, int k, int width, int64_t stride,
+                      uint32_t* codes);
+};
+
+const CpuKernels& genericKernels();
+const CpuKernels* avx2Kernels();    // nullptr when not built or not supported by this CPU
+const CpuKernels* avx512Kernels();  // likewise
+
+// "auto" (the best this CPU runs), "generic", "avx2" or "avx512"; an error names what was asked
+// and why it cannot be had.
+Result<const CpuKernels*> selectKernels(std::string_view isa);
+
+}  // namespace qcomm::qsgd

@@ -1,0 +1,139 @@
+// Options, geometry and the consistency check of an EncodedTensor.
+#include <cmath>
+#include <string>
+
+#include "codec/qsgd_format.h"
+#include "qcomm/codec.h"
+
+namespace qcomm {
+namespace {
+
+constexpr int64_t kMaxCount = int64_t{1} << 56;
+
+bool knownLayout(Layout layout) { return layout == Layout::kSeed || layout == Layout::kCompact; }
+bool knownNorm(NormKind norm) { return norm == NormKind::kL2 || norm == NormKind::kMax; }
+bool knownDtype(DType dtype) { return dtype == DType::kFloat32 || dtype == DType::kFloat64; }
+
+}  // namespace
+
+Status QsgdOptions::validate() const {
+  if (bits < kMinBits || bits > kMaxBits) {
+    return invalidArgument("bits must be in [", kMinBits, ", ", kMaxBits, "], got ", bits);
+  }
+  if (bucketSize < 0) {
+    return invalidArgument("bucket size must be >= 1 (or 0 for the whole tensor), got ",
+                           bucketSize);
+  }
+  if (bucketSize > kMaxCount) return outOfRange("bucket size ", bucketSize, " exceeds 2^56");
+  if (!knownLayout(layout)) {
+    return invalidArgument("layout must be seed or compact, got ", static_cast<int>(layout));
+  }
+  if (!knownNorm(norm)) {
+    return invalidArgument("norm must be l2 or max, got ", static_cast<int>(norm));
+  }
+  return Status::ok();
+}
+
+Result<QsgdGeometry> qsgdGeometry(int64_t count, const QsgdOptions& options) {
+  QCOMM_RETURN_IF_ERROR(options.validate());
+  if (count < 0) return invalidArgument("element count is negative: ", count);
+  if (count > kMaxCount) return outOfRange("element count ", count, " exceeds 2^56");
+  QsgdGeometry g;
+  g.codeWidth = qsgd::codeWidth(options.bits, options.layout);
+  g.valuesPerWord = qsgd::valuesPerWord(options.bits, options.layout);
+  g.bucketSize = options.bucketSize == 0 ? std::max<int64_t>(count, 1) : options.bucketSize;
+  g.numBuckets = (count + g.bucketSize - 1) / g.bucketSize;
+  if (g.numBuckets > 0) {
+    const int64_t last = count - (g.numBuckets - 1) * g.bucketSize;
+    g.wordCount = (g.numBuckets - 1) * qsgd::sectionLength(g.bucketSize, g.valuesPerWord) +
+                  qsgd::sectionLength(last, g.valuesPerWord);
+  }
+  return g;
+}
+
+int64_t EncodedTensor::numBuckets() const {
+  return bucketSize > 0 ? (count + bucketSize - 1) / bucketSize : 0;
+}
+
+Status validateEncoded(const EncodedTensor& e) {
+  if (!knownDtype(e.dtype)) return dataLoss("dtype code ", static_cast<int>(e.dtype), " is unknown");
+  if (e.bucketSize < 1) return dataLoss("bucket size must be >= 1, got ", e.bucketSize);
+  QsgdOptions options;
+  options.bits = e.bits;
+  options.layout = e.layout;
+  options.norm = e.norm;
+  options.bucketSize = e.bucketSize;
+  Result<QsgdGeometry> g = qsgdGeometry(e.count, options);
+  if (!g.isOk()) return Status(StatusCode::kDataLoss, g.status().message());
+  if ((e.flags & ~kKnownFlags) != 0) {
+    return dataLoss("flags 0x", std::hex, e.flags, " hold unknown bits");
+  }
+  int64_t product = 1;
+  for (size_t i = 0; i < e.shape.size(); ++i) {
+    const int64_t d = e.shape[i];
+    if (d < 0) return dataLoss("shape dimension ", i, " is negative: ", d);
+    if (d != 0 && product > kMaxCount / d) return dataLoss("shape holds more than 2^56 values");
+    product *= d;
+  }
+  if (e.shape.empty() && e.count != 1) {
+    return dataLoss("a scalar shape () holds 1 value but the count is ", e.count);
+  }
+  if (!e.shape.empty() && product != e.count) {
+    return dataLoss("shape holds ", product, " values but the count is ", e.count);
+  }
+  if (static_cast<int64_t>(e.scales.size()) != g->numBuckets) {
+    return dataLoss("expected ", g->numBuckets, " bucket scales for ", e.count,
+                    " values in buckets of ", e.bucketSize, ", got ", e.scales.size());
+  }
+  if (static_cast<int64_t>(e.words.size()) != g->wordCount) {
+    return dataLoss("expected ", g->wordCount, " words for ", e.count, " values at ", e.bits,
+                    " bits (", layoutName(e.layout), " layout, buckets of ", e.bucketSize,
+                    "), got ", e.words.size());
+  }
+  bool anyNan = false;
+  for (size_t b = 0; b < e.scales.size(); ++b) {
+    const double x = e.scales[b];
+    if (std::isnan(x)) {
+      anyNan = true;
+      continue;
+    }
+    if (!(x >= 0.0) || std::isinf(x)) return dataLoss("scale of bucket ", b, " is invalid: ", x);
+    if (e.dtype == DType::kFloat32 && static_cast<double>(static_cast<float>(x)) != x) {
+      return dataLoss("scale of bucket ", b, " (", x, ") is not a float32 value");
+    }
+  }
+  if (anyNan != ((e.flags & kFlagNonFinite) != 0)) {
+    return dataLoss(anyNan ? "a bucket scale is NaN but the non-finite flag is clear"
+                           : "the non-finite flag is set but no bucket scale is NaN");
+  }
+  return Status::ok();
+}
+
+std::string_view layoutName(Layout layout) {
+  return layout == Layout::kSeed ? "seed" : layout == Layout::kCompact ? "compact" : "unknown";
+}
+std::string_view normKindName(NormKind norm) {
+  return norm == NormKind::kL2 ? "l2" : norm == NormKind::kMax ? "max" : "unknown";
+}
+std::string_view dtypeName(DType dtype) {
+  return dtype == DType::kFloat32 ? "float32" : dtype == DType::kFloat64 ? "float64" : "unknown";
+}
+
+Result<Layout> parseLayout(std::string_view name) {
+  if (name == "seed") return Layout::kSeed;
+  if (name == "compact") return Layout::kCompact;
+  return invalidArgument("layout must be 'seed' or 'compact', got '", std::string(name), "'");
+}
+
+Result<NormKind> parseNormKind(std::string_view name) {
+  if (name == "l2") return NormKind::kL2;
+  if (name == "max") return NormKind::kMax;
+  return invalidArgument("norm must be 'l2' or 'max', got '", std::string(name), "'");
+}
+
+double wireBitsPerValue(const EncodedTensor& encoded) {
+  if (encoded.count == 0) return 0.0;
+  return 64.0 * static_cast<double>(encoded.words.size()) / static_cast<double>(encoded.count);
+}
+
+}  // namespace qcomm

@@ -1,0 +1,34 @@
+// Plain enums and constants of the QSGD wire format. No standard-library containers here: this
+// header is included by device code too.
+#pragma once
+
+#include <cstdint>
+
+namespace qcomm {
+
+enum class CodecId : uint8_t { kQsgd = 1 };
+
+// How codes are packed into 64-bit words (docs/format.md).
+enum class Layout : uint8_t {
+  kSeed = 0,     // 2-bit sign field (sign+1), bit-compatible with the seed notebook
+  kCompact = 1,  // 1-bit sign
+};
+
+// The per-bucket scale QSGD normalises by.
+enum class NormKind : uint8_t {
+  kL2 = 0,   // ||v||_2, as in the paper and the seed
+  kMax = 1,  // max |v_i|, lower variance
+};
+
+// Element type of the tensor that was encoded (and that decode returns by default).
+enum class DType : uint8_t { kFloat32 = 0, kFloat64 = 1 };
+
+inline constexpr int kMinBits = 1;
+inline constexpr int kMaxBits = 16;
+
+// Message flags (a bit set in the header).
+inline constexpr uint32_t kFlagNonFinite = 1u << 0;  // some bucket held NaN or +-Inf
+inline constexpr uint32_t kFlagCrc = 1u << 1;        // the header carries a CRC32C of the payload
+inline constexpr uint32_t kKnownFlags = kFlagNonFinite | kFlagCrc;
+
+}  // namespace qcomm
