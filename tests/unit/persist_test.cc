@@ -1,0 +1,85 @@
+// Boost.Serialization of encoded tensors: binary and text archives round-trip (NaN scales too),
+// and malformed or inconsistent archives give a DataLoss instead of a crash.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "qcomm/persist.h"
+
+namespace qcomm {
+namespace {
+
+EncodedTensor sample() {
+  std::vector<float> v(777);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::cos(float(i)) * 3;
+  v[700] = NAN;
+  QsgdOptions o;
+  o.bits = 5;
+  o.bucketSize = 100;
+  const int64_t shape[] = {7, 111};
+  return *qsgdEncode(std::span<const float>(v), o, {9, 0, 0, 0}, nullptr, shape);
+}
+
+bool sameTensor(const EncodedTensor& a, const EncodedTensor& b) {
+  if (a.scales.size() != b.scales.size()) return false;
+  for (size_t i = 0; i < a.scales.size(); ++i) {
+    if (!(a.scales[i] == b.scales[i] || (std::isnan(a.scales[i]) && std::isnan(b.scales[i])))) {
+      return false;
+    }
+  }
+  return a.words == b.words && a.shape == b.shape && a.flags == b.flags && a.bits == b.bits &&
+         a.count == b.count && a.bucketSize == b.bucketSize && a.layout == b.layout;
+}
+
+TEST(Persist, RoundTripsInBothArchiveKinds) {
+  const EncodedTensor e = sample();
+  ASSERT_NE(e.flags & kFlagNonFinite, 0u);
+  for (ArchiveKind kind : {ArchiveKind::kBinary, ArchiveKind::kText}) {
+    std::stringstream stream;
+    ASSERT_TRUE(saveEncoded(e, stream, kind).isOk());
+    Result<EncodedTensor> back = loadEncoded(stream, kind);
+    ASSERT_TRUE(back.isOk()) << back.status().toString();
+    EXPECT_TRUE(sameTensor(*back, e));
+  }
+}
+
+TEST(Persist, MalformedArchivesAreDataLoss) {
+  for (ArchiveKind kind : {ArchiveKind::kBinary, ArchiveKind::kText}) {
+    std::stringstream garbage("this is not an archive at all");
+    Result<EncodedTensor> r = loadEncoded(garbage, kind);
+    ASSERT_FALSE(r.isOk());
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(r.status().message().find("malformed archive"), std::string::npos)
+        << r.status().message();
+    // A truncated archive.
+    std::stringstream full;
+    ASSERT_TRUE(saveEncoded(sample(), full, kind).isOk());
+    const std::string text = full.str();
+    std::stringstream cut(text.substr(0, text.size() / 2));
+    EXPECT_FALSE(loadEncoded(cut, kind).isOk());
+  }
+}
+
+TEST(Persist, InconsistentArchivedTensorIsRejected) {
+  EncodedTensor e = sample();
+  std::stringstream stream;
+  ASSERT_TRUE(saveEncoded(e, stream, ArchiveKind::kText).isOk());
+  // Edit the text archive: bits 5 -> 6 changes the expected word count.
+  std::string text = stream.str();
+  const size_t at = text.find(" 5 0 0 0 100 ");  // bits layout norm dtype bucket
+  ASSERT_NE(at, std::string::npos) << text.substr(0, 80);
+  text[at + 1] = '6';
+  std::stringstream edited(text);
+  Result<EncodedTensor> r = loadEncoded(edited, ArchiveKind::kText);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("loading encoded tensor: expected"), std::string::npos)
+      << r.status().message();
+  // Saving an inconsistent tensor is refused too.
+  e.words.clear();
+  std::stringstream out;
+  EXPECT_EQ(saveEncoded(e, out, ArchiveKind::kBinary).code(), StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace qcomm

@@ -1,0 +1,334 @@
+// The CPU QSGD coder: hand-computed words, equality with the plain reference encoder for every
+// bits/layout/norm/bucket, determinism across threads and ISAs, and the edge cases.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+
+#include "codec/qsgd_cpu_kernels.h"
+#include "qcomm/codec.h"
+#include "reference_encoder.h"
+
+namespace qcomm {
+namespace {
+
+std::vector<float> gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+EncodedTensor encodeOrDie(const std::vector<float>& v, const QsgdOptions& o, const RandomKey& key,
+                          Executor* executor = nullptr) {
+  Result<EncodedTensor> e = qsgdEncode(std::span<const float>(v), o, key, executor);
+  EXPECT_TRUE(e.isOk()) << e.status().toString();
+  return e.isOk() ? *e : EncodedTensor{};
+}
+
+std::vector<float> decodeOrDie(const EncodedTensor& e, Executor* executor = nullptr) {
+  std::vector<float> out(e.count, -12345.0f);
+  const Status s = qsgdDecode(e, std::span<float>(out), executor);
+  EXPECT_TRUE(s.isOk()) << s.toString();
+  return out;
+}
+
+QsgdOptions opts(int bits, Layout layout, NormKind norm = NormKind::kL2, int64_t bucket = 0) {
+  QsgdOptions o;
+  o.bits = bits;
+  o.layout = layout;
+  o.norm = norm;
+  o.bucketSize = bucket;
+  return o;
+}
+
+// Sets QCOMM_CPU_ISA for one scope.
+class ScopedIsa {
+ public:
+  explicit ScopedIsa(const char* isa) { setenv("QCOMM_CPU_ISA", isa, 1); }
+  ~ScopedIsa() { unsetenv("QCOMM_CPU_ISA"); }
+};
+
+// ---- hand-computed words (max norm with |v| on exact levels: no randomness involved) ----------
+
+TEST(QsgdCodec, HandComputedSeedWord) {
+  // q = 2 (s = 3), max = 3 so y = |v|. Codes (sign+1)<<2 | xi: 3 -> 0xB, -2 -> 0x2, 0 -> 0x4,
+  // 1 -> 0x9; k = 16 slots of 4 bits, L = 1, the 12 unused slots hold the code of 0 (0x4).
+  const EncodedTensor e = encodeOrDie({3, -2, 0, 1}, opts(2, Layout::kSeed, NormKind::kMax), {});
+  ASSERT_EQ(e.words.size(), 1u);
+  EXPECT_EQ(e.words[0], 0xB249444444444444ull);
+  EXPECT_EQ(e.scales, std::vector<double>{3.0});
+  EXPECT_EQ(decodeOrDie(e), (std::vector<float>{3, -2, 0, 1}));
+}
+
+TEST(QsgdCodec, HandComputedCompactWord) {
+  // Compact, q = 2: 3-bit codes neg<<2 | xi: 3 -> 3, -2 -> 6, 0 -> 0, 1 -> 1; 21 slots, top bit 0.
+  const EncodedTensor e = encodeOrDie({3, -2, 0, 1}, opts(2, Layout::kCompact, NormKind::kMax), {});
+  ASSERT_EQ(e.words.size(), 1u);
+  EXPECT_EQ(e.words[0], (3ull << 60) | (6ull << 57) | (0ull << 54) | (1ull << 51));
+  EXPECT_EQ(e.words[0], 0x3C08000000000000ull);
+}
+
+TEST(QsgdCodec, HandComputedTwoSectionsOfTwoWords) {
+  // n = 17, k = 16 -> L = 2: value i = 2j + t sits in word t, slot j. v_i = i % 4, max 3.
+  std::vector<float> v;
+  for (int i = 0; i < 17; ++i) v.push_back(static_cast<float>(i % 4));
+  const EncodedTensor e = encodeOrDie(v, opts(2, Layout::kSeed, NormKind::kMax), {});
+  ASSERT_EQ(e.words.size(), 2u);
+  // word 0: values 0,2,4,...,16 = 0,2,0,2,0,2,0,2,0 -> 4,A,4,A,4,A,4,A,4 then 7 pads.
+  EXPECT_EQ(e.words[0], 0x4A4A4A4A44444444ull);
+  // word 1: values 1,3,...,15 = 1,3,1,3,1,3,1,3 -> 9,B,... then 8 pads.
+  EXPECT_EQ(e.words[1], 0x9B9B9B9B44444444ull);
+  EXPECT_EQ(decodeOrDie(e), v);
+}
+
+TEST(QsgdCodec, HandComputedExtremeBits) {
+  // q = 16 seed: 3 codes of 18 bits.
+  const EncodedTensor e16 =
+      encodeOrDie({65535, -1, 0}, opts(16, Layout::kSeed, NormKind::kMax), {});
+  ASSERT_EQ(e16.words.size(), 1u);
+  EXPECT_EQ(e16.words[0], (0x2FFFFull << 36) | (0x00001ull << 18) | 0x10000ull);
+  // q = 1 compact: 32 codes of 2 bits.
+  const EncodedTensor e1 = encodeOrDie({1, -1, 0, 1}, opts(1, Layout::kCompact, NormKind::kMax), {});
+  ASSERT_EQ(e1.words.size(), 1u);
+  EXPECT_EQ(e1.words[0], 0x7100000000000000ull);
+}
+
+// ---- equality with the reference encoder --------------------------------------------------------
+
+TEST(QsgdCodec, MatchesReferenceEncoderEverywhere) {
+  const std::vector<float> v = gaussian(5000, 3);
+  for (int bits = 1; bits <= 16; ++bits) {
+    for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+      for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+        for (int64_t bucket : {0, 1, 7, 128, 512, 4096}) {
+          const QsgdOptions o = opts(bits, layout, norm, bucket);
+          const RandomKey key{99, 3, 5, 11};
+          const EncodedTensor got = encodeOrDie(v, o, key);
+          const EncodedTensor want = testing::referenceEncodeF32(v, o, key);
+          ASSERT_EQ(got, want) << "bits " << bits << " " << layoutName(layout) << " "
+                               << normKindName(norm) << " bucket " << bucket;
+        }
+      }
+    }
+  }
+}
+
+TEST(QsgdCodec, LargeBucketTiledPathMatchesReference) {
+  // Buckets above 2^16 values are scaled and encoded tile by tile on all threads.
+  const std::vector<float> v = gaussian(200003, 4);
+  Executor executor(3);
+  for (int bits : {2, 4, 16}) {
+    for (int64_t bucket : {0, 70001}) {
+      const QsgdOptions o = opts(bits, Layout::kCompact, NormKind::kL2, bucket);
+      const RandomKey key{1, 0, 0, 0};
+      EXPECT_EQ(encodeOrDie(v, o, key, &executor), testing::referenceEncodeF32(v, o, key))
+          << bits << " " << bucket;
+    }
+  }
+}
+
+TEST(QsgdCodec, SameWordsOnEveryThreadCountAndIsa) {
+  const std::vector<float> v = gaussian(300001, 5);
+  for (int64_t bucket : {0, 512}) {
+    const QsgdOptions o = opts(4, Layout::kSeed, NormKind::kL2, bucket);
+    const RandomKey key{2024, 1, 2, 3};
+    const EncodedTensor single = encodeOrDie(v, o, key);
+    const std::vector<float> decoded = decodeOrDie(single);
+    for (int threads : {1, 2, 3, 7}) {
+      Executor executor(threads);
+      EXPECT_EQ(encodeOrDie(v, o, key, &executor), single) << threads << " threads";
+      EXPECT_EQ(decodeOrDie(single, &executor), decoded) << threads << " threads";
+    }
+    for (const char* isa : {"generic", "avx2", "avx512"}) {
+      if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+      ScopedIsa scoped(isa);
+      EXPECT_EQ(encodeOrDie(v, o, key), single) << isa;
+      EXPECT_EQ(decodeOrDie(single), decoded) << isa;
+    }
+  }
+}
+
+TEST(QsgdCodec, SeedAndKeyPartsChangeTheWords) {
+  const std::vector<float> v = gaussian(4096, 6);
+  const QsgdOptions o = opts(4, Layout::kSeed);
+  const EncodedTensor base = encodeOrDie(v, o, {1, 0, 0, 0});
+  EXPECT_EQ(encodeOrDie(v, o, {1, 0, 0, 0}), base);
+  EXPECT_NE(encodeOrDie(v, o, {2, 0, 0, 0}).words, base.words);
+  EXPECT_NE(encodeOrDie(v, o, {1, 1, 0, 0}).words, base.words);
+  EXPECT_NE(encodeOrDie(v, o, {1, 0, 1, 0}).words, base.words);
+  EXPECT_NE(encodeOrDie(v, o, {1, 0, 0, 1}).words, base.words);
+}
+
+// ---- error bounds and sizes ----------------------------------------------------------------------
+
+// |decoded - v| is below one quantization step (scale / s) for every value.
+void expectWithinOneStep(const std::vector<float>& v, const EncodedTensor& e,
+                         const std::vector<float>& out) {
+  const uint32_t s = (1u << e.bits) - 1u;
+  for (int64_t i = 0; i < e.count; ++i) {
+    const double step = e.scales[i / e.bucketSize] / s;
+    ASSERT_LE(std::fabs(double(out[i]) - double(v[i])), step * (1 + 1e-5) + 1e-44)
+        << "value " << i << " of " << e.count;
+    if (v[i] != 0.0f && out[i] != 0.0f) ASSERT_EQ(std::signbit(out[i]), std::signbit(v[i])) << i;
+  }
+}
+
+TEST(QsgdCodec, EverySizeAroundTheWordBoundaries) {
+  for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+    for (int bits : {1, 4, 16}) {
+      const int k = qsgd::valuesPerWord(bits, layout);
+      for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{k - 1}, int64_t{k}, int64_t{k + 1},
+                        int64_t{3 * k + 2}, int64_t{100000}}) {
+        const std::vector<float> v = gaussian(n, 7 + static_cast<uint32_t>(n));
+        for (int64_t bucket : {0, 512}) {
+          const QsgdOptions o = opts(bits, layout, NormKind::kMax, bucket);
+          const EncodedTensor e = encodeOrDie(v, o, {5, 0, 0, 0});
+          Result<QsgdGeometry> g = qsgdGeometry(n, o);
+          ASSERT_TRUE(g.isOk());
+          EXPECT_EQ(static_cast<int64_t>(e.words.size()), g->wordCount);
+          EXPECT_EQ(e.numBuckets(), g->numBuckets);
+          if (bucket == 0 && n > 0) EXPECT_EQ(g->wordCount, (n + k - 1) / k);
+          expectWithinOneStep(v, e, decodeOrDie(e));
+        }
+      }
+    }
+  }
+}
+
+TEST(QsgdCodec, ZeroSizeTensor) {
+  const EncodedTensor e = encodeOrDie({}, opts(4, Layout::kSeed), {});
+  EXPECT_EQ(e.count, 0);
+  EXPECT_TRUE(e.words.empty());
+  EXPECT_TRUE(e.scales.empty());
+  EXPECT_TRUE(decodeOrDie(e).empty());
+}
+
+TEST(QsgdCodec, AllZerosDecodeToZerosNotNan) {
+  for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+    const std::vector<float> v(1000, 0.0f);
+    const EncodedTensor e = encodeOrDie(v, opts(4, Layout::kSeed, norm, 100), {});
+    EXPECT_EQ(e.flags, 0u);
+    for (double s : e.scales) EXPECT_EQ(s, 0.0);
+    for (float x : decodeOrDie(e)) ASSERT_EQ(x, 0.0f);
+  }
+}
+
+TEST(QsgdCodec, NonFiniteBucketsAreFlaggedAndOnlyThoseDecodeAsNan) {
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+      std::vector<float> v = gaussian(1000, 8);
+      v[250] = bad;  // bucket 2 of 10
+      const EncodedTensor e = encodeOrDie(v, opts(4, Layout::kCompact, norm, 100), {});
+      EXPECT_EQ(e.flags & kFlagNonFinite, kFlagNonFinite);
+      EXPECT_TRUE(std::isnan(e.scales[2]));
+      const std::vector<float> out = decodeOrDie(e);
+      for (int64_t i = 0; i < 1000; ++i) {
+        if (i / 100 == 2) {
+          ASSERT_TRUE(std::isnan(out[i])) << i;
+        } else {
+          ASSERT_TRUE(std::isfinite(out[i])) << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(QsgdCodec, DenormalsStayWithinOneStep) {
+  std::vector<float> v = gaussian(3000, 9);
+  for (float& x : v) x *= 1e-40f;  // all denormal
+  for (int bits : {2, 8, 16}) {
+    for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+      const EncodedTensor e = encodeOrDie(v, opts(bits, Layout::kSeed, norm, 512), {3, 0, 0, 0});
+      EXPECT_EQ(e.flags, 0u);
+      expectWithinOneStep(v, e, decodeOrDie(e));
+    }
+  }
+}
+
+TEST(QsgdCodec, ValuesNearFloatMaxStayFinite) {
+  std::vector<float> v = {FLT_MAX, -FLT_MAX, 3e38f, -1e38f, 0.0f, 1.0f};
+  for (int bits : {1, 5, 9, 16}) {
+    for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+      const EncodedTensor e = encodeOrDie(v, opts(bits, Layout::kSeed, norm), {4, 0, 0, 0});
+      EXPECT_EQ(e.flags, 0u) << "finite input must not be flagged";
+      const std::vector<float> out = decodeOrDie(e);
+      const uint32_t s = (1u << bits) - 1u;
+      for (size_t i = 0; i < v.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(out[i])) << bits << " " << i;
+        // The scale is clamped 2 ulps below FLT_MAX: the error is one step plus those ulps.
+        EXPECT_LE(std::fabs(double(out[i]) - double(v[i])), e.scales[0] / s + 1e33) << i;
+      }
+    }
+  }
+}
+
+TEST(QsgdCodec, Float64InputRoundTripsWithinOneStep) {
+  std::mt19937 rng(10);
+  std::normal_distribution<double> dist(0.0, 1e200);
+  std::vector<double> v(2000);
+  for (double& x : v) x = dist(rng);  // squares would overflow without the exponent scaling
+  for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+    Result<EncodedTensor> e = qsgdEncode(std::span<const double>(v), opts(8, Layout::kSeed, norm, 300), {1, 0, 0, 0});
+    ASSERT_TRUE(e.isOk()) << e.status().toString();
+    EXPECT_EQ(e->dtype, DType::kFloat64);
+    EXPECT_EQ(e->flags, 0u);
+    std::vector<double> out(v.size());
+    ASSERT_TRUE(qsgdDecode(*e, std::span<double>(out)).isOk());
+    for (size_t i = 0; i < v.size(); ++i) {
+      ASSERT_LE(std::fabs(out[i] - v[i]), e->scales[i / 300] / 255 * (1 + 1e-12)) << i;
+    }
+    // A float32 view of the same decode is the rounded float64 one.
+    std::vector<float> narrow(v.size());
+    ASSERT_TRUE(qsgdDecode(*e, std::span<float>(narrow)).isOk());
+    EXPECT_EQ(narrow[0], static_cast<float>(out[0]));
+  }
+}
+
+// ---- bad input -----------------------------------------------------------------------------------
+
+TEST(QsgdCodec, BadOptionsAreRejectedWithTheirNames) {
+  const std::vector<float> v(10, 1.0f);
+  auto message = [&](const QsgdOptions& o) {
+    Result<EncodedTensor> e = qsgdEncode(std::span<const float>(v), o, {});
+    EXPECT_FALSE(e.isOk());
+    return e.status().message();
+  };
+  EXPECT_EQ(message(opts(0, Layout::kSeed)), "bits must be in [1, 16], got 0");
+  EXPECT_EQ(message(opts(17, Layout::kSeed)), "bits must be in [1, 16], got 17");
+  EXPECT_EQ(message(opts(4, Layout::kSeed, NormKind::kL2, -1)),
+            "bucket size must be >= 1 (or 0 for the whole tensor), got -1");
+  EXPECT_EQ(message(opts(4, static_cast<Layout>(7))), "layout must be seed or compact, got 7");
+  EXPECT_EQ(message(opts(4, Layout::kSeed, static_cast<NormKind>(9))),
+            "norm must be l2 or max, got 9");
+  const int64_t badShape[] = {3, 4};
+  Result<EncodedTensor> e = qsgdEncode(std::span<const float>(v), opts(4, Layout::kSeed), {},
+                                       nullptr, badShape);
+  EXPECT_EQ(e.status().message(), "shape holds 12 values but the tensor has 10");
+}
+
+TEST(QsgdCodec, DecodeChecksTheOutputAndTheMessage) {
+  EncodedTensor e = encodeOrDie(gaussian(100, 1), opts(4, Layout::kSeed), {});
+  std::vector<float> small(99);
+  Status s = qsgdDecode(e, std::span<float>(small));
+  EXPECT_EQ(s.message(), "decode output holds 99 values but the message has 100");
+  e.words.pop_back();
+  std::vector<float> out(100);
+  s = qsgdDecode(e, std::span<float>(out));
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("expected 10 words"), std::string::npos) << s.message();
+}
+
+TEST(QsgdCodec, ParsersNameTheBadValue) {
+  EXPECT_EQ(parseLayout("dense").status().message(),
+            "layout must be 'seed' or 'compact', got 'dense'");
+  EXPECT_EQ(parseNormKind("l1").status().message(), "norm must be 'l2' or 'max', got 'l1'");
+  EXPECT_EQ(*parseLayout("compact"), Layout::kCompact);
+  EXPECT_EQ(*parseNormKind("max"), NormKind::kMax);
+}
+
+}  // namespace
+}  // namespace qcomm

@@ -1,0 +1,197 @@
+// The wire message: round trips, and every malformed case gives a DataLoss naming the field.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "qcomm/wire.h"
+
+namespace qcomm {
+namespace {
+
+EncodedTensor sample(DType dtype = DType::kFloat32, bool nonFinite = false) {
+  std::vector<float> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(float(i));
+  if (nonFinite) v[3] = INFINITY;
+  QsgdOptions o;
+  o.bits = 3;
+  o.bucketSize = 128;
+  o.layout = Layout::kCompact;
+  const int64_t shape[] = {10, 100};
+  if (dtype == DType::kFloat64) {
+    std::vector<double> d(v.begin(), v.end());
+    return *qsgdEncode(std::span<const double>(d), o, {1, 0, 0, 0}, nullptr, shape);
+  }
+  return *qsgdEncode(std::span<const float>(v), o, {1, 0, 0, 0}, nullptr, shape);
+}
+
+std::vector<uint8_t> wire(const EncodedTensor& e, bool crc = true) {
+  WireOptions options;
+  options.crc = crc;
+  Result<std::vector<uint8_t>> w = toWire(e, options);
+  EXPECT_TRUE(w.isOk()) << w.status().toString();
+  return *w;
+}
+
+// Parses `bytes` and returns the error message ("" if it parsed).
+std::string parseError(const std::vector<uint8_t>& bytes) {
+  Result<EncodedTensor> e = fromWire(bytes);
+  if (e.isOk()) return "";
+  EXPECT_EQ(e.status().code(), StatusCode::kDataLoss) << e.status().toString();
+  return e.status().message();
+}
+
+template <typename T>
+void poke(std::vector<uint8_t>& bytes, size_t offset, T value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof(T));
+}
+
+using ::testing::HasSubstr;
+
+TEST(Wire, RoundTripsEveryField) {
+  for (DType dtype : {DType::kFloat32, DType::kFloat64}) {
+    for (bool nonFinite : {false, true}) {
+      for (bool crc : {false, true}) {
+        const EncodedTensor e = sample(dtype, nonFinite);
+        Result<EncodedTensor> back = fromWire(wire(e, crc));
+        ASSERT_TRUE(back.isOk()) << back.status().toString();
+        EXPECT_EQ(back->shape, (std::vector<int64_t>{10, 100}));
+        EXPECT_EQ(back->words, e.words);
+        EXPECT_EQ(back->flags, e.flags);
+        ASSERT_EQ(back->scales.size(), e.scales.size());
+        for (size_t b = 0; b < e.scales.size(); ++b) {
+          EXPECT_TRUE(back->scales[b] == e.scales[b] ||
+                      (std::isnan(back->scales[b]) && std::isnan(e.scales[b])));
+        }
+      }
+    }
+  }
+}
+
+TEST(Wire, SizesAreExact) {
+  const EncodedTensor e = sample();
+  // 64-byte header, 2 dims, 8 fp32 scales (32 bytes), 1000 / 21 per word in buckets of 128.
+  EXPECT_EQ(*wireSize(e), 64 + 16 + 32 + 8 * e.words.size());
+  EXPECT_EQ(wire(e).size(), *wireSize(e));
+}
+
+TEST(Wire, EmptyTensorRoundTrips) {
+  const EncodedTensor e = *qsgdEncode(std::span<const float>(), QsgdOptions{}, {});
+  Result<EncodedTensor> back = fromWire(wire(e));
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(back->count, 0);
+}
+
+TEST(Wire, TruncatedMessages) {
+  const std::vector<uint8_t> good = wire(sample());
+  EXPECT_EQ(parseError({}), "message is 0 bytes, shorter than the 64-byte header");
+  EXPECT_EQ(parseError(std::vector<uint8_t>(good.begin(), good.begin() + 70)),
+            "message is 70 bytes, shorter than its 80-byte header and shape");
+  for (size_t cut : {size_t{80}, size_t{81}, good.size() / 2, good.size() - 1}) {
+    const std::string error = parseError(std::vector<uint8_t>(good.begin(), good.begin() + cut));
+    EXPECT_THAT(error, HasSubstr(": truncated")) << cut;
+  }
+  std::vector<uint8_t> longer = good;
+  longer.push_back(0);
+  EXPECT_THAT(parseError(longer), HasSubstr(": trailing bytes"));
+}
+
+TEST(Wire, EveryHeaderFieldIsChecked) {
+  const std::vector<uint8_t> good = wire(sample());
+  ASSERT_EQ(parseError(good), "");
+  struct Mutation {
+    const char* what;
+    std::function<void(std::vector<uint8_t>&)> apply;
+    const char* expected;
+  };
+  const std::vector<Mutation> mutations = {
+      {"magic", [](auto& b) { b[0] = 'X'; }, "bad magic"},
+      {"version", [](auto& b) { poke<uint16_t>(b, 4, 2); }, "unknown format version 2"},
+      {"header bytes", [](auto& b) { poke<uint16_t>(b, 6, 72); }, "header bytes field is 72"},
+      {"codec", [](auto& b) { b[8] = 9; }, "codec id 9 is unknown"},
+      {"bits 0", [](auto& b) { b[9] = 0; }, "bits field is 0"},
+      {"bits 17", [](auto& b) { b[9] = 17; }, "bits field is 17"},
+      {"layout", [](auto& b) { b[10] = 2; }, "layout field is 2"},
+      {"norm", [](auto& b) { b[11] = 5; }, "norm field is 5"},
+      {"dtype", [](auto& b) { b[12] = 3; }, "dtype field is 3"},
+      {"scale bytes", [](auto& b) { b[13] = 8; }, "scale bytes field is 8"},
+      {"ndim", [](auto& b) { poke<uint16_t>(b, 14, 40); }, "ndim 40 exceeds 32"},
+      {"flags", [](auto& b) { poke<uint32_t>(b, 16, 0x80u | kFlagCrc); }, "hold unknown bits"},
+      {"reserved", [](auto& b) { b[60] = 1; }, "reserved header field is not zero"},
+      {"bucket 0", [](auto& b) { poke<int64_t>(b, 24, 0); }, "bucket size field is 0"},
+      {"count < 0", [](auto& b) { poke<int64_t>(b, 32, -5); }, "element count is negative: -5"},
+      {"count huge", [](auto& b) { poke<int64_t>(b, 32, int64_t{1} << 62); }, "exceeds 2^56"},
+      {"word count", [](auto& b) { poke<int64_t>(b, 40, 7); }, "word count field is 7"},
+      {"count vs words", [](auto& b) { poke<int64_t>(b, 32, 2000); }, "word count field is"},
+      {"hash", [](auto& b) { b[50] ^= 1; }, "config hash does not match"},
+      {"shape", [](auto& b) { poke<int64_t>(b, 64, 11); }, "shape holds 1100 values but the count is 1000"},
+      {"negative dim", [](auto& b) { poke<int64_t>(b, 72, -100); }, "shape dimension 1 is negative"},
+      {"payload", [](auto& b) { b[b.size() - 3] ^= 0x10; }, "payload CRC32C mismatch"},
+      {"scale", [](auto& b) { b[80] ^= 0x01; }, "payload CRC32C mismatch"},
+  };
+  for (const Mutation& m : mutations) {
+    std::vector<uint8_t> bad = good;
+    m.apply(bad);
+    EXPECT_THAT(parseError(bad), HasSubstr(m.expected)) << m.what;
+  }
+}
+
+TEST(Wire, ScalesAreValidatedWithoutCrc) {
+  const std::vector<uint8_t> good = wire(sample(), /*crc=*/false);
+  std::vector<uint8_t> negative = good;
+  poke<float>(negative, 80, -1.0f);
+  EXPECT_THAT(parseError(negative), HasSubstr("scale of bucket 0 is invalid: -1"));
+  std::vector<uint8_t> nan = good;
+  poke<float>(nan, 84, std::nanf(""));
+  EXPECT_EQ(parseError(nan), "a bucket scale is NaN but the non-finite flag is clear");
+  std::vector<uint8_t> flagged = good;
+  poke<uint32_t>(flagged, 16, kFlagNonFinite);
+  EXPECT_EQ(parseError(flagged), "the non-finite flag is set but no bucket scale is NaN");
+  std::vector<uint8_t> crcWithoutFlag = good;
+  poke<uint32_t>(crcWithoutFlag, 20, 1234);
+  EXPECT_EQ(parseError(crcWithoutFlag), "CRC field is set but the CRC flag is clear");
+}
+
+TEST(Wire, RandomCorruptionNeverCrashes) {
+  const std::vector<uint8_t> good = wire(sample(), /*crc=*/false);
+  std::mt19937 rng(1);
+  int rejected = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<uint8_t> bad = good;
+    const int flips = 1 + trial % 4;
+    for (int f = 0; f < flips; ++f) bad[rng() % 80] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    if (trial % 3 == 0) bad.resize(rng() % bad.size());
+    Result<EncodedTensor> e = fromWire(bad);
+    if (!e.isOk()) {
+      ++rejected;
+      continue;
+    }
+    // Whatever parses must decode without touching memory it does not own.
+    std::vector<float> out(e->count);
+    EXPECT_TRUE(qsgdDecode(*e, std::span<float>(out)).isOk());
+  }
+  EXPECT_GT(rejected, 2500);
+}
+
+TEST(Wire, Crc32cKnownAnswer) {
+  // RFC 3720 B.4: 32 bytes of zeros -> 0x8A9136AA; "123456789" -> 0xE3069283.
+  const std::vector<uint8_t> zeros(32, 0);
+  EXPECT_EQ(crc32c(zeros), 0x8A9136AAu);
+  const std::string digits = "123456789";
+  EXPECT_EQ(crc32c(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(digits.data()), 9)),
+            0xE3069283u);
+}
+
+TEST(Wire, WriterRejectsInconsistentTensorsAndWrongBuffers) {
+  EncodedTensor e = sample();
+  std::vector<uint8_t> small(10);
+  EXPECT_EQ(writeWire(e, {}, small).message(),
+            "wire buffer holds 10 bytes, the message needs " + std::to_string(*wireSize(e)));
+  e.scales.pop_back();
+  EXPECT_THAT(toWire(e).status().message(), HasSubstr("expected 8 bucket scales"));
+}
+
+}  // namespace
+}  // namespace qcomm
