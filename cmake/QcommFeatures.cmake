@@ -48,6 +48,7 @@ qcomm_resolve_feature(MPI "${MPI_CXX_FOUND}" "no MPI found (apt-get install libo
 if(NOT QCOMM_WITH_PYTHON STREQUAL "OFF")
   find_package(Python3 QUIET COMPONENTS Interpreter Development.Module)
   if(Python3_FOUND)
+    set(PYBIND11_FINDPYTHON ON)
     find_package(pybind11 CONFIG QUIET)
   endif()
 endif()

@@ -1,0 +1,27 @@
+// The `qcomm` command: codec tools and the demo (run, bench, sweep and cluster arrive with the
+// allreduce and launcher work).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "codec_command.h"
+#include "demo_command.h"
+#include "qcomm/env.h"
+
+int main(int argc, char** argv) {
+  CLI::App app("qcomm: QSGD-compressed allreduce for slow networks");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "qcomm 0.1.0");
+  int exitCode = 0;
+  qcomm::launcher::addCodecCommand(app, exitCode);
+  qcomm::launcher::addDemoCommand(app, exitCode);
+  CLI::App* env = app.add_subcommand("env", "list the QCOMM_* environment knobs");
+  env->callback([] {
+    for (const qcomm::KnobInfo& k : qcomm::knobs()) {
+      std::printf("%-20s = %-8s (default %s)  %s\n", std::string(k.name).c_str(),
+                  qcomm::knobString(k.knob).c_str(), std::string(k.defaultValue).c_str(),
+                  std::string(k.help).c_str());
+    }
+  });
+  CLI11_PARSE(app, argc, argv);
+  return exitCode;
+}

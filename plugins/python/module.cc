@@ -1,0 +1,163 @@
+// _qcomm: the thin pybind11 layer under the `qcomm` package. It moves numpy arrays in and out of
+// the C++ codec and turns Status errors into ValueError; argument checking and the seed notebook's
+// dict format live in qcomm/_codec.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "qcomm/codec.h"
+#include "qcomm/wire.h"
+
+namespace py = pybind11;
+
+namespace qcomm::python {
+namespace {
+
+[[noreturn]] void raise(const Status& status) { throw py::value_error(status.message()); }
+
+template <typename T>
+T unwrap(Result<T> result) {
+  if (!result.isOk()) raise(result.status());
+  return std::move(result).value();
+}
+
+void check(const Status& status) {
+  if (!status.isOk()) raise(status);
+}
+
+// The fields of an EncodedTensor as a plain dict (numpy arrays for words and scales).
+py::dict toFields(const EncodedTensor& e) {
+  py::dict d;
+  py::array_t<uint64_t> words(static_cast<py::ssize_t>(e.words.size()));
+  if (!e.words.empty()) std::memcpy(words.mutable_data(), e.words.data(), 8 * e.words.size());
+  py::array_t<double> scales(static_cast<py::ssize_t>(e.scales.size()));
+  if (!e.scales.empty()) std::memcpy(scales.mutable_data(), e.scales.data(), 8 * e.scales.size());
+  d["words"] = words;
+  d["scales"] = scales;
+  d["bits"] = e.bits;
+  d["layout"] = std::string(layoutName(e.layout));
+  d["norm"] = std::string(normKindName(e.norm));
+  d["dtype"] = std::string(dtypeName(e.dtype));
+  d["bucket_size"] = e.bucketSize;
+  d["count"] = e.count;
+  d["shape"] = py::tuple(py::cast(e.shape));
+  d["flags"] = e.flags;
+  return d;
+}
+
+EncodedTensor fromFields(py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
+                         py::array_t<double, py::array::c_style | py::array::forcecast> scales,
+                         int bits, const std::string& layout, const std::string& norm,
+                         const std::string& dtype, int64_t bucketSize, int64_t count,
+                         const std::vector<int64_t>& shape, uint32_t flags) {
+  EncodedTensor e;
+  e.bits = bits;
+  e.layout = unwrap(parseLayout(layout));
+  e.norm = unwrap(parseNormKind(norm));
+  if (dtype != "float32" && dtype != "float64") {
+    throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  }
+  e.dtype = dtype == "float32" ? DType::kFloat32 : DType::kFloat64;
+  e.bucketSize = bucketSize;
+  e.count = count;
+  e.shape = shape;
+  e.flags = flags;
+  e.words.assign(words.data(), words.data() + words.size());
+  e.scales.assign(scales.data(), scales.data() + scales.size());
+  check(validateEncoded(e));
+  return e;
+}
+
+template <typename T>
+py::dict encodeArray(py::array_t<T, py::array::c_style> x, int bits, int64_t bucketSize,
+                     const std::string& norm, const std::string& layout, uint64_t seed,
+                     uint32_t rank, uint32_t tensorId, uint64_t step, Executor* executor) {
+  QsgdOptions options;
+  options.bits = bits;
+  options.bucketSize = bucketSize;
+  options.norm = unwrap(parseNormKind(norm));
+  options.layout = unwrap(parseLayout(layout));
+  std::vector<int64_t> shape(x.shape(), x.shape() + x.ndim());
+  const std::span<const T> values(x.data(), static_cast<size_t>(x.size()));
+  Result<EncodedTensor> e = invalidArgument("not run");
+  {
+    py::gil_scoped_release release;
+    e = qsgdEncode(values, options, RandomKey{seed, rank, tensorId, step}, executor, shape);
+  }
+  EncodedTensor encoded = unwrap(std::move(e));
+  if (x.ndim() == 0) encoded.shape.clear();  // a 0-d array stays 0-d
+  return toFields(encoded);
+}
+
+template <typename T>
+py::array_t<T> decodeTo(const EncodedTensor& e, Executor* executor) {
+  py::array_t<T> out(e.shape);
+  {
+    py::gil_scoped_release release;
+    check(qsgdDecode(e, std::span<T>(out.mutable_data(), static_cast<size_t>(e.count)), executor));
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace qcomm::python
+
+PYBIND11_MODULE(_qcomm, m) {
+  using namespace qcomm;
+  using namespace qcomm::python;
+  m.doc() = "qcomm's C++ codec (use the `qcomm` package, not this module)";
+
+  py::class_<Executor>(m, "Executor")
+      .def(py::init([](int threads) {
+             if (threads <= 0) return unwrap(Executor::fromEnvironment());
+             return std::make_unique<Executor>(threads);
+           }),
+           py::arg("threads") = 0)
+      .def_property_readonly("threads", &Executor::numThreads);
+
+  m.def("encode_f32", &encodeArray<float>);
+  m.def("encode_f64", &encodeArray<double>);
+  m.def("decode", [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
+                     py::array_t<double, py::array::c_style | py::array::forcecast> scales,
+                     int bits, const std::string& layout, const std::string& norm,
+                     const std::string& dtype, int64_t bucketSize, int64_t count,
+                     const std::vector<int64_t>& shape, uint32_t flags,
+                     const std::string& outDtype, Executor* executor) -> py::object {
+    const EncodedTensor e =
+        fromFields(words, scales, bits, layout, norm, dtype, bucketSize, count, shape, flags);
+    if (outDtype == "float32") return decodeTo<float>(e, executor);
+    return decodeTo<double>(e, executor);
+  });
+  m.def("to_wire", [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
+                      py::array_t<double, py::array::c_style | py::array::forcecast> scales,
+                      int bits, const std::string& layout, const std::string& norm,
+                      const std::string& dtype, int64_t bucketSize, int64_t count,
+                      const std::vector<int64_t>& shape, uint32_t flags, bool crc) {
+    const EncodedTensor e =
+        fromFields(words, scales, bits, layout, norm, dtype, bucketSize, count, shape, flags);
+    WireOptions options;
+    options.crc = crc;
+    const std::vector<uint8_t> bytes = unwrap(toWire(e, options));
+    return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  });
+  m.def("from_wire", [](py::buffer buffer) {
+    const py::buffer_info info = buffer.request();
+    if (info.ndim != 1 || info.itemsize != 1) {
+      throw py::type_error("from_bytes expects a bytes-like object of single bytes");
+    }
+    const auto* data = static_cast<const uint8_t*>(info.ptr);
+    return toFields(unwrap(fromWire(std::span<const uint8_t>(data, info.size))));
+  });
+  m.def("geometry", [](int64_t count, int bits, const std::string& layout, int64_t bucketSize) {
+    QsgdOptions options;
+    options.bits = bits;
+    options.layout = unwrap(parseLayout(layout));
+    options.bucketSize = bucketSize;
+    const QsgdGeometry g = unwrap(qsgdGeometry(count, options));
+    return py::make_tuple(g.valuesPerWord, g.bucketSize, g.numBuckets, g.wordCount);
+  });
+}

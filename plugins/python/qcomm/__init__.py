@@ -1,0 +1,15 @@
+"""qcomm: QSGD gradient compression for allreduce on slow networks.
+
+The codec API replaces the seed notebook's ``encode``/``decode``::
+
+    import numpy as np, qcomm
+    code = qcomm.encode(np.random.rand(20, 1), quantization_level=4, seed=0)
+    x = qcomm.decode(code)                  # same shape, float64 like the input
+    wire = qcomm.to_bytes(code)             # the self-describing wire message
+    assert (qcomm.decode(qcomm.from_bytes(wire)) == x).all()
+"""
+
+from ._codec import decode, encode, from_bytes, to_bytes
+
+__version__ = "0.1.0"
+__all__ = ["encode", "decode", "to_bytes", "from_bytes", "__version__"]
