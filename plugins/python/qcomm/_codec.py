@@ -81,7 +81,8 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
     step = _int_arg("step", step, 0, (1 << 64) - 1)
     _choice("norm", norm, _NORMS)
     _choice("layout", layout, _LAYOUTS)
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+        array = array.copy(order="C")
     coder = _qcomm.encode_f32 if array.dtype == np.float32 else _qcomm.encode_f64
     fields = coder(array, bits, bucket, norm, layout, seed, rank, tensor_id, step,
                    _shared_executor())
@@ -181,7 +182,7 @@ def decode(code, dtype=None):
     fields = _fields(code)
     out = _choice("dtype", np.dtype(dtype).name if dtype is not None else fields[5],
                   ("float32", "float64"))
-    return _qcomm.decode(*fields, out, _shared_executor())
+    return _qcomm.decode(*fields, out, _shared_executor()).reshape(fields[8])
 
 
 def to_bytes(code, crc=True):
