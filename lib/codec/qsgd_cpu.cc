@@ -223,15 +223,14 @@ Status checkShape(std::span<const int64_t> shape, int64_t count, std::vector<int
 }
 
 template <typename T>
-Result<EncodedTensor> encodeImpl(std::span<const T> values, const QsgdOptions& options,
-                                 const RandomKey& key, Executor* executor,
-                                 std::span<const int64_t> shape) {
+Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const RandomKey& key,
+                  Executor* executor, std::span<const int64_t> shape, EncodedTensor* result) {
   const int64_t n = static_cast<int64_t>(values.size());
   QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(n, options));
   QCOMM_ASSIGN_OR_RETURN(const CpuKernels* kernels, kernelsFromEnvironment());
   const CpuKernels& k = *kernels;
 
-  EncodedTensor out;
+  EncodedTensor& out = *result;
   QCOMM_RETURN_IF_ERROR(checkShape(shape, n, &out.shape));
   out.bits = options.bits;
   out.layout = options.layout;
@@ -239,8 +238,10 @@ Result<EncodedTensor> encodeImpl(std::span<const T> values, const QsgdOptions& o
   out.dtype = std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
   out.bucketSize = g.bucketSize;
   out.count = n;
-  out.scales.assign(g.numBuckets, 0.0);
-  out.words.assign(g.wordCount, 0);
+  out.flags = 0;
+  // Every scale and word is written below; resize keeps the capacity of a reused tensor.
+  out.scales.resize(g.numBuckets);
+  out.words.resize(g.wordCount);
 
   const CodeParams p{options.bits, options.layout, g.valuesPerWord, g.codeWidth,
                      qsgd::philoxKey(key.seed, key.rank, key.tensorId), key.step};
@@ -269,6 +270,15 @@ Result<EncodedTensor> encodeImpl(std::span<const T> values, const QsgdOptions& o
     }
   }
   if (std::any_of(out.scales.begin(), out.scales.end(), isNan)) out.flags |= kFlagNonFinite;
+  return Status::ok();
+}
+
+template <typename T>
+Result<EncodedTensor> encodeNew(std::span<const T> values, const QsgdOptions& options,
+                                const RandomKey& key, Executor* executor,
+                                std::span<const int64_t> shape) {
+  EncodedTensor out;
+  QCOMM_RETURN_IF_ERROR(encodeImpl(values, options, key, executor, shape, &out));
   return out;
 }
 
@@ -368,13 +378,27 @@ Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor
 Result<EncodedTensor> qsgdEncode(std::span<const float> values, const QsgdOptions& options,
                                  const RandomKey& key, Executor* executor,
                                  std::span<const int64_t> shape) {
-  return encodeImpl(values, options, key, executor, shape);
+  return encodeNew(values, options, key, executor, shape);
 }
 
 Result<EncodedTensor> qsgdEncode(std::span<const double> values, const QsgdOptions& options,
                                  const RandomKey& key, Executor* executor,
                                  std::span<const int64_t> shape) {
-  return encodeImpl(values, options, key, executor, shape);
+  return encodeNew(values, options, key, executor, shape);
+}
+
+Status qsgdEncodeInto(std::span<const float> values, const QsgdOptions& options,
+                      const RandomKey& key, Executor* executor, EncodedTensor* out,
+                      std::span<const int64_t> shape) {
+  if (out == nullptr) return invalidArgument("qsgdEncodeInto: out is null");
+  return encodeImpl(values, options, key, executor, shape, out);
+}
+
+Status qsgdEncodeInto(std::span<const double> values, const QsgdOptions& options,
+                      const RandomKey& key, Executor* executor, EncodedTensor* out,
+                      std::span<const int64_t> shape) {
+  if (out == nullptr) return invalidArgument("qsgdEncodeInto: out is null");
+  return encodeImpl(values, options, key, executor, shape, out);
 }
 
 Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* executor) {

@@ -75,6 +75,15 @@ Result<EncodedTensor> qsgdEncode(std::span<const double> values, const QsgdOptio
                                  const RandomKey& key, Executor* executor = nullptr,
                                  std::span<const int64_t> shape = {});
 
+// The same, into `out`, reusing its buffers' capacity: no allocation once `out` has held a tensor
+// of this size (what a training loop calling it every step wants).
+Status qsgdEncodeInto(std::span<const float> values, const QsgdOptions& options,
+                      const RandomKey& key, Executor* executor, EncodedTensor* out,
+                      std::span<const int64_t> shape = {});
+Status qsgdEncodeInto(std::span<const double> values, const QsgdOptions& options,
+                      const RandomKey& key, Executor* executor, EncodedTensor* out,
+                      std::span<const int64_t> shape = {});
+
 // Decodes into `out`, whose size must equal encoded.count. A float32 message decodes with fp32
 // arithmetic and a float64 one with fp64, whatever the output type.
 Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* executor = nullptr);

@@ -1,0 +1,147 @@
+// QSGD encode/decode throughput on the CPU, in GB/s of float32 input, beside a memcpy of the same
+// bytes measured in the same run (counters memcpy_GBps and x_memcpy = codec rate / memcpy rate).
+//
+//   build/bench/qcomm_codec_bench --benchmark_filter='Encode/seed/4/512/'
+//
+// Arguments: layout (0 seed, 1 compact), bits, bucket (0: whole tensor), log2(values), threads
+// (0: QCOMM_NUM_THREADS or all cores).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "qcomm/codec.h"
+
+namespace qcomm {
+namespace {
+
+std::vector<float> gaussian(int64_t n) {
+  std::vector<float> v(n);
+  std::mt19937 rng(12345);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  // Fill a block and repeat it: realistic values without minutes of RNG for 64M values.
+  const int64_t block = std::min<int64_t>(n, 1 << 16);
+  for (int64_t i = 0; i < block; ++i) v[i] = dist(rng);
+  for (int64_t i = block; i < n; ++i) v[i] = v[i - block] * 0.999f;
+  return v;
+}
+
+// Median memcpy rate (bytes/s) of `bytes` from src to dst, single thread, out of 7 runs.
+double memcpyRate(const void* src, void* dst, size_t bytes) {
+  std::vector<double> seconds;
+  for (int r = 0; r < 7; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(dst, src, bytes);
+    benchmark::ClobberMemory();
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return double(bytes) / seconds[3];
+}
+
+struct Setup {
+  QsgdOptions options;
+  int64_t n;
+  std::unique_ptr<Executor> executor;  // null: single thread on the caller
+  std::vector<float> x;
+};
+
+Setup makeSetup(const benchmark::State& state) {
+  Setup s;
+  s.options.layout = state.range(0) == 0 ? Layout::kSeed : Layout::kCompact;
+  s.options.bits = static_cast<int>(state.range(1));
+  s.options.bucketSize = state.range(2);
+  s.n = int64_t{1} << state.range(3);
+  if (state.range(4) == 0) {
+    Result<std::unique_ptr<Executor>> executor = Executor::fromEnvironment();
+    if (executor.isOk()) s.executor = std::move(*executor);
+  } else if (state.range(4) > 1) {
+    s.executor = std::make_unique<Executor>(static_cast<int>(state.range(4)));
+  }
+  s.x = gaussian(s.n);
+  return s;
+}
+
+using Clock = std::chrono::steady_clock;
+
+// `loopSeconds`: wall time of the whole timed loop, which is what UseRealTime() reports too.
+void report(benchmark::State& state, const Setup& s, double memcpyBytesPerSecond,
+            double loopSeconds) {
+  const double bytes = 4.0 * double(s.n) * double(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+  const double codecBytesPerSecond = bytes / loopSeconds;
+  state.counters["codec_GBps"] = codecBytesPerSecond * 1e-9;
+  state.counters["memcpy_GBps"] = memcpyBytesPerSecond * 1e-9;
+  state.counters["x_memcpy"] = codecBytesPerSecond / memcpyBytesPerSecond;
+  state.counters["threads"] = s.executor ? s.executor->numThreads() : 1;
+}
+
+void BM_Encode(benchmark::State& state) {
+  Setup s = makeSetup(state);
+  std::vector<float> copy(s.n);
+  const double memcpyBps = memcpyRate(s.x.data(), copy.data(), 4 * s.x.size());
+  copy = {};
+  uint64_t step = 0;
+  EncodedTensor e;  // reused, as a training loop would
+  (void)qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, 0}, nullptr, &e);
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    const Status status = qsgdEncodeInto(std::span<const float>(s.x), s.options,
+                                         {7, 0, 0, step++}, s.executor.get(), &e);
+    if (!status.isOk()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(e.words.data());
+  }
+  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
+void BM_Decode(benchmark::State& state) {
+  Setup s = makeSetup(state);
+  const EncodedTensor e = *qsgdEncode(std::span<const float>(s.x), s.options, {7, 0, 0, 0});
+  std::vector<float> out(s.n);
+  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    const Status status = qsgdDecode(e, std::span<float>(out), s.executor.get());
+    if (!status.isOk()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
+void arguments(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads"});
+  for (int layout : {0, 1}) {
+    for (int bits : {2, 4, 8}) {
+      for (int bucket : {512, 0}) {
+        for (int log2n : {20, 22, 24, 26}) {
+          for (int threads : {1, 0}) b->Args({layout, bits, bucket, log2n, threads});
+        }
+      }
+    }
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
+}
+
+BENCHMARK(BM_Encode)->Apply(arguments);
+BENCHMARK(BM_Decode)->Apply(arguments);
+
+}  // namespace
+}  // namespace qcomm
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
