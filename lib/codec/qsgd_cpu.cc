@@ -115,13 +115,16 @@ double bucketScaleF64(const double* v, int64_t count, NormKind norm) {
   if (nonFinite) return std::numeric_limits<double>::quiet_NaN();
   if (norm == NormKind::kMax || maxAbs == 0.0) return std::min(maxAbs, qsgd::kMaxScaleF64);
   const int e = std::ilogb(maxAbs);
+  // v * 2^-e rounds exactly like ldexp(v, -e); 2^-e is representable unless max|v| < 2^-1023.
+  const double factor = e >= -1023 ? std::ldexp(1.0, -e) : 0.0;
   const int64_t tiles = (count + kNormTile - 1) / kNormTile;
   std::vector<double> sums(tiles);
   for (int64_t t = 0; t < tiles; ++t) {
     double lanes[qsgd::kNormLanes] = {};
     const int64_t m = std::min<int64_t>(kNormTile, count - t * kNormTile);
     for (int64_t i = 0; i < m; ++i) {
-      const double x = std::ldexp(v[t * kNormTile + i], -e);
+      const double value = v[t * kNormTile + i];
+      const double x = factor != 0.0 ? value * factor : std::ldexp(value, -e);
       lanes[i % qsgd::kNormLanes] += x * x;
     }
     sums[t] = qsgd::foldLanes(lanes);

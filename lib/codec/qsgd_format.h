@@ -198,27 +198,34 @@ inline constexpr double kUpF64 = 0x1p512;
 // overflow there; above it, (f-1)*xi*(scale/s).
 inline constexpr double kSeedOrderLimitF64 = 0x1p1000;
 
-QCOMM_HOST_DEVICE uint32_t quantizeF64(double absValue, double scale, uint32_t random, uint32_t s) {
-  if (!(scale > 0.0)) return 0u;
-  double y;
-  if (scale < kTinyF64) {
-    y = (absValue * kUpF64) * (static_cast<double>(s) / (scale * kUpF64));
-  } else {
-    y = absValue * (static_cast<double>(s) / scale);
-  }
-  const uint32_t l = static_cast<uint32_t>(static_cast<int64_t>(y));
+struct EncodeScaleF64 {
+  double pre;
+  double mult;
+};
+
+QCOMM_HOST_DEVICE EncodeScaleF64 encodeScaleF64(double scale, uint32_t s) {
+  if (!(scale > 0.0)) return {1.0, 0.0};
+  if (scale < kTinyF64) return {kUpF64, static_cast<double>(s) / (scale * kUpF64)};
+  return {1.0, static_cast<double>(s) / scale};
+}
+
+QCOMM_HOST_DEVICE uint32_t quantizeF64(double absValue, EncodeScaleF64 es, uint32_t random,
+                                       uint32_t s) {
+  const double y = (absValue * es.pre) * es.mult;
+  const int64_t l = static_cast<int64_t>(y);
   const double p = y - static_cast<double>(l);
   const double u = static_cast<double>(random) * 0x1p-32;
-  const uint32_t xi = l + (u < p ? 1u : 0u);
-  return xi > s ? s : xi;
+  const int64_t xi = l + (u < p ? 1 : 0);
+  const int64_t top = static_cast<int64_t>(s);
+  return static_cast<uint32_t>(xi < top ? xi : top);
 }
 
 QCOMM_HOST_DEVICE uint32_t signedCodeF64(double value, uint32_t xi, int bits, Layout layout) {
   if (layout == Layout::kSeed) {
-    const uint32_t sign = value > 0.0 ? 2u : (value < 0.0 ? 0u : 1u);
+    const uint32_t sign = static_cast<uint32_t>(value > 0.0) + static_cast<uint32_t>(value >= 0.0);
     return (sign << bits) | xi;
   }
-  return (value < 0.0 ? (1u << bits) : 0u) | xi;
+  return (static_cast<uint32_t>(value < 0.0) << bits) | xi;
 }
 
 QCOMM_HOST_DEVICE double decodeF64(uint32_t code, int bits, Layout layout, double scale) {

@@ -332,3 +332,21 @@ TEST(QsgdCodec, ParsersNameTheBadValue) {
 
 }  // namespace
 }  // namespace qcomm
+
+namespace qcomm {
+namespace {
+
+TEST(QsgdCodec, Float64DenormalAndHugeBucketsKeepTheirNorm) {
+  // The fp64 L2 norm scales by 2^-e; for denormal maxima 2^-e is not representable and the
+  // encoder takes the ldexp path. Both must give the true norm.
+  for (double magnitude : {4.9e-324 * 7, 1e-310, 1e300, 1.0}) {
+    const std::vector<double> v = {3 * magnitude, -4 * magnitude};
+    Result<EncodedTensor> e = qsgdEncode(std::span<const double>(v), QsgdOptions{}, {});
+    ASSERT_TRUE(e.isOk());
+    const double expected = magnitude == 4.9e-324 * 7 ? std::hypot(v[0], v[1]) : 5 * magnitude;
+    EXPECT_NEAR(e->scales[0], expected, expected * 1e-12 + 5e-324) << magnitude;
+  }
+}
+
+}  // namespace
+}  // namespace qcomm

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Turns qcomm_codec_bench's JSON (--benchmark_out=FILE --benchmark_out_format=json) into the
+Markdown table of docs/performance.md: one row per (op, layout, bits, bucket, size, threads) with
+the codec's GB/s of float32 input, the memcpy GB/s measured in the same process, and their ratio.
+"""
+
+import json
+import re
+import sys
+
+
+def main(path):
+    with open(path) as f:
+        data = json.load(f)
+    context = data["context"]
+    print(f"host: {context.get('host_name', '?')}, {context['num_cpus']} CPUs at "
+          f"{context['mhz_per_cpu']} MHz, {context.get('library_build_type', '?')} benchmark library, "
+          f"{context['date']}")
+    print()
+    print("| op | layout | q | bucket | values | threads | codec GB/s | memcpy GB/s | x memcpy |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for b in data["benchmarks"]:
+        m = re.match(r"BM_(\w+)/layout:(\d)/bits:(\d+)/bucket:(\d+)/log2n:(\d+)/threads:(\d+)",
+                     b["name"])
+        if not m or "error_occurred" in b:
+            continue
+        op, layout, bits, bucket, log2n, _ = m.groups()
+        print(f"| {op.lower()} | {'seed' if layout == '0' else 'compact'} | {bits} | "
+              f"{'whole' if bucket == '0' else bucket} | 2^{log2n} | {int(b['threads'])} | "
+              f"{b['codec_GBps']:.2f} | {b['memcpy_GBps']:.2f} | {b['x_memcpy']:.2f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "/dev/stdin")
