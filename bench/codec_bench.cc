@@ -90,8 +90,8 @@ void BM_Encode(benchmark::State& state) {
   (void)qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, 0}, nullptr, &e);
   const auto t0 = Clock::now();
   for (auto _ : state) {
-    const Status status = qsgdEncodeInto(std::span<const float>(s.x), s.options,
-                                         {7, 0, 0, step++}, s.executor.get(), &e);
+    const Status status = qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, step++},
+                                         s.executor.get(), &e);
     if (!status.isOk()) {
       state.SkipWithError(status.message().c_str());
       return;

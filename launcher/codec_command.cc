@@ -44,7 +44,8 @@ Status runEncode(const EncodeArgs& a) {
   } else {
     std::vector<double> values(array.count());
     if (!values.empty()) std::memcpy(values.data(), array.data.data(), array.data.size());
-    encoded = qsgdEncode(std::span<const double>(values), options, key, executor.get(), array.shape);
+    encoded =
+        qsgdEncode(std::span<const double>(values), options, key, executor.get(), array.shape);
   }
   QCOMM_RETURN_IF_ERROR(encoded.status());
   if (array.shape.empty()) encoded->shape.clear();
@@ -77,7 +78,8 @@ Status runDecode(const std::string& input, const std::string& output) {
     QCOMM_RETURN_IF_ERROR(qsgdDecode(e, out, executor.get()));
   }
   QCOMM_RETURN_IF_ERROR(writeNpy(output, array));
-  std::cout << "decoded " << e.count << " " << dtypeName(e.dtype) << " values -> " << output << "\n";
+  std::cout << "decoded " << e.count << " " << dtypeName(e.dtype) << " values -> " << output
+            << "\n";
   return Status::ok();
 }
 
@@ -133,7 +135,8 @@ void addCodecCommand(CLI::App& app, int& exitCode) {
       ->capture_default_str();
   encode->add_option("--norm", args->norm, "l2 or max")->capture_default_str();
   encode->add_option("--layout", args->layout, "seed or compact")->capture_default_str();
-  encode->add_option("--seed", args->seed, "seed of the stochastic rounding")->capture_default_str();
+  encode->add_option("--seed", args->seed, "seed of the stochastic rounding")
+      ->capture_default_str();
   encode->add_flag("--no-crc", args->noCrc, "leave the payload CRC32C out");
   encode->callback([args, &exitCode] {
     const Status s = runEncode(*args);

@@ -54,10 +54,11 @@ Status runDemo(const DemoArgs& a) {
   const double memcpySeconds =
       medianSeconds(a.repeats, [&] { std::memcpy(copy.data(), x.data(), x.size() * 4); });
 
-  std::printf("qcomm codec demo: %lld float32 values from N(0,1), buckets of %lld, %s norm, "
-              "seed %llu, %d threads\n",
-              static_cast<long long>(a.size), static_cast<long long>(a.bucket), a.norm.c_str(),
-              static_cast<unsigned long long>(a.seed), executor->numThreads());
+  std::printf(
+      "qcomm codec demo: %lld float32 values from N(0,1), buckets of %lld, %s norm, "
+      "seed %llu, %d threads\n",
+      static_cast<long long>(a.size), static_cast<long long>(a.bucket), a.norm.c_str(),
+      static_cast<unsigned long long>(a.seed), executor->numThreads());
   std::printf("first values:  %+.4f %+.4f %+.4f %+.4f\n", x[0], x[1], x[2], x[3]);
   std::printf("memcpy of the same bytes (1 thread): %.2f GB/s\n\n", bytes / memcpySeconds / 1e9);
   std::printf("%2s %-8s %10s %7s %9s %10s %9s %9s   %s\n", "q", "layout", "bits/value", "ratio",
@@ -74,9 +75,8 @@ Status runDemo(const DemoArgs& a) {
       const RandomKey key{a.seed, 0, 0, 0};
       Result<EncodedTensor> e = qsgdEncode(std::span<const float>(x), o, key, executor.get());
       QCOMM_RETURN_IF_ERROR(e.status());
-      const double encodeSeconds = medianSeconds(a.repeats, [&] {
-        e = qsgdEncode(std::span<const float>(x), o, key, executor.get());
-      });
+      const double encodeSeconds = medianSeconds(
+          a.repeats, [&] { e = qsgdEncode(std::span<const float>(x), o, key, executor.get()); });
       Status decoded;
       const double decodeSeconds = medianSeconds(
           a.repeats, [&] { decoded = qsgdDecode(*e, std::span<float>(out), executor.get()); });
@@ -92,14 +92,15 @@ Status runDemo(const DemoArgs& a) {
         if (step > 0) maxSteps = std::max(maxSteps, std::fabs(d) / step);
       }
       std::printf("%2d %-8s %10.3f %7.2f %9.4f %7.3f st %9.2f %9.2f   %+.4f %+.4f %+.4f %+.4f\n",
-                  bits, std::string(layoutName(layout)).c_str(), 8.0 * wire / a.size,
-                  bytes / wire, std::sqrt(err2 / norm2), maxSteps, bytes / encodeSeconds / 1e9,
+                  bits, std::string(layoutName(layout)).c_str(), 8.0 * wire / a.size, bytes / wire,
+                  std::sqrt(err2 / norm2), maxSteps, bytes / encodeSeconds / 1e9,
                   bytes / decodeSeconds / 1e9, out[0], out[1], out[2], out[3]);
     }
   }
-  std::printf("\nbits/value and ratio count the whole wire message (header, scales, words); "
-              "rel.err = ||Q(x)-x|| / ||x||;\nmax err is in quantization steps (scale/s), "
-              "always below 1 st. Try --norm l2 for the paper's norm.\n");
+  std::printf(
+      "\nbits/value and ratio count the whole wire message (header, scales, words); "
+      "rel.err = ||Q(x)-x|| / ||x||;\nmax err is in quantization steps (scale/s), "
+      "always below 1 st. Try --norm l2 for the paper's norm.\n");
   return Status::ok();
 }
 
@@ -112,8 +113,10 @@ void addDemoCommand(CLI::App& app, int& exitCode) {
   demo->add_option("--bucket", args->bucket, "values per bucket (0: whole tensor)")
       ->capture_default_str();
   demo->add_option("--norm", args->norm, "l2 or max")->capture_default_str();
-  demo->add_option("--seed", args->seed, "seed of the data and the rounding")->capture_default_str();
-  demo->add_option("--repeats", args->repeats, "timed runs per row (median)")->capture_default_str();
+  demo->add_option("--seed", args->seed, "seed of the data and the rounding")
+      ->capture_default_str();
+  demo->add_option("--repeats", args->repeats, "timed runs per row (median)")
+      ->capture_default_str();
   demo->callback([args, &exitCode] {
     const Status s = runDemo(*args);
     if (!s.isOk()) std::fprintf(stderr, "qcomm demo: %s\n", s.message().c_str());

@@ -29,7 +29,8 @@ int64_t NpyArray::count() const {
 Result<std::vector<uint8_t>> readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return ioError("cannot open '", path, "' for reading");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   if (in.bad()) return ioError("error reading '", path, "'");
   return bytes;
 }
@@ -37,7 +38,8 @@ Result<std::vector<uint8_t>> readFile(const std::string& path) {
 Status writeFile(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return ioError("cannot open '", path, "' for writing");
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   out.close();
   if (!out) return ioError("error writing '", path, "'");
   return Status::ok();
@@ -54,8 +56,8 @@ Result<NpyArray> parseNpy(const std::vector<uint8_t>& bytes, const std::string& 
     offset = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) return dataLoss(name, ": truncated .npy header");
-    headerLength = bytes[8] | (size_t{bytes[9]} << 8) | (size_t{bytes[10]} << 16) |
-                   (size_t{bytes[11]} << 24);
+    headerLength =
+        bytes[8] | (size_t{bytes[9]} << 8) | (size_t{bytes[10]} << 16) | (size_t{bytes[11]} << 24);
     offset = 12;
   } else {
     return dataLoss(name, ": unsupported .npy format version ", major);
@@ -75,8 +77,9 @@ Result<NpyArray> parseNpy(const std::vector<uint8_t>& bytes, const std::string& 
   }
   const std::string order = field(header, "fortran_order");
   if (order != "False") {
-    return invalidArgument(name, ": Fortran-ordered arrays are not supported "
-                                 "(save with np.ascontiguousarray)");
+    return invalidArgument(name,
+                           ": Fortran-ordered arrays are not supported "
+                           "(save with np.ascontiguousarray)");
   }
   const std::string shape = field(header, "shape");
   if (shape.empty()) return dataLoss(name, ": .npy header has no shape");

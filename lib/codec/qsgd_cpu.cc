@@ -246,8 +246,12 @@ Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const R
   out.scales.resize(g.numBuckets);
   out.words.resize(g.wordCount);
 
-  const CodeParams p{options.bits, options.layout, g.valuesPerWord, g.codeWidth,
-                     qsgd::philoxKey(key.seed, key.rank, key.tensorId), key.step};
+  const CodeParams p{options.bits,
+                     options.layout,
+                     g.valuesPerWord,
+                     g.codeWidth,
+                     qsgd::philoxKey(key.seed, key.rank, key.tensorId),
+                     key.step};
   const T* v = values.data();
   uint64_t* words = out.words.data();
   if (g.bucketSize <= kFusedBucketLimit) {

@@ -47,8 +47,9 @@ Result<const CpuKernels*> selectKernels(std::string_view isa) {
   if (isa == "avx2" || isa == "avx512") {
     const CpuKernels* k = isa == "avx2" ? avx2Kernels() : avx512Kernels();
     if (k == nullptr) {
-      return failedPrecondition("CPU kernels '", isa,
-                                "' were asked for (QCOMM_CPU_ISA) but this CPU or build lacks them");
+      return failedPrecondition(
+          "CPU kernels '", isa,
+          "' were asked for (QCOMM_CPU_ISA) but this CPU or build lacks them");
     }
     return k;
   }

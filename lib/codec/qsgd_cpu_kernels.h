@@ -23,14 +23,14 @@ struct CpuKernels {
   // max |v_i| over v[0, count); sets *nonFinite when some value is NaN or +-Inf.
   float (*maxAbsF32)(const float* v, int64_t count, bool* nonFinite);
   // codes[i] = signed code of v[i], whose index in the tensor is first + i.
-  void (*quantizeRunF32)(const float* v, int64_t first, int64_t count, EncodeScaleF32 es,
-                         int bits, Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
+  void (*quantizeRunF32)(const float* v, int64_t first, int64_t count, EncodeScaleF32 es, int bits,
+                         Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
   void (*quantizeRunF64)(const double* v, int64_t first, int64_t count, double scale, int bits,
                          Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
   void (*decodeRunF32)(const uint32_t* codes, int64_t count, int bits, Layout layout,
                        DecodeScaleF32 ds, float* out);
-  void (*decodeRunF64)(const uint32_t* codes, int64_t count, int bits, Layout layout,
-                       double scale, double* out);
+  void (*decodeRunF64)(const uint32_t* codes, int64_t count, int bits, Layout layout, double scale,
+                       double* out);
   // words[t] = codes of rows 0..k-1 at column t, row 0 most significant (rows are `stride` apart).
   void (*packWords)(const uint32_t* codes, int k, int width, int64_t nWords, int64_t stride,
                     uint64_t* words);

@@ -17,7 +17,9 @@ QCOMM_HOST_DEVICE int codeWidth(int bits, Layout layout) {
   return bits + (layout == Layout::kSeed ? 2 : 1);
 }
 // k: codes per 64-bit word (also the number of sections of a bucket).
-QCOMM_HOST_DEVICE int valuesPerWord(int bits, Layout layout) { return 64 / codeWidth(bits, layout); }
+QCOMM_HOST_DEVICE int valuesPerWord(int bits, Layout layout) {
+  return 64 / codeWidth(bits, layout);
+}
 // L: words of a bucket of `count` values (its section length).
 QCOMM_HOST_DEVICE int64_t sectionLength(int64_t count, int k) { return (count + k - 1) / k; }
 // Slot j of a word (section j) occupies bits [slotShift, slotShift + width): section 0 is the most
@@ -115,12 +117,13 @@ QCOMM_HOST_DEVICE EncodeScaleF32 encodeScaleF32(float scale, uint32_t s) {
 }
 
 // xi: the stochastically rounded magnitude code of |v| in [0, s]. Unbiased: E[xi] = y.
-// Integer steps go through int32 (every quantity is below 2^24) so that SIMD converts them directly.
+// Integer steps go through int32 (every quantity is below 2^24) so that SIMD converts them
+// directly.
 QCOMM_HOST_DEVICE uint32_t quantizeF32(float absValue, EncodeScaleF32 es, uint32_t random,
                                        uint32_t s) {
   const float y = (absValue * es.pre) * es.mult;
-  const int32_t l = static_cast<int32_t>(y);             // floor, since y >= 0
-  const float p = y - static_cast<float>(l);              // exact
+  const int32_t l = static_cast<int32_t>(y);  // floor, since y >= 0
+  const float p = y - static_cast<float>(l);  // exact
   const float u = static_cast<float>(static_cast<int32_t>(random >> 8)) * 0x1p-24f;  // exact, [0,1)
   const int32_t xi = l + (u < p ? 1 : 0);
   const int32_t top = static_cast<int32_t>(s);
@@ -131,7 +134,8 @@ QCOMM_HOST_DEVICE uint32_t quantizeF32(float absValue, EncodeScaleF32 es, uint32
 // 0 (v < 0); compact: a 1 bit for v < 0.
 QCOMM_HOST_DEVICE uint32_t signedCodeF32(float value, uint32_t xi, int bits, Layout layout) {
   if (layout == Layout::kSeed) {
-    const uint32_t sign = static_cast<uint32_t>(value > 0.0f) + static_cast<uint32_t>(value >= 0.0f);
+    const uint32_t sign =
+        static_cast<uint32_t>(value > 0.0f) + static_cast<uint32_t>(value >= 0.0f);
     return (sign << bits) | xi;
   }
   return (static_cast<uint32_t>(value < 0.0f) << bits) | xi;
@@ -153,7 +157,8 @@ QCOMM_HOST_DEVICE float decodeF32(uint32_t code, int bits, Layout layout, Decode
   const uint32_t xi = code & levels(bits);
   const float magnitude = (static_cast<float>(xi) * ds.unit) * ds.post;
   const uint32_t sign = code >> bits;
-  if (layout == Layout::kSeed) return static_cast<float>(static_cast<int32_t>(sign) - 1) * magnitude;
+  if (layout == Layout::kSeed)
+    return static_cast<float>(static_cast<int32_t>(sign) - 1) * magnitude;
   return sign != 0u ? -magnitude : magnitude;
 }
 
@@ -232,9 +237,9 @@ QCOMM_HOST_DEVICE double decodeF64(uint32_t code, int bits, Layout layout, doubl
   const uint32_t s = levels(bits);
   const double xi = static_cast<double>(code & s);
   const uint32_t sign = code >> bits;
-  const double factor =
-      layout == Layout::kSeed ? static_cast<double>(static_cast<int32_t>(sign) - 1)
-                              : (sign != 0u ? -1.0 : 1.0);
+  const double factor = layout == Layout::kSeed
+                            ? static_cast<double>(static_cast<int32_t>(sign) - 1)
+                            : (sign != 0u ? -1.0 : 1.0);
   if (scale <= kSeedOrderLimitF64) return ((factor * xi) * scale) / static_cast<double>(s);
   return (factor * xi) * (scale / static_cast<double>(s));
 }

@@ -56,7 +56,8 @@ int64_t EncodedTensor::numBuckets() const {
 }
 
 Status validateEncoded(const EncodedTensor& e) {
-  if (!knownDtype(e.dtype)) return dataLoss("dtype code ", static_cast<int>(e.dtype), " is unknown");
+  if (!knownDtype(e.dtype))
+    return dataLoss("dtype code ", static_cast<int>(e.dtype), " is unknown");
   if (e.bucketSize < 1) return dataLoss("bucket size must be >= 1, got ", e.bucketSize);
   QsgdOptions options;
   options.bits = e.bits;

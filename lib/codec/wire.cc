@@ -13,7 +13,8 @@
 namespace qcomm {
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "qcomm's wire code assumes little-endian");
+static_assert(std::endian::native == std::endian::little,
+              "qcomm's wire code assumes little-endian");
 
 template <typename T>
 void put(uint8_t* p, T value) {
@@ -125,8 +126,8 @@ Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
   }
   const uint16_t version = get<uint16_t>(p + 4);
   if (version != kWireVersion) {
-    return dataLoss("unknown format version ", version, " (this build reads version ",
-                    kWireVersion, ")");
+    return dataLoss("unknown format version ", version, " (this build reads version ", kWireVersion,
+                    ")");
   }
   const uint16_t ndim = get<uint16_t>(p + 14);
   if (ndim > kWireMaxDims) return dataLoss("ndim ", ndim, " exceeds ", kWireMaxDims);

@@ -121,17 +121,17 @@ PYBIND11_MODULE(_qcomm, m) {
 
   m.def("encode_f32", &encodeArray<float>);
   m.def("encode_f64", &encodeArray<double>);
-  m.def("decode", [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
-                     py::array_t<double, py::array::c_style | py::array::forcecast> scales,
-                     int bits, const std::string& layout, const std::string& norm,
-                     const std::string& dtype, int64_t bucketSize, int64_t count,
-                     const std::vector<int64_t>& shape, uint32_t flags,
-                     const std::string& outDtype, Executor* executor) -> py::object {
-    const EncodedTensor e =
-        fromFields(words, scales, bits, layout, norm, dtype, bucketSize, count, shape, flags);
-    if (outDtype == "float32") return decodeTo<float>(e, executor);
-    return decodeTo<double>(e, executor);
-  });
+  m.def("decode",
+        [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
+           py::array_t<double, py::array::c_style | py::array::forcecast> scales, int bits,
+           const std::string& layout, const std::string& norm, const std::string& dtype,
+           int64_t bucketSize, int64_t count, const std::vector<int64_t>& shape, uint32_t flags,
+           const std::string& outDtype, Executor* executor) -> py::object {
+          const EncodedTensor e =
+              fromFields(words, scales, bits, layout, norm, dtype, bucketSize, count, shape, flags);
+          if (outDtype == "float32") return decodeTo<float>(e, executor);
+          return decodeTo<double>(e, executor);
+        });
   m.def("to_wire", [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
                       py::array_t<double, py::array::c_style | py::array::forcecast> scales,
                       int bits, const std::string& layout, const std::string& norm,

@@ -12,7 +12,8 @@ int main() {
   qcomm::QsgdOptions options;
   options.bits = 8;
   options.bucketSize = 128;
-  qcomm::Result<qcomm::EncodedTensor> encoded = qcomm::qsgdEncode(std::span<const float>(x), options, {42, 0, 0, 0});
+  qcomm::Result<qcomm::EncodedTensor> encoded =
+      qcomm::qsgdEncode(std::span<const float>(x), options, {42, 0, 0, 0});
   if (!encoded.isOk()) return std::printf("encode: %s\n", encoded.status().toString().c_str()), 1;
   auto wire = qcomm::toWire(*encoded);
   if (!wire.isOk()) return std::printf("wire: %s\n", wire.status().toString().c_str()), 1;

@@ -70,7 +70,8 @@ TEST(Executor, CoversEveryIndexExactlyOnce) {
           ASSERT_LT(b, e);
           for (int64_t i = b; i < e; ++i) hits[i]++;
         });
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << n << " " << grain << " " << i;
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(hits[i].load(), 1) << n << " " << grain << " " << i;
       }
     }
   }

@@ -92,7 +92,8 @@ TEST(QsgdCodec, HandComputedExtremeBits) {
   ASSERT_EQ(e16.words.size(), 1u);
   EXPECT_EQ(e16.words[0], (0x2FFFFull << 36) | (0x00001ull << 18) | 0x10000ull);
   // q = 1 compact: 32 codes of 2 bits.
-  const EncodedTensor e1 = encodeOrDie({1, -1, 0, 1}, opts(1, Layout::kCompact, NormKind::kMax), {});
+  const EncodedTensor e1 =
+      encodeOrDie({1, -1, 0, 1}, opts(1, Layout::kCompact, NormKind::kMax), {});
   ASSERT_EQ(e1.words.size(), 1u);
   EXPECT_EQ(e1.words[0], 0x7100000000000000ull);
 }
@@ -163,7 +164,8 @@ TEST(QsgdCodec, SeedAndKeyPartsChangeTheWords) {
   EXPECT_NE(encodeOrDie(v, o, {1, 0, 0, 1}).words, base.words);
 }
 
-// ---- error bounds and sizes ----------------------------------------------------------------------
+// ---- error bounds and sizes
+// ----------------------------------------------------------------------
 
 // |decoded - v| is below one quantization step (scale / s) for every value.
 void expectWithinOneStep(const std::vector<float>& v, const EncodedTensor& e,
@@ -272,7 +274,8 @@ TEST(QsgdCodec, Float64InputRoundTripsWithinOneStep) {
   std::vector<double> v(2000);
   for (double& x : v) x = dist(rng);  // squares would overflow without the exponent scaling
   for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
-    Result<EncodedTensor> e = qsgdEncode(std::span<const double>(v), opts(8, Layout::kSeed, norm, 300), {1, 0, 0, 0});
+    Result<EncodedTensor> e =
+        qsgdEncode(std::span<const double>(v), opts(8, Layout::kSeed, norm, 300), {1, 0, 0, 0});
     ASSERT_TRUE(e.isOk()) << e.status().toString();
     EXPECT_EQ(e->dtype, DType::kFloat64);
     EXPECT_EQ(e->flags, 0u);
@@ -288,7 +291,8 @@ TEST(QsgdCodec, Float64InputRoundTripsWithinOneStep) {
   }
 }
 
-// ---- bad input -----------------------------------------------------------------------------------
+// ---- bad input
+// -----------------------------------------------------------------------------------
 
 TEST(QsgdCodec, BadOptionsAreRejectedWithTheirNames) {
   const std::vector<float> v(10, 1.0f);
@@ -305,8 +309,8 @@ TEST(QsgdCodec, BadOptionsAreRejectedWithTheirNames) {
   EXPECT_EQ(message(opts(4, Layout::kSeed, static_cast<NormKind>(9))),
             "norm must be l2 or max, got 9");
   const int64_t badShape[] = {3, 4};
-  Result<EncodedTensor> e = qsgdEncode(std::span<const float>(v), opts(4, Layout::kSeed), {},
-                                       nullptr, badShape);
+  Result<EncodedTensor> e =
+      qsgdEncode(std::span<const float>(v), opts(4, Layout::kSeed), {}, nullptr, badShape);
   EXPECT_EQ(e.status().message(), "shape holds 12 values but the tensor has 10");
 }
 

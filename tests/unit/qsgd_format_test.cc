@@ -33,9 +33,11 @@ TEST(QsgdFormat, GeometryMatchesTheSeed) {
 
 TEST(QsgdFormat, PhiloxEqualsRandom123) {
   for (uint32_t i = 0; i < 1000; ++i) {
-    const uint32_t seedWords[6] = {i * 2654435761u, ~i, i << 7, 0xFFFFFFFFu - i, i * 97u, i ^ 0x5555u};
+    const uint32_t seedWords[6] = {i * 2654435761u, ~i,      i << 7,
+                                   0xFFFFFFFFu - i, i * 97u, i ^ 0x5555u};
     r123::Philox4x32 reference;
-    const r123::Philox4x32::ctr_type ctr = {{seedWords[0], seedWords[1], seedWords[2], seedWords[3]}};
+    const r123::Philox4x32::ctr_type ctr = {
+        {seedWords[0], seedWords[1], seedWords[2], seedWords[3]}};
     const r123::Philox4x32::key_type key = {{seedWords[4], seedWords[5]}};
     const auto expected = reference(ctr, key);
     uint32_t c[4] = {seedWords[0], seedWords[1], seedWords[2], seedWords[3]};

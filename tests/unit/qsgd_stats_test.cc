@@ -71,16 +71,19 @@ TEST_P(QsgdLemma31, UnbiasedWithBoundedVariance) {
   EXPECT_LE(empiricalVariance, 1.1 * bound);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    BitsNormsLayouts, QsgdLemma31,
-    ::testing::Values(Case{1, NormKind::kL2, Layout::kSeed}, Case{2, NormKind::kL2, Layout::kSeed},
-                      Case{4, NormKind::kL2, Layout::kCompact}, Case{8, NormKind::kL2, Layout::kSeed},
-                      Case{2, NormKind::kMax, Layout::kCompact},
-                      Case{4, NormKind::kMax, Layout::kSeed}, Case{16, NormKind::kMax, Layout::kCompact}),
-    [](const auto& info) {
-      return std::string(layoutName(info.param.layout)) + "_q" + std::to_string(info.param.bits) +
-             "_" + std::string(normKindName(info.param.norm));
-    });
+INSTANTIATE_TEST_SUITE_P(BitsNormsLayouts, QsgdLemma31,
+                         ::testing::Values(Case{1, NormKind::kL2, Layout::kSeed},
+                                           Case{2, NormKind::kL2, Layout::kSeed},
+                                           Case{4, NormKind::kL2, Layout::kCompact},
+                                           Case{8, NormKind::kL2, Layout::kSeed},
+                                           Case{2, NormKind::kMax, Layout::kCompact},
+                                           Case{4, NormKind::kMax, Layout::kSeed},
+                                           Case{16, NormKind::kMax, Layout::kCompact}),
+                         [](const auto& info) {
+                           return std::string(layoutName(info.param.layout)) + "_q" +
+                                  std::to_string(info.param.bits) + "_" +
+                                  std::string(normKindName(info.param.norm));
+                         });
 
 }  // namespace
 }  // namespace qcomm

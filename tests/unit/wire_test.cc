@@ -126,8 +126,10 @@ TEST(Wire, EveryHeaderFieldIsChecked) {
       {"word count", [](auto& b) { poke<int64_t>(b, 40, 7); }, "word count field is 7"},
       {"count vs words", [](auto& b) { poke<int64_t>(b, 32, 2000); }, "word count field is"},
       {"hash", [](auto& b) { b[50] ^= 1; }, "config hash does not match"},
-      {"shape", [](auto& b) { poke<int64_t>(b, 64, 11); }, "shape holds 1100 values but the count is 1000"},
-      {"negative dim", [](auto& b) { poke<int64_t>(b, 72, -100); }, "shape dimension 1 is negative"},
+      {"shape", [](auto& b) { poke<int64_t>(b, 64, 11); },
+       "shape holds 1100 values but the count is 1000"},
+      {"negative dim", [](auto& b) { poke<int64_t>(b, 72, -100); },
+       "shape dimension 1 is negative"},
       {"payload", [](auto& b) { b[b.size() - 3] ^= 0x10; }, "payload CRC32C mismatch"},
       {"scale", [](auto& b) { b[80] ^= 0x01; }, "payload CRC32C mismatch"},
   };

@@ -15,8 +15,8 @@
 namespace qcomm {
 
 struct QsgdOptions {
-  int bits = 4;             // q: 1..16 magnitude bits, s = 2^q - 1 levels
-  int64_t bucketSize = 0;   // values per bucket; 0 means the whole tensor is one bucket
+  int bits = 4;            // q: 1..16 magnitude bits, s = 2^q - 1 levels
+  int64_t bucketSize = 0;  // values per bucket; 0 means the whole tensor is one bucket
   NormKind norm = NormKind::kL2;
   Layout layout = Layout::kSeed;
 
@@ -38,8 +38,8 @@ struct EncodedTensor {
   Layout layout = Layout::kSeed;
   NormKind norm = NormKind::kL2;
   DType dtype = DType::kFloat32;
-  int64_t bucketSize = 1;  // effective bucket size, >= 1 (the element count for one bucket)
-  int64_t count = 0;       // number of values
+  int64_t bucketSize = 1;      // effective bucket size, >= 1 (the element count for one bucket)
+  int64_t count = 0;           // number of values
   std::vector<int64_t> shape;  // product == count; {count} for a flat tensor
   uint32_t flags = 0;          // kFlagNonFinite when some bucket held NaN/Inf
   // Per-bucket scale (the norm). Float32 tensors carry fp32 values here, widened exactly. A NaN

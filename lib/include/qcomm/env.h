@@ -30,7 +30,8 @@ const KnobInfo& knobInfo(Knob knob);
 
 // The knob's value: the environment's if set and non-empty, else the default.
 std::string knobString(Knob knob);
-// Parses the knob as an integer in [minValue, maxValue]; the error names the variable and the value.
+// Parses the knob as an integer in [minValue, maxValue]; the error names the variable and the
+// value.
 Result<int64_t> knobInt(Knob knob, int64_t minValue, int64_t maxValue);
 
 }  // namespace qcomm

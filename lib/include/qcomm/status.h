@@ -13,9 +13,9 @@ namespace qcomm {
 
 enum class StatusCode : int {
   kOk = 0,
-  kInvalidArgument = 1,   // the caller passed something impossible
-  kOutOfRange = 2,        // a size or index beyond what the format allows
-  kDataLoss = 3,          // a message or file is malformed, truncated or corrupted
+  kInvalidArgument = 1,  // the caller passed something impossible
+  kOutOfRange = 2,       // a size or index beyond what the format allows
+  kDataLoss = 3,         // a message or file is malformed, truncated or corrupted
   kFailedPrecondition = 4,
   kUnimplemented = 5,
   kInternal = 6,
@@ -83,10 +83,11 @@ Status internalError(const Args&... args) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : state_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : state_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(state_).isOk()) {
-      state_ = Status(StatusCode::kInternal, "Result constructed from an OK Status without a value");
+      state_ =
+          Status(StatusCode::kInternal, "Result constructed from an OK Status without a value");
     }
   }
 
@@ -112,15 +113,15 @@ class [[nodiscard]] Result {
 #define QCOMM_STATUS_CONCAT_(a, b) QCOMM_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the Status from the enclosing function if `expr` is not OK.
-#define QCOMM_RETURN_IF_ERROR(expr)                        \
-  do {                                                     \
-    ::qcomm::Status qcomm_status_ = (expr);                \
-    if (!qcomm_status_.isOk()) return qcomm_status_;       \
+#define QCOMM_RETURN_IF_ERROR(expr)                  \
+  do {                                               \
+    ::qcomm::Status qcomm_status_ = (expr);          \
+    if (!qcomm_status_.isOk()) return qcomm_status_; \
   } while (false)
 
 // `QCOMM_ASSIGN_OR_RETURN(auto x, makeX());` binds the value or returns the error.
-#define QCOMM_ASSIGN_OR_RETURN(lhs, expr)                                          \
-  auto QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__) = (expr);                     \
-  if (!QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__).isOk())                       \
-    return QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__).status();                 \
+#define QCOMM_ASSIGN_OR_RETURN(lhs, expr)                          \
+  auto QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__) = (expr);     \
+  if (!QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__).isOk())       \
+    return QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__).status(); \
   lhs = std::move(QCOMM_STATUS_CONCAT_(qcomm_result_, __LINE__)).value()

@@ -12,7 +12,8 @@
 
 namespace qcomm {
 
-inline constexpr uint32_t kWireMagic = 0x57434D51u;  // "QMCW" as little-endian bytes 'Q','M','C','W'
+inline constexpr uint32_t kWireMagic =
+    0x57434D51u;  // "QMCW" as little-endian bytes 'Q','M','C','W'
 inline constexpr uint16_t kWireVersion = 1;
 inline constexpr size_t kWireHeaderBytes = 64;  // before the shape
 inline constexpr int kWireMaxDims = 32;
