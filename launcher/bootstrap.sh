@@ -40,12 +40,13 @@ install_missing() {
 
 configure_and_build() {
   echo "== building qcomm in $build"
+  mkdir -p "$build"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DPython3_EXECUTABLE="$python" >"$build.configure.log" 2>&1 || {
-    cat "$build.configure.log" >&2
+    -DPython3_EXECUTABLE="$python" >"$build/configure.log" 2>&1 || {
+    cat "$build/configure.log" >&2
     exit 1
   }
-  grep -E "^-- qcomm" "$build.configure.log" || true
+  grep -E "^-- qcomm" "$build/configure.log" || true
   cmake --build "$build" -j "$jobs"
 }
 
@@ -56,7 +57,6 @@ case "$command" in
   demo | test) ;;
   *) usage ;;
 esac
-mkdir -p "$(dirname "$build")"
 install_missing
 configure_and_build
 case "$command" in

@@ -89,7 +89,7 @@ def test_zeros_nan_inf_and_empty():
     y = qcomm.decode(code)
     assert np.isnan(y[100:200]).all() and np.isfinite(y[:100]).all() and np.isfinite(y[200:]).all()
     empty = qcomm.encode(np.zeros((0, 3), dtype=np.float32), 4, seed=0)
-    assert qcomm.decode(empty).shape == (0, 3)
+    assert qcomm.decode(empty).shape == (0, 3) and empty["len_each_section"] == 0
     scalar = qcomm.encode(np.array(2.5), 4, seed=0)
     assert qcomm.decode(scalar).shape == ()
 

@@ -100,7 +100,7 @@ def _to_code(f):
         "neo": f["words"],
         "norm": norm,
         "quantization_level": f["bits"],
-        "len_each_section": -(-min(bucket, max(f["count"], 1)) // k),
+        "len_each_section": -(-min(bucket, f["count"]) // k),
         "num_int_each_64_bits": k,
         "shape": tuple(f["shape"]),
         "layout": f["layout"],
