@@ -1,0 +1,116 @@
+// Algorithm names and choice, and codec specs.
+#include <charconv>
+
+#include "qcomm/communicator.h"
+
+namespace qcomm {
+namespace {
+
+// Below this many values sra's second round trip costs more latency than its bandwidth saves.
+constexpr int64_t kSraMinNumel = int64_t{1} << 16;
+
+Result<int64_t> parseInt(std::string_view key, std::string_view text) {
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size()) {
+    return invalidArgument("codec spec: ", std::string(key), "='", std::string(text),
+                           "' is not an integer");
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string_view algorithmName(Algorithm algorithm) {
+  switch (algorithm) {
+    case Algorithm::kAuto:
+      return "auto";
+    case Algorithm::kAllgather:
+      return "allgather";
+    case Algorithm::kSra:
+      return "sra";
+    case Algorithm::kUncompressed:
+      return "uncompressed";
+  }
+  return "unknown";
+}
+
+Result<Algorithm> parseAlgorithm(std::string_view name) {
+  for (Algorithm a :
+       {Algorithm::kAuto, Algorithm::kAllgather, Algorithm::kSra, Algorithm::kUncompressed}) {
+    if (name == algorithmName(a)) return a;
+  }
+  return invalidArgument("algorithm must be auto, allgather, sra or uncompressed, got '",
+                         std::string(name), "'");
+}
+
+Result<QsgdOptions> parseCodecSpec(std::string_view spec) {
+  const size_t colon = spec.find(':');
+  const std::string_view codec = spec.substr(0, colon);
+  if (codec != "qsgd") {
+    return invalidArgument("codec spec '", std::string(spec), "': unknown codec '",
+                           std::string(codec), "' (known: qsgd)");
+  }
+  QsgdOptions options;
+  std::string_view rest = colon == std::string_view::npos ? "" : spec.substr(colon + 1);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return invalidArgument("codec spec '", std::string(spec), "': '", std::string(item),
+                             "' is not key=value");
+    }
+    const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "bits") {
+      QCOMM_ASSIGN_OR_RETURN(const int64_t bits, parseInt(key, value));
+      options.bits = static_cast<int>(std::clamp<int64_t>(bits, -1, 1000));
+    } else if (key == "bucket") {
+      QCOMM_ASSIGN_OR_RETURN(options.bucketSize, parseInt(key, value));
+    } else if (key == "norm") {
+      QCOMM_ASSIGN_OR_RETURN(options.norm, parseNormKind(value));
+    } else if (key == "layout") {
+      QCOMM_ASSIGN_OR_RETURN(options.layout, parseLayout(value));
+    } else {
+      return invalidArgument("codec spec '", std::string(spec), "': unknown key '",
+                             std::string(key), "' (known: bits, bucket, norm, layout)");
+    }
+  }
+  QCOMM_RETURN_IF_ERROR(options.validate().withContext("codec spec: "));
+  return options;
+}
+
+std::string codecSpec(const QsgdOptions& o) {
+  return strCat("qsgd:bits=", o.bits, ",bucket=", o.bucketSize, ",norm=", normKindName(o.norm),
+                ",layout=", layoutName(o.layout));
+}
+
+Status CommunicatorOptions::validate() const {
+  QCOMM_RETURN_IF_ERROR(parseCodecSpec(codec).status());
+  if (minCompressNumel < 0) {
+    return invalidArgument("minCompressNumel must be >= 0, got ", minCompressNumel);
+  }
+  if (chunkNumel < 1) return invalidArgument("chunkNumel must be >= 1, got ", chunkNumel);
+  if (algorithmName(algorithm) == "unknown") return invalidArgument("unknown algorithm");
+  return Status::ok();
+}
+
+std::string CommunicatorOptions::describe() const {
+  const Result<QsgdOptions> parsed = parseCodecSpec(codec);
+  return strCat(parsed.isOk() ? codecSpec(*parsed) : codec, " algorithm=", algorithmName(algorithm),
+                " error_feedback=", errorFeedback ? 1 : 0, " seed=", seed,
+                " min_compress=", minCompressNumel, " chunk=", chunkNumel,
+                " check_sizes=", checkSizes ? 1 : 0);
+}
+
+Algorithm selectAlgorithm(int64_t count, int worldSize, const transport::Capabilities& /*caps*/,
+                          const CommunicatorOptions& options) {
+  if (worldSize <= 1 || count < options.minCompressNumel) return Algorithm::kUncompressed;
+  if (options.algorithm != Algorithm::kAuto) return options.algorithm;
+  // Two ranks: sra moves as many bytes as allgather but quantizes twice.
+  if (worldSize == 2 || count < kSraMinNumel) return Algorithm::kAllgather;
+  return Algorithm::kSra;
+}
+
+}  // namespace qcomm

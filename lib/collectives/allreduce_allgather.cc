@@ -1,0 +1,76 @@
+// allgather: every rank encodes its chunk once, the codes are all-gathered, every rank decodes
+// the P codes and averages them in rank order (so all ranks get bit-identical results). Chunks
+// are pipelined: chunk c+1 is encoded while chunk c travels.
+#include <algorithm>
+
+#include "collectives/schedule.h"
+
+namespace qcomm::collectives {
+namespace {
+
+struct Slot {
+  EncodedTensor encoded;
+  std::vector<uint8_t> send, recv;
+  std::vector<size_t> counts;
+  std::unique_ptr<transport::Request> request;
+  int64_t begin = 0, end = 0;
+};
+
+}  // namespace
+
+Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
+                          std::span<float> output) {
+  const int64_t n = static_cast<int64_t>(input.size());
+  const int p = ctx.transport.size();
+  const int me = ctx.transport.rank();
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunkNumel);
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  Slot slots[2];
+  std::vector<float> decoded;
+
+  // Encodes chunk c and starts its all-gather.
+  auto start = [&](int64_t c) -> Status {
+    Slot& s = slots[c % 2];
+    s.begin = c * chunk;
+    s.end = std::min(n, s.begin + chunk);
+    QCOMM_RETURN_IF_ERROR(encodeMessage(ctx, input.subspan(s.begin, s.end - s.begin), me,
+                                        ctx.tensorId, &s.encoded, &s.send));
+    s.counts.assign(p, s.send.size());  // same config and size everywhere: same message size
+    s.recv.resize(s.send.size() * p);
+    ctx.stats->bytesSent += s.send.size() * (p - 1);
+    ctx.stats->bytesReceived += s.send.size() * (p - 1);
+    QCOMM_ASSIGN_OR_RETURN(s.request, ctx.transport.iallgatherv(s.send, s.recv, s.counts));
+    return Status::ok();
+  };
+  // Waits for chunk c and writes its mean (and this rank's residual).
+  auto finish = [&](int64_t c) -> Status {
+    Slot& s = slots[c % 2];
+    QCOMM_RETURN_IF_ERROR(s.request->wait());
+    const int64_t m = s.end - s.begin;
+    decoded.resize(m);
+    std::vector<float> sum(m, 0.0f);
+    const size_t size = s.send.size();
+    for (int r = 0; r < p; ++r) {
+      QCOMM_RETURN_IF_ERROR(
+          decodeMessage(ctx, std::span<const uint8_t>(s.recv).subspan(r * size, size), decoded));
+      for (int64_t i = 0; i < m; ++i) sum[i] += decoded[i];
+      if (r == me && !ctx.residual.empty()) {
+        for (int64_t i = 0; i < m; ++i) {
+          ctx.residual[s.begin + i] = input[s.begin + i] - decoded[i];
+        }
+      }
+    }
+    const float ranks = static_cast<float>(p);
+    for (int64_t i = 0; i < m; ++i) output[s.begin + i] = sum[i] / ranks;
+    return Status::ok();
+  };
+
+  for (int64_t c = 0; c < chunks; ++c) {
+    QCOMM_RETURN_IF_ERROR(start(c));
+    if (c > 0) QCOMM_RETURN_IF_ERROR(finish(c - 1));
+  }
+  if (chunks > 0) QCOMM_RETURN_IF_ERROR(finish(chunks - 1));
+  return Status::ok();
+}
+
+}  // namespace qcomm::collectives

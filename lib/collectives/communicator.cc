@@ -1,0 +1,179 @@
+// The Communicator: agreement, per-call size checks, error feedback and fusion around the
+// schedules of collectives/.
+#include "qcomm/communicator.h"
+
+#include <boost/archive/binary_iarchive.hpp>
+#include <boost/archive/binary_oarchive.hpp>
+#include <boost/serialization/map.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <istream>
+#include <ostream>
+
+#include "collectives/schedule.h"
+
+namespace qcomm {
+namespace {
+
+uint64_t fnv1a(std::string_view text) {
+  uint64_t hash = 0xCBF29CE484222325ull;
+  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001B3ull;
+  return hash;
+}
+
+// The residual buffer for `key`, reset (zeroed) when the tensor's size changed.
+std::span<float> residualFor(std::map<std::string, std::vector<float>>& map, const std::string& key,
+                             size_t size) {
+  std::vector<float>& r = map[key];
+  if (r.size() != size) r.assign(size, 0.0f);
+  return r;
+}
+
+}  // namespace
+
+Communicator::Communicator(transport::Transport& transport, CommunicatorOptions options,
+                           QsgdOptions codec, Executor* executor)
+    : transport_(transport), options_(std::move(options)), codec_(codec), executor_(executor) {}
+
+Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport& transport,
+                                                           const CommunicatorOptions& options,
+                                                           Executor* executor) {
+  // A local error must not leave the other ranks waiting in the agreement below, so the
+  // agreement runs on every rank and carries the error text instead of a configuration.
+  const Status valid = options.validate();
+  const std::string mine = valid.isOk() ? options.describe() : "invalid: " + valid.message();
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> all, transport.allgatherStrings(mine));
+  if (!valid.isOk()) return valid.withContext(strCat("rank ", transport.rank(), ": "));
+  for (int r = 0; r < static_cast<int>(all.size()); ++r) {
+    if (all[r] != all[0]) {
+      return failedPrecondition("communicator configuration differs between ranks: rank ", r,
+                                " has '", all[r], "' but rank 0 has '", all[0], "'");
+    }
+  }
+  QsgdOptions codec = *parseCodecSpec(options.codec);
+  return std::unique_ptr<Communicator>(new Communicator(transport, options, codec, executor));
+}
+
+Status Communicator::checkAgreement(std::string_view what, const std::string& mine) {
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> hashes, transport_.allgatherU64(fnv1a(mine)));
+  bool same = true;
+  for (uint64_t h : hashes) same &= h == hashes[0];
+  if (same) return Status::ok();
+  // Rare path: fetch the descriptions to say exactly what differs.
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> all, transport_.allgatherStrings(mine));
+  for (int r = 0; r < static_cast<int>(all.size()); ++r) {
+    if (all[r] != all[0]) {
+      return invalidArgument(what, ": rank ", r, " has ", all[r], " but rank 0 has ", all[0],
+                             " (seen from rank ", transport_.rank(), ")");
+    }
+  }
+  return internalError(what, ": hashes differ but descriptions agree");
+}
+
+Status Communicator::reduce(std::span<float> data, const std::string& key) {
+  ++stats_.calls;
+  const uint64_t step = step_++;
+  const int64_t n = static_cast<int64_t>(data.size());
+  const Algorithm algorithm =
+      selectAlgorithm(n, transport_.size(), transport_.capabilities(), options_);
+  QCOMM_ASSIGN_OR_RETURN(const WireOptions wire, WireOptions::fromEnvironment());
+  collectives::ScheduleContext ctx{transport_,
+                                   executor_,
+                                   codec_,
+                                   wire,
+                                   options_.seed,
+                                   static_cast<uint32_t>(fnv1a(key)),
+                                   step,
+                                   options_.chunkNumel,
+                                   {},
+                                   {},
+                                   &stats_};
+  std::span<const float> input = data;
+  if (options_.errorFeedback && algorithm != Algorithm::kUncompressed) {
+    // g' = g + e; the schedule sends Q(g') and leaves e = g' - D(Q(g')).
+    ctx.residual = residualFor(residuals_, key, data.size());
+    if (algorithm == Algorithm::kSra)
+      ctx.ownerResidual = residualFor(ownerResiduals_, key, data.size());
+    work_.resize(data.size());
+    for (int64_t i = 0; i < n; ++i) work_[i] = data[i] + ctx.residual[i];
+    input = work_;
+  }
+  switch (algorithm) {
+    case Algorithm::kAllgather:
+      return collectives::allreduceAllgather(ctx, input, data);
+    case Algorithm::kSra:
+      return collectives::allreduceSra(ctx, input, data);
+    default:
+      return collectives::allreduceUncompressed(ctx, input, data);
+  }
+}
+
+Status Communicator::allreduceMean(std::span<float> data, std::string_view key) {
+  if (options_.checkSizes) {
+    QCOMM_RETURN_IF_ERROR(
+        checkAgreement("allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values")));
+  }
+  return reduce(data, std::string(key));
+}
+
+Status Communicator::allreduceMean(std::span<const NamedTensor> tensors) {
+  std::string description = strCat(tensors.size(), " tensors:");
+  for (const NamedTensor& t : tensors) description += strCat(" '", t.name, "' of ", t.data.size());
+  if (options_.checkSizes) QCOMM_RETURN_IF_ERROR(checkAgreement("allreduceMean", description));
+  // Large tensors share one compressed message, small ones one uncompressed allreduce.
+  for (const bool large : {true, false}) {
+    std::vector<float> fused;
+    std::string key = large ? "fused:" : "fused-small:";
+    for (const NamedTensor& t : tensors) {
+      if ((static_cast<int64_t>(t.data.size()) >= options_.minCompressNumel) != large) continue;
+      fused.insert(fused.end(), t.data.begin(), t.data.end());
+      key += t.name + ",";
+    }
+    if (fused.empty()) continue;
+    QCOMM_RETURN_IF_ERROR(reduce(fused, key));
+    size_t offset = 0;
+    for (const NamedTensor& t : tensors) {
+      if ((static_cast<int64_t>(t.data.size()) >= options_.minCompressNumel) != large) continue;
+      std::copy(fused.begin() + offset, fused.begin() + offset + t.data.size(), t.data.begin());
+      offset += t.data.size();
+    }
+  }
+  return Status::ok();
+}
+
+Status Communicator::saveState(std::ostream& out) const {
+  try {
+    boost::archive::binary_oarchive archive(out);
+    archive << options_.describe() << step_ << residuals_ << ownerResiduals_;
+  } catch (const std::exception& e) {
+    return ioError("saving communicator state: ", e.what());
+  }
+  return out ? Status::ok() : ioError("saving communicator state: the stream failed");
+}
+
+Status Communicator::loadState(std::istream& in) {
+  std::string describe;
+  uint64_t step = 0;
+  std::map<std::string, std::vector<float>> residuals, ownerResiduals;
+  try {
+    boost::archive::binary_iarchive archive(in);
+    archive >> describe >> step >> residuals >> ownerResiduals;
+  } catch (const std::exception& e) {
+    return dataLoss("loading communicator state: malformed archive (", e.what(), ")");
+  }
+  if (describe != options_.describe()) {
+    return failedPrecondition("loading communicator state: saved with '", describe,
+                              "' but this communicator is '", options_.describe(), "'");
+  }
+  step_ = step;
+  residuals_ = std::move(residuals);
+  ownerResiduals_ = std::move(ownerResiduals);
+  return Status::ok();
+}
+
+void Communicator::resetState() {
+  residuals_.clear();
+  ownerResiduals_.clear();
+}
+
+}  // namespace qcomm

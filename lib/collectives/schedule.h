@@ -1,0 +1,47 @@
+// What every allreduce schedule gets: the transport, the codec, the random key and the
+// error-feedback buffers. Schedules see only the codec and transport interfaces.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "qcomm/codec.h"
+#include "qcomm/communicator.h"
+#include "qcomm/transport.h"
+#include "qcomm/wire.h"
+
+namespace qcomm::collectives {
+
+struct ScheduleContext {
+  transport::Transport& transport;
+  Executor* executor;
+  QsgdOptions codec;
+  WireOptions wire;
+  uint64_t seed;
+  uint32_t tensorId;
+  uint64_t step;
+  int64_t chunkNumel;
+  // Error feedback: when non-empty (same size as the input), the schedule stores
+  // input - D(Q(input)) of what this rank sent, and (sra) the owner's re-encoding residual, which
+  // it also adds before re-encoding.
+  std::span<float> residual;
+  std::span<float> ownerResidual;
+  CommunicatorStats* stats;
+};
+
+// output = mean over ranks of input (input and output may be the same span).
+Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
+                          std::span<float> output);
+Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::span<float> output);
+Status allreduceUncompressed(ScheduleContext& ctx, std::span<const float> input,
+                             std::span<float> output);
+
+// Encodes `values` (global index offset `first` for the random stream) into a wire message.
+Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
+                     uint32_t tensorId, EncodedTensor* scratch, std::vector<uint8_t>* message);
+// The exact wire size of `count` encoded values under ctx's codec.
+Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count);
+// Parses and decodes one message of exactly out.size() values.
+Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std::span<float> out);
+
+}  // namespace qcomm::collectives

@@ -1,0 +1,108 @@
+// The Communicator: allreduceMean with QSGD-compressed messages over any transport.
+// Each rank encodes, the words travel, every rank decodes and averages; all ranks end with
+// bit-identical values. Nothing throws: every call returns a Status naming rank, tensor, expected
+// and actual values.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qcomm/codec.h"
+#include "qcomm/executor.h"
+#include "qcomm/transport.h"
+
+namespace qcomm {
+
+enum class Algorithm {
+  kAuto,          // selectAlgorithm() decides per call
+  kAllgather,     // every rank's codes to every rank: one quantization
+  kSra,           // scatter-reduce-allgather: bandwidth-optimal, two quantizations
+  kUncompressed,  // the transport's float allreduce
+};
+
+std::string_view algorithmName(Algorithm algorithm);
+Result<Algorithm> parseAlgorithm(std::string_view name);
+
+// Codec specs: "qsgd:bits=4,bucket=512,norm=max,layout=compact" (every key optional; bucket=0
+// means the whole tensor). The error names the key or value that is wrong.
+Result<QsgdOptions> parseCodecSpec(std::string_view spec);
+std::string codecSpec(const QsgdOptions& options);
+
+struct CommunicatorOptions {
+  std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";
+  Algorithm algorithm = Algorithm::kAuto;
+  bool errorFeedback = false;
+  uint64_t seed = 0;
+  int64_t minCompressNumel = int64_t{1} << 14;  // smaller tensors go uncompressed
+  int64_t chunkNumel = int64_t{1} << 22;        // large tensors are pipelined in chunks of this
+  bool checkSizes = true;  // agree on tensor names and sizes before every collective
+
+  Status validate() const;
+  // One line that every rank must agree on.
+  std::string describe() const;
+};
+
+// The algorithm for one allreduce of `count` values: a pure function, unit-tested.
+Algorithm selectAlgorithm(int64_t count, int worldSize, const transport::Capabilities& caps,
+                          const CommunicatorOptions& options);
+
+struct NamedTensor {
+  std::string name;
+  std::span<float> data;
+};
+
+struct CommunicatorStats {
+  uint64_t calls = 0;
+  uint64_t bytesSent = 0;      // payload this rank handed to the transport
+  uint64_t bytesReceived = 0;  // payload delivered to this rank
+};
+
+class Communicator {
+ public:
+  // Agrees on the configuration with every rank of `transport` (a mismatch is an error on every
+  // rank). The transport and executor must outlive the communicator.
+  static Result<std::unique_ptr<Communicator>> create(transport::Transport& transport,
+                                                      const CommunicatorOptions& options,
+                                                      Executor* executor = nullptr);
+
+  // Replaces data with the mean over ranks. `key` names the tensor: it keys error feedback and
+  // the random stream, and must be the same on every rank.
+  Status allreduceMean(std::span<float> data, std::string_view key = "tensor");
+  // Several named tensors in one call: large ones fused into one compressed message, small ones
+  // (under minCompressNumel) into one uncompressed allreduce.
+  Status allreduceMean(std::span<const NamedTensor> tensors);
+
+  // Error-feedback state, for checkpoints (Boost.Serialization binary archive).
+  Status saveState(std::ostream& out) const;
+  Status loadState(std::istream& in);
+  void resetState();
+
+  const CommunicatorOptions& options() const { return options_; }
+  const CommunicatorStats& stats() const { return stats_; }
+  uint64_t step() const { return step_; }
+
+ private:
+  Communicator(transport::Transport& transport, CommunicatorOptions options, QsgdOptions codec,
+               Executor* executor);
+  Status checkAgreement(std::string_view what, const std::string& mine);
+  Status reduce(std::span<float> data, const std::string& key);
+
+  transport::Transport& transport_;
+  CommunicatorOptions options_;
+  QsgdOptions codec_;
+  Executor* executor_;
+  uint64_t step_ = 0;
+  CommunicatorStats stats_;
+  // Error feedback per tensor key: the sender's residual and (sra) the owner's residual.
+  std::map<std::string, std::vector<float>> residuals_;
+  std::map<std::string, std::vector<float>> ownerResiduals_;
+  std::vector<float> work_;  // reused scratch
+};
+
+}  // namespace qcomm

@@ -1,0 +1,80 @@
+// The transport contract: what a collective schedule needs from a network, and nothing about
+// QSGD. Backends: local (ranks as threads in one process), mpi (Open MPI), later nccl.
+// Every rank must issue the same operations in the same order (as with MPI collectives).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qcomm/status.h"
+
+namespace qcomm::transport {
+
+struct Capabilities {
+  bool deviceMemory = false;  // accepts device pointers
+};
+
+// A started operation; wait() completes it. Buffers passed to the operation must stay alive and
+// untouched until wait() returns.
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual Status wait() = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string_view name() const = 0;
+  virtual Capabilities capabilities() const = 0;
+
+  // recv holds the contributions of ranks 0..P-1 back to back, recvCounts[r] bytes from rank r;
+  // send.size() must equal recvCounts[rank()].
+  virtual Result<std::unique_ptr<Request>> iallgatherv(std::span<const uint8_t> send,
+                                                       std::span<uint8_t> recv,
+                                                       std::span<const size_t> recvCounts) = 0;
+  // Block r of send (sendCounts[r] bytes) goes to rank r; recv receives recvCounts[r] bytes from
+  // rank r, back to back in rank order.
+  virtual Result<std::unique_ptr<Request>> ialltoallv(std::span<const uint8_t> send,
+                                                      std::span<const size_t> sendCounts,
+                                                      std::span<uint8_t> recv,
+                                                      std::span<const size_t> recvCounts) = 0;
+  // In-place elementwise sum over ranks; every rank gets the same values.
+  virtual Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) = 0;
+  virtual Status barrier() = 0;
+
+  // Blocking forms.
+  Status allgatherv(std::span<const uint8_t> send, std::span<uint8_t> recv,
+                    std::span<const size_t> recvCounts);
+  Status alltoallv(std::span<const uint8_t> send, std::span<const size_t> sendCounts,
+                   std::span<uint8_t> recv, std::span<const size_t> recvCounts);
+  Status allreduceSum(std::span<float> data);
+  // Every rank's value, in rank order.
+  Result<std::vector<uint64_t>> allgatherU64(uint64_t value);
+  // Every rank's string, in rank order (lengths are exchanged first).
+  Result<std::vector<std::string>> allgatherStrings(const std::string& value);
+};
+
+// A request that finished when it was started (backends that complete eagerly).
+class CompletedRequest final : public Request {
+ public:
+  explicit CompletedRequest(Status status = Status::ok()) : status_(std::move(status)) {}
+  Status wait() override { return status_; }
+
+ private:
+  Status status_;
+};
+
+// Sum of counts, and the offset of each block, for the v-collectives.
+std::vector<size_t> displacements(std::span<const size_t> counts);
+size_t total(std::span<const size_t> counts);
+
+}  // namespace qcomm::transport

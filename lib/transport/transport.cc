@@ -1,0 +1,61 @@
+#include <cstring>
+#include <numeric>
+
+#include "qcomm/transport.h"
+
+namespace qcomm::transport {
+
+std::vector<size_t> displacements(std::span<const size_t> counts) {
+  std::vector<size_t> offsets(counts.size(), 0);
+  for (size_t i = 1; i < counts.size(); ++i) offsets[i] = offsets[i - 1] + counts[i - 1];
+  return offsets;
+}
+
+size_t total(std::span<const size_t> counts) {
+  return std::accumulate(counts.begin(), counts.end(), size_t{0});
+}
+
+Status Transport::allgatherv(std::span<const uint8_t> send, std::span<uint8_t> recv,
+                             std::span<const size_t> recvCounts) {
+  QCOMM_ASSIGN_OR_RETURN(std::unique_ptr<Request> request, iallgatherv(send, recv, recvCounts));
+  return request->wait();
+}
+
+Status Transport::alltoallv(std::span<const uint8_t> send, std::span<const size_t> sendCounts,
+                            std::span<uint8_t> recv, std::span<const size_t> recvCounts) {
+  QCOMM_ASSIGN_OR_RETURN(std::unique_ptr<Request> request,
+                         ialltoallv(send, sendCounts, recv, recvCounts));
+  return request->wait();
+}
+
+Status Transport::allreduceSum(std::span<float> data) {
+  QCOMM_ASSIGN_OR_RETURN(std::unique_ptr<Request> request, iallreduceSum(data));
+  return request->wait();
+}
+
+Result<std::vector<uint64_t>> Transport::allgatherU64(uint64_t value) {
+  std::vector<uint64_t> all(size());
+  const std::vector<size_t> counts(size(), sizeof(uint64_t));
+  QCOMM_RETURN_IF_ERROR(allgatherv(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&value), sizeof(value)),
+      std::span<uint8_t>(reinterpret_cast<uint8_t*>(all.data()), all.size() * sizeof(uint64_t)),
+      counts));
+  return all;
+}
+
+Result<std::vector<std::string>> Transport::allgatherStrings(const std::string& value) {
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> lengths, allgatherU64(value.size()));
+  const std::vector<size_t> counts(lengths.begin(), lengths.end());
+  std::vector<uint8_t> bytes(total(counts));
+  QCOMM_RETURN_IF_ERROR(allgatherv(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(value.data()), value.size()), bytes,
+      counts));
+  std::vector<std::string> all;
+  const std::vector<size_t> offsets = displacements(counts);
+  for (size_t r = 0; r < counts.size(); ++r) {
+    all.emplace_back(reinterpret_cast<const char*>(bytes.data()) + offsets[r], counts[r]);
+  }
+  return all;
+}
+
+}  // namespace qcomm::transport
