@@ -1,0 +1,126 @@
+// The Communicator over real Open MPI ranks (mpirun -np 2, 3, 4): results within the quantization
+// bound and identical on every rank, and the error cases asserted on every rank.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "qcomm/communicator.h"
+#include "qcomm/mpi_transport.h"
+#include "support/allreduce_expectations.h"
+
+namespace qcomm {
+namespace {
+
+std::unique_ptr<transport::MpiTransport> world() {
+  Result<std::unique_ptr<transport::MpiTransport>> t =
+      transport::MpiTransport::create(MPI_COMM_WORLD);
+  EXPECT_TRUE(t.isOk()) << t.status().toString();
+  return std::move(t).value();
+}
+
+// True when `values` are bit-identical on every rank.
+bool sameOnEveryRank(const std::vector<float>& values) {
+  uint64_t hash = 0xCBF29CE484222325ull;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(values.data());
+  for (size_t i = 0; i < values.size() * sizeof(float); ++i)
+    hash = (hash ^ bytes[i]) * 0x100000001B3ull;
+  uint64_t lo = hash, hi = hash;
+  MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+  return lo == hi;
+}
+
+TEST(MpiTransport, CollectivesMoveTheRightBytes) {
+  auto t = world();
+  const int p = t->size(), me = t->rank();
+  std::vector<size_t> counts(p);
+  for (int r = 0; r < p; ++r) counts[r] = r + 1;
+  std::vector<uint8_t> send(me + 1, uint8_t(me)), recv(transport::total(counts));
+  ASSERT_TRUE(t->allgatherv(send, recv, counts).isOk());
+  size_t at = 0;
+  for (int r = 0; r < p; ++r) {
+    for (int i = 0; i <= r; ++i) ASSERT_EQ(recv[at++], r);
+  }
+  std::vector<float> values = {float(me), 1.0f};
+  ASSERT_TRUE(t->allreduceSum(values).isOk());
+  EXPECT_EQ(values[0], p * (p - 1) / 2.0f);
+  EXPECT_EQ(values[1], float(p));
+  const std::vector<size_t> wrong(p + 1, 1);
+  std::vector<uint8_t> one(1), many(p + 1);
+  EXPECT_EQ(t->allgatherv(one, many, wrong).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MpiCommunicator, EveryAlgorithmWithinTheBoundAndIdenticalOnAllRanks) {
+  auto t = world();
+  const int p = t->size();
+  for (Algorithm algorithm : {Algorithm::kAllgather, Algorithm::kSra, Algorithm::kUncompressed}) {
+    for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+      for (int bits : {2, 4, 8}) {
+        for (int64_t n :
+             {int64_t{0}, int64_t{1}, int64_t{511}, int64_t{513}, int64_t{1001}, int64_t{200000}}) {
+          CommunicatorOptions o;
+          o.codec = strCat("qsgd:bits=", bits, ",bucket=512,norm=max,layout=", layoutName(layout));
+          o.algorithm = algorithm;
+          o.minCompressNumel = algorithm == Algorithm::kUncompressed ? (int64_t{1} << 40) : 0;
+          o.chunkNumel = 70000;
+          auto comm = Communicator::create(*t, o);
+          ASSERT_TRUE(comm.isOk()) << comm.status().toString();
+          std::vector<float> data = testing::inputOf(t->rank(), n);
+          ASSERT_TRUE((*comm)->allreduceMean(data, "w").isOk());
+          const std::string what = strCat(algorithmName(algorithm), " ", layoutName(layout),
+                                          " q=", bits, " n=", n, " P=", p);
+          EXPECT_TRUE(sameOnEveryRank(data)) << what;
+          const int64_t bad = testing::firstOutOfBound(
+              data, p, algorithm == Algorithm::kUncompressed ? 16 : bits, algorithm);
+          EXPECT_EQ(bad, -1) << what << ": value " << bad << " leaves the bound";
+        }
+      }
+    }
+  }
+}
+
+TEST(MpiCommunicator, MismatchedSizesAreAnErrorOnEveryRank) {
+  auto t = world();
+  auto comm = Communicator::create(*t, CommunicatorOptions{});
+  ASSERT_TRUE(comm.isOk());
+  std::vector<float> data(t->rank() == 1 ? 4000 : 5000, 1.0f);
+  const Status s = (*comm)->allreduceMean(data, "fc.weight");
+  EXPECT_EQ(s.message(), strCat("allreduceMean: rank 1 has tensor 'fc.weight' of 4000 values but "
+                                "rank 0 has tensor 'fc.weight' of 5000 values (seen from rank ",
+                                t->rank(), ")"));
+  // The communicator stays usable after the refused call.
+  std::vector<float> ok(5000, 2.0f);
+  EXPECT_TRUE((*comm)->allreduceMean(ok, "fc.weight").isOk());
+  EXPECT_EQ(ok[0], 2.0f);
+}
+
+TEST(MpiCommunicator, MismatchedCodecSettingsAreAnErrorOnEveryRank) {
+  auto t = world();
+  CommunicatorOptions o;
+  o.codec = t->rank() == t->size() - 1 ? "qsgd:bits=2,bucket=512" : "qsgd:bits=4,bucket=512";
+  const Status s = Communicator::create(*t, o).status();
+  EXPECT_NE(s.message().find(strCat("configuration differs between ranks: rank ", t->size() - 1,
+                                    " has 'qsgd:bits=2")),
+            std::string::npos)
+      << s.message();
+}
+
+TEST(MpiCommunicator, NanOnOneRankReachesEveryRank) {
+  auto t = world();
+  for (Algorithm algorithm : {Algorithm::kAllgather, Algorithm::kSra, Algorithm::kUncompressed}) {
+    CommunicatorOptions o;
+    o.algorithm = algorithm;
+    o.minCompressNumel = algorithm == Algorithm::kUncompressed ? (int64_t{1} << 40) : 0;
+    auto comm = Communicator::create(*t, o);
+    ASSERT_TRUE(comm.isOk());
+    std::vector<float> data(10000, 1.0f);
+    if (t->rank() == 0) data[7777] = INFINITY;
+    ASSERT_TRUE((*comm)->allreduceMean(data).isOk());
+    EXPECT_FALSE(std::isfinite(data[7777])) << algorithmName(algorithm);
+    EXPECT_TRUE(std::isfinite(data[100])) << algorithmName(algorithm);
+  }
+}
+
+}  // namespace
+}  // namespace qcomm

@@ -1,0 +1,33 @@
+// GoogleTest under mpirun. After each test every rank contributes its pass/fail to an
+// MPI_Allreduce, so all ranks report the same outcome and none is left waiting on a failed one.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+namespace {
+
+class AgreeOnOutcome : public ::testing::EmptyTestEventListener {
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    int failed = info.result()->Failed() ? 1 : 0, anyFailed = 0;
+    MPI_Allreduce(&failed, &anyFailed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (anyFailed && !failed) {
+      ADD_FAILURE() << "another rank failed " << info.test_suite_name() << "." << info.name();
+    }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+  if (rank != 0) delete listeners.Release(listeners.default_result_printer());
+  listeners.Append(new AgreeOnOutcome);
+  const int failed = RUN_ALL_TESTS();
+  int anyFailed = 0;
+  MPI_Allreduce(&failed, &anyFailed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return anyFailed;
+}
