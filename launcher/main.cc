@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "bench_command.h"
 #include "codec_command.h"
 #include "demo_command.h"
 #include "qcomm/env.h"
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   int exitCode = 0;
   qcomm::launcher::addCodecCommand(app, exitCode);
   qcomm::launcher::addDemoCommand(app, exitCode);
+  qcomm::launcher::addBenchCommand(app, exitCode);
   CLI::App* env = app.add_subcommand("env", "list the QCOMM_* environment knobs");
   env->callback([] {
     for (const qcomm::KnobInfo& k : qcomm::knobs()) {

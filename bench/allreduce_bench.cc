@@ -1,0 +1,233 @@
+// Allreduce benchmark, nccl-tests style: plain MPI_Allreduce beside qcomm's allgather and sra in
+// the same run. Start it with any mpirun (any hostfile, any launcher):
+//
+//   mpirun -np 4 build/bin/qcomm_allreduce_bench -b 1M -e 64M -f 4 --json out.json
+//
+// Columns: size count type redop root time(us) algbw busbw #wrong, then algorithm codec
+// wire_bytes (bytes this rank received per call) ratio (2(P-1)/P * size / wire_bytes) err (max
+// |result - exact mean| / max |exact mean|). algbw is uncompressed bytes / time; busbw =
+// algbw * 2(P-1)/P. #wrong counts values outside the quantization bound (0 for MPI_Allreduce
+// means: within float rounding). Inputs come from (rank, index), so every rank checks locally.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "qcomm/communicator.h"
+#include "qcomm/mpi_transport.h"
+
+namespace {
+
+using qcomm::Algorithm;
+
+// Value i of rank r: uniform in [-1, 1), from a counter hash (cheap, reproducible anywhere).
+float inputValue(int rank, int64_t i) {
+  uint64_t x = (uint64_t(rank) << 40) ^ uint64_t(i);
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return float(x >> 40) * 0x1p-23f - 1.0f;
+}
+
+int64_t parseSize(const std::string& text) {
+  double value = std::stod(text);
+  switch (text.empty() ? ' ' : text.back()) {
+    case 'K':
+    case 'k':
+      value *= 1024;
+      break;
+    case 'M':
+    case 'm':
+      value *= 1024 * 1024;
+      break;
+    case 'G':
+    case 'g':
+      value *= 1024.0 * 1024 * 1024;
+      break;
+    default:
+      break;
+  }
+  return static_cast<int64_t>(value);
+}
+
+struct Row {
+  int64_t bytes, count;
+  std::string algorithm, codec;
+  double seconds, algbw, busbw;
+  int64_t wrong;
+  double wireBytes, ratio, err;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, p = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+
+  CLI::App app("qcomm allreduce benchmark (run under mpirun)");
+  std::string minText = "1M", maxText = "64M", jsonPath,
+              codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";
+  std::vector<std::string> algorithms = {"mpi", "allgather", "sra"};
+  double factor = 4;
+  int iters = 10, warmup = 3;
+  int64_t chunk = int64_t{1} << 22;
+  app.add_option("-b,--minbytes", minText, "smallest size (bytes of float32; K/M/G suffixes)")
+      ->capture_default_str();
+  app.add_option("-e,--maxbytes", maxText, "largest size")->capture_default_str();
+  app.add_option("-f,--stepfactor", factor, "size multiplier between rows")->capture_default_str();
+  app.add_option("-n,--iters", iters, "timed iterations")->capture_default_str();
+  app.add_option("-w,--warmup", warmup, "untimed iterations")->capture_default_str();
+  app.add_option("--codec", codec, "codec spec")->capture_default_str();
+  app.add_option("--algorithms", algorithms, "any of mpi, allgather, sra")->delimiter(',');
+  app.add_option("--chunk", chunk, "pipelining chunk (values)")->capture_default_str();
+  app.add_option("--json", jsonPath, "write every row to this file (rank 0)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = rank == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+    MPI_Finalize();
+    return code;
+  }
+  const int64_t minBytes = parseSize(minText), maxBytes = parseSize(maxText);
+  auto fail = [&](const qcomm::Status& s) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, s.toString().c_str());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  };
+  if (minBytes < 4 || maxBytes < minBytes || factor <= 1.0 || iters < 1) {
+    if (rank == 0)
+      std::fprintf(stderr, "need 4 <= minbytes <= maxbytes, stepfactor > 1, iters >= 1\n");
+    MPI_Finalize();
+    return 2;
+  }
+  auto transport = qcomm::transport::MpiTransport::create(MPI_COMM_WORLD);
+  if (!transport.isOk()) return fail(transport.status());
+  auto executor = qcomm::Executor::fromEnvironment();
+  if (!executor.isOk()) return fail(executor.status());
+
+  const double busFactor = p > 1 ? 2.0 * (p - 1) / p : 1.0;
+  if (rank == 0) {
+    std::printf("# qcomm allreduce benchmark: %d ranks, codec %s, %d iters after %d warm-up\n", p,
+                codec.c_str(), iters, warmup);
+    std::printf("%12s %12s %6s %6s %5s %11s %8s %8s %7s  %-10s %-44s %12s %7s %9s\n", "size",
+                "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
+                "algorithm", "codec", "wire_bytes", "ratio", "err");
+  }
+  std::vector<Row> rows;
+  for (double b = double(minBytes); b <= double(maxBytes) * 1.0001; b *= factor) {
+    const int64_t count = static_cast<int64_t>(b) / 4;
+    const int64_t bytes = count * 4;
+    std::vector<float> input(count), data(count), exact(count, 0.0f);
+    for (int64_t i = 0; i < count; ++i) input[i] = inputValue(rank, i);
+    {
+      std::vector<double> sum(count, 0.0);
+      for (int r = 0; r < p; ++r) {
+        for (int64_t i = 0; i < count; ++i) sum[i] += inputValue(r, i);
+      }
+      for (int64_t i = 0; i < count; ++i) exact[i] = float(sum[i] / p);
+    }
+    double maxExact = 0.0;
+    for (float x : exact) maxExact = std::max(maxExact, double(std::fabs(x)));
+    for (const std::string& name : algorithms) {
+      std::unique_ptr<qcomm::Communicator> comm;
+      qcomm::CommunicatorOptions options;
+      options.codec = codec;
+      options.minCompressNumel = 0;
+      options.chunkNumel = chunk;
+      options.checkSizes = false;  // time the collective alone
+      if (name != "mpi") {
+        auto algorithm = qcomm::parseAlgorithm(name);
+        if (!algorithm.isOk()) return fail(algorithm.status());
+        options.algorithm = *algorithm;
+        auto created = qcomm::Communicator::create(**transport, options, executor->get());
+        if (!created.isOk()) return fail(created.status());
+        comm = std::move(*created);
+      }
+      double seconds = 0.0;
+      for (int it = 0; it < warmup + iters; ++it) {
+        std::copy(input.begin(), input.end(), data.begin());
+        MPI_Barrier(MPI_COMM_WORLD);
+        const auto t0 = std::chrono::steady_clock::now();
+        if (comm) {
+          const qcomm::Status s = comm->allreduceMean(data, "bench");
+          if (!s.isOk()) return fail(s);
+        } else {
+          MPI_Allreduce(MPI_IN_PLACE, data.data(), int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+          for (float& x : data) x /= float(p);
+        }
+        const double dt =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (it >= warmup) seconds += dt;
+      }
+      seconds /= iters;
+      MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      // Check against the exact mean: a quantized result is within one step of every rank's
+      // code (max|x| <= 1, so step <= 1/s) plus, for sra, one step of the mean.
+      double err = 0.0, bound = 1e-6;
+      if (comm) {
+        const int bits = qcomm::parseCodecSpec(codec)->bits;
+        const double s = (1 << bits) - 1;
+        bound = 1.0 / s + (name == "sra" ? 2.0 / s : 0.0) + 1e-6;
+      }
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        const double d = std::fabs(double(data[i]) - exact[i]);
+        err = std::max(err, d);
+        wrong += !(d <= bound);
+      }
+      MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+      MPI_Allreduce(MPI_IN_PLACE, &err, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      const double modelBytes = busFactor * bytes;
+      double wire = modelBytes;
+      if (comm) wire = double(comm->stats().bytesReceived) / (warmup + iters);
+      Row row{bytes,
+              count,
+              name,
+              comm ? qcomm::codecSpec(*qcomm::parseCodecSpec(codec)) : "none",
+              seconds,
+              bytes / seconds / 1e9,
+              bytes / seconds / 1e9 * busFactor,
+              wrong,
+              wire,
+              modelBytes / wire,
+              maxExact > 0 ? err / maxExact : err};
+      if (rank == 0) {
+        std::printf(
+            "%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-10s %-44s %12.0f %7.2f %9.2e\n",
+            (long long)row.bytes, (long long)row.count, "float", "mean", -1, row.seconds * 1e6,
+            row.algbw, row.busbw, (long long)row.wrong, row.algorithm.c_str(), row.codec.c_str(),
+            row.wireBytes, row.ratio, row.err);
+        std::fflush(stdout);
+      }
+      rows.push_back(row);
+    }
+  }
+  if (rank == 0 && !jsonPath.empty()) {
+    nlohmann::ordered_json out;
+    out["ranks"] = p;
+    for (const Row& r : rows) {
+      out["rows"].push_back({{"size", r.bytes},
+                             {"count", r.count},
+                             {"algorithm", r.algorithm},
+                             {"codec", r.codec},
+                             {"time_us", r.seconds * 1e6},
+                             {"algbw_GBps", r.algbw},
+                             {"busbw_GBps", r.busbw},
+                             {"wrong", r.wrong},
+                             {"wire_bytes", r.wireBytes},
+                             {"ratio", r.ratio},
+                             {"err", r.err}});
+    }
+    std::ofstream(jsonPath) << out.dump(2) << "\n";
+  }
+  MPI_Finalize();
+  return 0;
+}
