@@ -7,8 +7,13 @@
 #include <boost/serialization/map.hpp>
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <istream>
+#include <mutex>
 #include <ostream>
+#include <thread>
 
 #include "collectives/schedule.h"
 
@@ -30,6 +35,96 @@ std::span<float> residualFor(std::map<std::string, std::vector<float>>& map, con
 }
 
 }  // namespace
+
+// One thread that runs the asynchronous allreduces in submission order.
+struct Communicator::Worker {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::packaged_task<Status()>> jobs;
+  std::vector<std::shared_future<Status>> pending;
+  bool stop = false;
+  std::thread thread{[this] { run(); }};
+
+  void run() {
+    while (true) {
+      std::packaged_task<Status()> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        wake.wait(lock, [&] { return stop || !jobs.empty(); });
+        if (jobs.empty()) return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::shared_future<Status> submit(std::function<Status()> fn) {
+    std::packaged_task<Status()> task(std::move(fn));
+    std::shared_future<Status> done = task.get_future().share();
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      jobs.push_back(std::move(task));
+      // Forget finished calls (their callers hold their own futures) so a loop that only ever
+      // calls asynchronously does not grow this list.
+      std::erase_if(pending, [](const std::shared_future<Status>& f) {
+        return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+      });
+      pending.push_back(done);
+    }
+    wake.notify_one();
+    return done;
+  }
+
+  ~Worker() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stop = true;  // the queue is still drained: ranks must issue the same collectives
+    }
+    wake.notify_one();
+    thread.join();
+  }
+};
+
+Status PendingAllreduce::wait() const {
+  if (!done_.valid()) return failedPrecondition("waiting on an empty PendingAllreduce");
+  return done_.get();
+}
+
+Communicator::~Communicator() = default;
+
+Status Communicator::drain() {
+  if (!worker_) return Status::ok();
+  std::vector<std::shared_future<Status>> pending;
+  {
+    std::lock_guard<std::mutex> lock(worker_->mutex);
+    pending.swap(worker_->pending);
+  }
+  Status first;
+  for (const auto& done : pending) {
+    const Status s = done.get();
+    if (first.isOk() && !s.isOk()) first = s;
+  }
+  return first;
+}
+
+Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::span<float> data, std::string key) {
+  if (!transport_.capabilities().otherThreads) {
+    return failedPrecondition("allreduceMeanAsync on rank ", transport_.rank(), ": the ",
+                              transport_.name(),
+                              " transport may not be driven from another thread (for MPI, "
+                              "initialize with MPI_Init_thread and MPI_THREAD_SERIALIZED or "
+                              "MPI_THREAD_MULTIPLE)");
+  }
+  if (!worker_) worker_ = std::make_unique<Worker>();
+  return PendingAllreduce(worker_->submit([this, data, key = std::move(key)] {
+    if (options_.checkSizes) {
+      QCOMM_RETURN_IF_ERROR(checkAgreement(
+          "allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values")));
+    }
+    return reduce(data, key);
+  }));
+}
 
 Communicator::Communicator(transport::Transport& transport, CommunicatorOptions options,
                            QsgdOptions codec, Executor* executor)
@@ -109,6 +204,7 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
 }
 
 Status Communicator::allreduceMean(std::span<float> data, std::string_view key) {
+  QCOMM_RETURN_IF_ERROR(drain());
   if (options_.checkSizes) {
     QCOMM_RETURN_IF_ERROR(
         checkAgreement("allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values")));
@@ -117,6 +213,7 @@ Status Communicator::allreduceMean(std::span<float> data, std::string_view key) 
 }
 
 Status Communicator::allreduceMean(std::span<const NamedTensor> tensors) {
+  QCOMM_RETURN_IF_ERROR(drain());
   std::string description = strCat(tensors.size(), " tensors:");
   for (const NamedTensor& t : tensors) description += strCat(" '", t.name, "' of ", t.data.size());
   if (options_.checkSizes) QCOMM_RETURN_IF_ERROR(checkAgreement("allreduceMean", description));
@@ -141,7 +238,8 @@ Status Communicator::allreduceMean(std::span<const NamedTensor> tensors) {
   return Status::ok();
 }
 
-Status Communicator::saveState(std::ostream& out) const {
+Status Communicator::saveState(std::ostream& out) {
+  QCOMM_RETURN_IF_ERROR(drain());
   try {
     boost::archive::binary_oarchive archive(out);
     archive << options_.describe() << step_ << residuals_ << ownerResiduals_;
@@ -152,6 +250,7 @@ Status Communicator::saveState(std::ostream& out) const {
 }
 
 Status Communicator::loadState(std::istream& in) {
+  QCOMM_RETURN_IF_ERROR(drain());
   std::string describe;
   uint64_t step = 0;
   std::map<std::string, std::vector<float>> residuals, ownerResiduals;
@@ -171,9 +270,11 @@ Status Communicator::loadState(std::istream& in) {
   return Status::ok();
 }
 
-void Communicator::resetState() {
+Status Communicator::resetState() {
+  QCOMM_RETURN_IF_ERROR(drain());
   residuals_.clear();
   ownerResiduals_.clear();
+  return Status::ok();
 }
 
 }  // namespace qcomm

@@ -124,3 +124,33 @@ TEST(MpiCommunicator, NanOnOneRankReachesEveryRank) {
 
 }  // namespace
 }  // namespace qcomm
+
+namespace qcomm {
+namespace {
+
+TEST(MpiCommunicator, AsynchronousAllreduceOverlapsWithOtherWork) {
+  auto t = world();
+  int provided = 0;
+  MPI_Query_thread(&provided);
+  ASSERT_GE(provided, MPI_THREAD_SERIALIZED) << "mpi_main initializes MPI_THREAD_MULTIPLE";
+  CommunicatorOptions o;
+  o.minCompressNumel = 0;
+  auto comm = Communicator::create(*t, o);
+  ASSERT_TRUE(comm.isOk());
+  std::vector<float> a = testing::inputOf(t->rank(), 300000),
+                     b = testing::inputOf(t->rank(), 5000, 1);
+  auto first = (*comm)->allreduceMeanAsync(a, "a");
+  auto second = (*comm)->allreduceMeanAsync(b, "b");
+  ASSERT_TRUE(first.isOk() && second.isOk());
+  double busy = 0;  // "backward" of the next layer while the gradients travel
+  for (int i = 0; i < 1000000; ++i) busy += std::sqrt(double(i));
+  EXPECT_GT(busy, 0);
+  EXPECT_TRUE(first->wait().isOk());
+  EXPECT_TRUE(second->wait().isOk());
+  EXPECT_TRUE(sameOnEveryRank(a));
+  EXPECT_TRUE(sameOnEveryRank(b));
+  EXPECT_EQ(testing::firstOutOfBound(a, t->size(), 4, Algorithm::kSra), -1);
+}
+
+}  // namespace
+}  // namespace qcomm

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -63,6 +64,19 @@ struct CommunicatorStats {
   uint64_t bytesReceived = 0;  // payload delivered to this rank
 };
 
+// A started asynchronous allreduce; wait() returns its Status. The data it was given must stay
+// alive and untouched until then.
+class PendingAllreduce {
+ public:
+  PendingAllreduce() = default;
+  explicit PendingAllreduce(std::shared_future<Status> done) : done_(std::move(done)) {}
+  Status wait() const;
+  bool valid() const { return done_.valid(); }
+
+ private:
+  std::shared_future<Status> done_;
+};
+
 class Communicator {
  public:
   // Agrees on the configuration with every rank of `transport` (a mismatch is an error on every
@@ -78,11 +92,18 @@ class Communicator {
   // (under minCompressNumel) into one uncompressed allreduce.
   Status allreduceMean(std::span<const NamedTensor> tensors);
 
-  // Error-feedback state, for checkpoints (Boost.Serialization binary archive).
-  Status saveState(std::ostream& out) const;
-  Status loadState(std::istream& in);
-  void resetState();
+  // The same, on the communicator's worker thread, so a training loop can go on with backward
+  // while gradients travel. Calls run in submission order on every rank. A blocking call waits
+  // for the pending ones first. Needs a transport whose capabilities allow otherThreads.
+  Result<PendingAllreduce> allreduceMeanAsync(std::span<float> data, std::string key = "tensor");
 
+  // Error-feedback state, for checkpoints (Boost.Serialization binary archive). Each waits for
+  // pending asynchronous calls first.
+  Status saveState(std::ostream& out);
+  Status loadState(std::istream& in);
+  Status resetState();
+
+  ~Communicator();
   const CommunicatorOptions& options() const { return options_; }
   const CommunicatorStats& stats() const { return stats_; }
   uint64_t step() const { return step_; }
@@ -103,6 +124,9 @@ class Communicator {
   std::map<std::string, std::vector<float>> residuals_;
   std::map<std::string, std::vector<float>> ownerResiduals_;
   std::vector<float> work_;  // reused scratch
+  struct Worker;
+  std::unique_ptr<Worker> worker_;  // started by the first asynchronous call
+  Status drain();
 };
 
 }  // namespace qcomm

@@ -22,7 +22,9 @@ class MpiTransport final : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string_view name() const override { return "mpi"; }
-  Capabilities capabilities() const override { return {}; }
+  // otherThreads needs MPI initialized with at least MPI_THREAD_SERIALIZED (and, under
+  // SERIALIZED, no MPI calls of your own while an asynchronous allreduce is pending).
+  Capabilities capabilities() const override;
 
   Result<std::unique_ptr<Request>> iallgatherv(std::span<const uint8_t> send,
                                                std::span<uint8_t> recv,

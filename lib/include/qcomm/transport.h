@@ -17,6 +17,9 @@ namespace qcomm::transport {
 
 struct Capabilities {
   bool deviceMemory = false;  // accepts device pointers
+  // May be driven from a thread other than the one that created it (a Communicator's
+  // asynchronous calls run on its own worker thread).
+  bool otherThreads = true;
 };
 
 // A started operation; wait() completes it. Buffers passed to the operation must stay alive and

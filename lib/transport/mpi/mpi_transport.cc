@@ -125,6 +125,14 @@ Result<std::unique_ptr<Request>> MpiTransport::iallreduceSum(std::span<float> da
   return std::unique_ptr<Request>(std::move(request));
 }
 
+Capabilities MpiTransport::capabilities() const {
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  Capabilities caps;
+  caps.otherThreads = provided >= MPI_THREAD_SERIALIZED;
+  return caps;
+}
+
 Status MpiTransport::barrier() { return mpiStatus(MPI_Barrier(comm_), "MPI_Barrier", rank_); }
 
 }  // namespace qcomm::transport
