@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
       accuracy = 100.0 * correct / (data->n - trainSize);
       double loss = lossSum / (double(steps) * batch);
       MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-      if (rank == 0 && (epoch % 5 == 0 || epoch == 1)) {
+      if (rank == 0) {
         std::printf("epoch %3d  train loss %.4f  test accuracy %.2f%%\n", epoch, loss / ranks,
                     accuracy);
       }

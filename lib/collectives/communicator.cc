@@ -108,7 +108,7 @@ Status Communicator::drain() {
   return first;
 }
 
-Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::span<float> data, std::string key) {
+Status Communicator::asyncAllowed() const {
   if (!transport_.capabilities().otherThreads) {
     return failedPrecondition("allreduceMeanAsync on rank ", transport_.rank(), ": the ",
                               transport_.name(),
@@ -116,14 +116,21 @@ Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::span<float> data,
                               "initialize with MPI_Init_thread and MPI_THREAD_SERIALIZED or "
                               "MPI_THREAD_MULTIPLE)");
   }
+  return Status::ok();
+}
+
+Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::span<float> data, std::string key) {
+  QCOMM_RETURN_IF_ERROR(asyncAllowed());
   if (!worker_) worker_ = std::make_unique<Worker>();
-  return PendingAllreduce(worker_->submit([this, data, key = std::move(key)] {
-    if (options_.checkSizes) {
-      QCOMM_RETURN_IF_ERROR(checkAgreement(
-          "allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values")));
-    }
-    return reduce(data, key);
-  }));
+  return PendingAllreduce(
+      worker_->submit([this, data, key = std::move(key)] { return reduceChecked(data, key); }));
+}
+
+Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::vector<NamedTensor> tensors) {
+  QCOMM_RETURN_IF_ERROR(asyncAllowed());
+  if (!worker_) worker_ = std::make_unique<Worker>();
+  return PendingAllreduce(
+      worker_->submit([this, tensors = std::move(tensors)] { return reduceList(tensors); }));
 }
 
 Communicator::Communicator(transport::Transport& transport, CommunicatorOptions options,
@@ -203,17 +210,25 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
   }
 }
 
-Status Communicator::allreduceMean(std::span<float> data, std::string_view key) {
-  QCOMM_RETURN_IF_ERROR(drain());
+Status Communicator::reduceChecked(std::span<float> data, const std::string& key) {
   if (options_.checkSizes) {
     QCOMM_RETURN_IF_ERROR(
         checkAgreement("allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values")));
   }
-  return reduce(data, std::string(key));
+  return reduce(data, key);
+}
+
+Status Communicator::allreduceMean(std::span<float> data, std::string_view key) {
+  QCOMM_RETURN_IF_ERROR(drain());
+  return reduceChecked(data, std::string(key));
 }
 
 Status Communicator::allreduceMean(std::span<const NamedTensor> tensors) {
   QCOMM_RETURN_IF_ERROR(drain());
+  return reduceList(tensors);
+}
+
+Status Communicator::reduceList(std::span<const NamedTensor> tensors) {
   std::string description = strCat(tensors.size(), " tensors:");
   for (const NamedTensor& t : tensors) description += strCat(" '", t.name, "' of ", t.data.size());
   if (options_.checkSizes) QCOMM_RETURN_IF_ERROR(checkAgreement("allreduceMean", description));

@@ -96,6 +96,7 @@ class Communicator {
   // while gradients travel. Calls run in submission order on every rank. A blocking call waits
   // for the pending ones first. Needs a transport whose capabilities allow otherThreads.
   Result<PendingAllreduce> allreduceMeanAsync(std::span<float> data, std::string key = "tensor");
+  Result<PendingAllreduce> allreduceMeanAsync(std::vector<NamedTensor> tensors);
 
   // Error-feedback state, for checkpoints (Boost.Serialization binary archive). Each waits for
   // pending asynchronous calls first.
@@ -112,7 +113,12 @@ class Communicator {
   Communicator(transport::Transport& transport, CommunicatorOptions options, QsgdOptions codec,
                Executor* executor);
   Status checkAgreement(std::string_view what, const std::string& mine);
+  // The bodies of the public calls, without waiting for pending asynchronous ones (the worker
+  // thread runs these).
   Status reduce(std::span<float> data, const std::string& key);
+  Status reduceChecked(std::span<float> data, const std::string& key);
+  Status reduceList(std::span<const NamedTensor> tensors);
+  Status asyncAllowed() const;
 
   transport::Transport& transport_;
   CommunicatorOptions options_;
