@@ -108,12 +108,7 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
     return Status::ok();
   };
 
-  for (int64_t c = 0; c < chunks; ++c) {
-    QCOMM_RETURN_IF_ERROR(start(c));
-    if (c > 0) QCOMM_RETURN_IF_ERROR(finish(c - 1));
-  }
-  if (chunks > 0) QCOMM_RETURN_IF_ERROR(finish(chunks - 1));
-  return Status::ok();
+  return runPipelined(chunks, start, finish);
 }
 
 }  // namespace qcomm::collectives

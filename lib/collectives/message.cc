@@ -1,7 +1,17 @@
-// Encoding to and decoding from wire messages, shared by the schedules.
+// What the schedules share: the pipeline driver, encoding to and decoding from wire messages.
 #include "collectives/schedule.h"
 
 namespace qcomm::collectives {
+
+Status runPipelined(int64_t chunks, const std::function<Status(int64_t)>& start,
+                    const std::function<Status(int64_t)>& finish) {
+  for (int64_t c = 0; c < chunks; ++c) {
+    QCOMM_RETURN_IF_ERROR(start(c));
+    if (c > 0) QCOMM_RETURN_IF_ERROR(finish(c - 1));
+  }
+  if (chunks > 0) QCOMM_RETURN_IF_ERROR(finish(chunks - 1));
+  return Status::ok();
+}
 
 Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
                      uint32_t tensorId, EncodedTensor* scratch, std::vector<uint8_t>* message) {

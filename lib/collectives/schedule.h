@@ -2,6 +2,7 @@
 // error-feedback buffers. Schedules see only the codec and transport interfaces.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -35,6 +36,11 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
 Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::span<float> output);
 Status allreduceUncompressed(ScheduleContext& ctx, std::span<const float> input,
                              std::span<float> output);
+
+// The two-deep pipeline every chunked schedule uses: start(c + 1) (encode, start the transfer)
+// runs before finish(c) (wait, decode), so encoding overlaps communication.
+Status runPipelined(int64_t chunks, const std::function<Status(int64_t)>& start,
+                    const std::function<Status(int64_t)>& finish);
 
 // Encodes `values` (global index offset `first` for the random stream) into a wire message.
 Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
