@@ -1,39 +1,29 @@
 #include "bench_command.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 
-namespace qcomm::launcher {
+#include "run_command.h"
 
-std::vector<std::string> benchAllreduceArgv(const std::string& benchPath, int ranks, bool asRoot,
-                                            const std::vector<std::string>& benchArgs) {
-  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks), "--oversubscribe"};
-  if (asRoot) {
-    // Open MPI refuses root unless told twice; -x would only forward, so set them on the command.
-    argv.insert(argv.begin(),
-                {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"});
-  }
-  argv.push_back(benchPath);
-  argv.insert(argv.end(), benchArgs.begin(), benchArgs.end());
-  return argv;
-}
+namespace qcomm::launcher {
 
 void addBenchCommand(CLI::App& app, int& exitCode) {
   CLI::App* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
-  auto ranks = std::make_shared<int>(4);
+  auto request = std::make_shared<RunRequest>();
+  request->ranks = 4;
   auto dryRun = std::make_shared<bool>(false);
   CLI::App* allreduce = bench->add_subcommand(
       "allreduce",
       "MPI_Allreduce against qcomm's allgather and sra (extra arguments go to the "
       "benchmark: -b -e -f -n -w --codec --algorithms --json)");
-  allreduce->add_option("--np,--ranks", *ranks, "ranks on this machine")->capture_default_str();
+  allreduce->add_option("--np,--ranks", request->ranks, "ranks")->capture_default_str();
+  allreduce->add_option("--hostfile", request->hostfile, "Open MPI hostfile (real hosts)");
+  allreduce->add_option("--cluster", request->cluster, "an emulated cluster from qcomm cluster up");
   allreduce->add_flag("--dry-run", *dryRun, "print the command instead of running it");
   allreduce->allow_extras();
-  allreduce->callback([allreduce, ranks, dryRun, &exitCode] {
+  allreduce->callback([allreduce, request, dryRun, &exitCode] {
     std::error_code ec;
     const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
     const std::string benchPath = (self.parent_path() / "qcomm_allreduce_bench").string();
@@ -43,20 +33,23 @@ void addBenchCommand(CLI::App& app, int& exitCode) {
       exitCode = 1;
       return;
     }
-    const std::vector<std::string> argv =
-        benchAllreduceArgv(benchPath, *ranks, geteuid() == 0, allreduce->remaining());
+    request->program = {benchPath};
+    for (const std::string& a : allreduce->remaining()) request->program.push_back(a);
+    Result<RunContext> context = currentRunContext(*request);
+    Result<Argv> argv =
+        context.isOk() ? mpirunArgv(*request, *context) : Result<Argv>(context.status());
+    if (!argv.isOk()) {
+      std::fprintf(stderr, "qcomm bench: %s\n", argv.status().message().c_str());
+      exitCode = 2;
+      return;
+    }
     if (*dryRun) {
-      for (const std::string& a : argv) std::printf("%s ", a.c_str());
-      std::printf("\n");
+      std::printf("%s\n", joinArgv(*argv).c_str());
       exitCode = 0;
       return;
     }
-    std::vector<char*> cargv;
-    for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    std::fflush(stdout);
-    execvp(cargv[0], cargv.data());
-    std::perror("qcomm bench: cannot start mpirun");
+    const Status s = execCommand(*argv);
+    std::fprintf(stderr, "qcomm bench: %s\n", s.message().c_str());
     exitCode = 1;
   });
 }

@@ -1,5 +1,4 @@
-// The `qcomm` command: codec tools and the demo (run, bench, sweep and cluster arrive with the
-// allreduce and launcher work).
+// The `qcomm` command: codec tools, the demo, benchmarks, mpirun runs and emulated clusters.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -7,6 +6,7 @@
 #include "codec_command.h"
 #include "demo_command.h"
 #include "qcomm/env.h"
+#include "run_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app("qcomm: QSGD-compressed allreduce for slow networks");
@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   qcomm::launcher::addCodecCommand(app, exitCode);
   qcomm::launcher::addDemoCommand(app, exitCode);
   qcomm::launcher::addBenchCommand(app, exitCode);
+  qcomm::launcher::addRunCommand(app, exitCode);
+  qcomm::launcher::addClusterCommand(app, exitCode);
   CLI::App* env = app.add_subcommand("env", "list the QCOMM_* environment knobs");
   env->callback([] {
     for (const qcomm::KnobInfo& k : qcomm::knobs()) {

@@ -1,0 +1,23 @@
+// Running external commands (ip, tc, mpirun) for the launcher.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "qcomm/status.h"
+
+namespace qcomm::launcher {
+
+using Argv = std::vector<std::string>;
+
+// Runs argv and waits; the Status names the command and its exit code, plus what it printed on
+// stderr when it failed.
+Status runCommand(const Argv& argv);
+// Runs argv and returns what it printed on stdout (empty on failure).
+Result<std::string> captureCommand(const Argv& argv);
+// Replaces this process with argv (returns only on failure).
+Status execCommand(const Argv& argv);
+std::string joinArgv(const Argv& argv);
+bool runningAsRoot();
+
+}  // namespace qcomm::launcher

@@ -1,0 +1,146 @@
+#include "run_command.h"
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+extern char** environ;
+
+namespace qcomm::launcher {
+
+Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
+  if (r.ranks < 1) return invalidArgument("--np must be >= 1, got ", r.ranks);
+  if (r.program.empty()) return invalidArgument("no program to run (qcomm run --np N PROGRAM ...)");
+  const int targets =
+      (r.hostfile.empty() ? 0 : 1) + (r.hosts.empty() ? 0 : 1) + (r.cluster.empty() ? 0 : 1);
+  if (targets > 1) return invalidArgument("give at most one of --hostfile, --hosts and --cluster");
+  Argv argv;
+  if (!r.cluster.empty()) {
+    if (!c.cluster) return failedPrecondition("cluster '", r.cluster, "' is not loaded");
+    // mpirun runs inside host 0; the agent starts the other daemons in their namespaces.
+    argv = {"ip", "netns", "exec", c.cluster->namespaceOf(0)};
+  }
+  if (c.root)
+    argv.insert(argv.end(),
+                {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"});
+  argv.insert(argv.end(), {"mpirun", "-np", std::to_string(r.ranks)});
+  int slots = c.cores;
+  if (!r.cluster.empty()) {
+    const ClusterSpec& s = *c.cluster;
+    const std::string subnet = s.subnet + ".0/24";
+    argv.insert(argv.end(), {"--hostfile", s.hostfile(), "--mca", "plm_rsh_agent", s.agent(),
+                             "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", subnet,
+                             "--mca", "oob_tcp_if_include", subnet});
+    slots = s.hosts;
+  } else if (!r.hostfile.empty()) {
+    argv.insert(argv.end(), {"--hostfile", r.hostfile});
+    slots = 0;  // the hostfile decides
+  } else if (!r.hosts.empty()) {
+    std::string list;
+    for (const std::string& h : r.hosts) list += (list.empty() ? "" : ",") + h;
+    argv.insert(argv.end(), {"--host", list});
+    slots = 0;
+  }
+  if (slots > 0 && r.ranks > slots) argv.push_back("--oversubscribe");
+  for (const std::string& name : c.qcommVariables) argv.insert(argv.end(), {"-x", name});
+  argv.insert(argv.end(), r.program.begin(), r.program.end());
+  return argv;
+}
+
+Result<RunContext> currentRunContext(const RunRequest& request) {
+  RunContext c;
+  c.root = runningAsRoot();
+  c.cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "QCOMM_", 6) == 0) {
+      const char* eq = std::strchr(*e, '=');
+      c.qcommVariables.emplace_back(*e, eq ? eq - *e : std::strlen(*e));
+    }
+  }
+  if (!request.cluster.empty()) {
+    QCOMM_ASSIGN_OR_RETURN(ClusterSpec spec, loadCluster(request.cluster));
+    c.cluster = spec;
+  }
+  return c;
+}
+
+namespace {
+
+int report(const Status& s, const char* what) {
+  if (s.isOk()) return 0;
+  std::fprintf(stderr, "qcomm %s: %s\n", what, s.message().c_str());
+  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace
+
+void addRunCommand(CLI::App& app, int& exitCode) {
+  auto request = std::make_shared<RunRequest>();
+  auto dryRun = std::make_shared<bool>(false);
+  CLI::App* run = app.add_subcommand("run",
+                                     "run a program under mpirun (here, on a hostfile, or "
+                                     "on an emulated cluster)");
+  run->add_option("--np,--ranks", request->ranks, "number of ranks")->required();
+  run->add_option("--hostfile", request->hostfile, "Open MPI hostfile (real hosts)");
+  run->add_option("--hosts", request->hosts, "comma-separated hosts")->delimiter(',');
+  run->add_option("--cluster", request->cluster, "an emulated cluster from qcomm cluster up");
+  run->add_flag("--dry-run", *dryRun, "print the mpirun command instead of running it");
+  run->add_option("program", request->program, "program and its arguments")->required();
+  run->prefix_command();  // everything after the program belongs to it
+  run->callback([request, dryRun, &exitCode] {
+    Result<RunContext> context = currentRunContext(*request);
+    if (!context.isOk()) {
+      exitCode = report(context.status(), "run");
+      return;
+    }
+    Result<Argv> argv = mpirunArgv(*request, *context);
+    if (!argv.isOk()) {
+      exitCode = report(argv.status(), "run");
+      return;
+    }
+    if (*dryRun) {
+      std::printf("%s\n", joinArgv(*argv).c_str());
+      exitCode = 0;
+      return;
+    }
+    exitCode = report(execCommand(*argv), "run");
+  });
+}
+
+void addClusterCommand(CLI::App& app, int& exitCode) {
+  CLI::App* cluster = app.add_subcommand(
+      "cluster", "an emulated cluster of hosts on rate-limited links (network namespaces; root)");
+  cluster->require_subcommand(1);
+  auto spec = std::make_shared<ClusterSpec>();
+  CLI::App* up = cluster->add_subcommand("up", "create N hosts joined by shaped links");
+  up->add_option("hosts", spec->hosts, "number of hosts")->required();
+  up->add_option("--link", spec->link, "link rate (tc syntax: 500mbit, 1gbit, 2gbit)")
+      ->capture_default_str();
+  up->add_option("--prefix,--name", spec->prefix, "cluster name (prefix of everything it creates)")
+      ->capture_default_str();
+  up->add_option("--subnet", spec->subnet, "first three octets of its /24")->capture_default_str();
+  up->callback([spec, &exitCode] {
+    const Status s = clusterUp(*spec);
+    if (s.isOk()) {
+      std::printf(
+          "cluster %s up: %d hosts on %s links; run on it with qcomm run --cluster %s "
+          "--np %d PROGRAM\n",
+          spec->prefix.c_str(), spec->hosts, spec->link.c_str(), spec->prefix.c_str(), spec->hosts);
+    }
+    exitCode = report(s, "cluster up");
+  });
+  auto name = std::make_shared<std::string>("qcomm");
+  CLI::App* down = cluster->add_subcommand("down", "remove everything a cluster made");
+  down->add_option("name", *name, "cluster name")->capture_default_str();
+  down->callback([name, &exitCode] { exitCode = report(clusterDown(*name), "cluster down"); });
+  CLI::App* status = cluster->add_subcommand("status", "what exists of a cluster");
+  status->add_option("name", *name, "cluster name")->capture_default_str();
+  status->callback([name, &exitCode] {
+    Result<std::string> text = clusterStatus(*name);
+    if (text.isOk()) std::printf("%s", text->c_str());
+    exitCode = report(text.status(), "cluster status");
+  });
+}
+
+}  // namespace qcomm::launcher

@@ -1,0 +1,39 @@
+// `qcomm run`: mpirun on this machine, on hosts from a hostfile, or on an emulated cluster.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cluster.h"
+#include "process.h"
+
+namespace qcomm::launcher {
+
+struct RunRequest {
+  int ranks = 1;
+  std::string hostfile;            // --hostfile
+  std::vector<std::string> hosts;  // --hosts a,b,c
+  std::string cluster;             // --cluster NAME
+  Argv program;                    // the program and its arguments
+};
+
+// What the command line depends on besides the request (gathered by the caller; pure function).
+struct RunContext {
+  bool root = false;
+  int cores = 1;
+  std::vector<std::string> qcommVariables;  // names of QCOMM_* variables set now: forwarded
+  std::optional<ClusterSpec> cluster;       // loaded when request.cluster is set
+};
+
+// The exact mpirun command line (unit-tested by comparing vectors).
+Result<Argv> mpirunArgv(const RunRequest& request, const RunContext& context);
+// Gathers the RunContext from the environment (and the cluster's state).
+Result<RunContext> currentRunContext(const RunRequest& request);
+
+// Adds `run` and `cluster`.
+void addRunCommand(CLI::App& app, int& exitCode);
+void addClusterCommand(CLI::App& app, int& exitCode);
+
+}  // namespace qcomm::launcher

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Cluster test (CTest label `cluster`): 4 emulated hosts on 1 Gbit/s links; the mpirun tests and
+# the allreduce benchmark run across them; teardown must leave no namespace, link or process.
+# Usage: cluster_test.sh QCOMM_BIN BUILD_DIR. Skips (exit 77) unless root with iproute2.
+set -euo pipefail
+qcomm=$1
+build=$2
+name=qcci
+if [ "$(id -u)" -ne 0 ]; then echo "SKIP: the cluster tests need root (network namespaces)"; exit 77; fi
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+  echo "SKIP: ip/tc (iproute2) not installed"; exit 77
+fi
+cleanup() { "$qcomm" cluster down "$name" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$qcomm" cluster down "$name" >/dev/null 2>&1 || true   # leftovers of an interrupted run
+"$qcomm" cluster up 4 --link 1gbit --prefix "$name" --subnet 10.231.78
+"$qcomm" cluster status "$name" | grep -q "4 namespaces" || fail "status does not show 4 namespaces"
+
+echo "== mpirun tests across 4 emulated hosts"
+"$qcomm" run --cluster "$name" --np 4 "$build/tests/qcomm_mpi_tests"
+
+echo "== allreduce benchmark across 4 emulated hosts"
+out=$("$qcomm" bench allreduce --cluster "$name" --np 4 -b 1M -e 4M -f 4 -n 2 -w 1)
+echo "$out"
+for a in mpi allgather sra; do
+  echo "$out" | grep -qE " $a " || fail "benchmark printed no $a row"
+done
+echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
+  fail "some benchmark row has values outside the quantization bound"
+
+"$qcomm" cluster down "$name"
+trap - EXIT
+sleep 1  # veth ends are removed asynchronously after their namespace
+if ip netns list | grep -q "^$name-"; then fail "namespaces left: $(ip netns list | grep "^$name-")"; fi
+if ip -o link show | grep -q " $name-"; then fail "links left"; fi
+if pgrep -f "qcomm_mpi_tests|qcomm_allreduce_bench|orted" >/dev/null; then fail "processes left"; fi
+[ ! -e "/run/qcomm/$name" ] || fail "state directory left"
+echo "cluster test passed"
