@@ -32,9 +32,16 @@ echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
 
 "$qcomm" cluster down "$name"
 trap - EXIT
-sleep 1  # veth ends are removed asynchronously after their namespace
-if ip netns list | grep -q "^$name-"; then fail "namespaces left: $(ip netns list | grep "^$name-")"; fi
-if ip -o link show | grep -q " $name-"; then fail "links left"; fi
-if pgrep -f "qcomm_mpi_tests|qcomm_allreduce_bench|orted" >/dev/null; then fail "processes left"; fi
-[ ! -e "/run/qcomm/$name" ] || fail "state directory left"
+# Veth ends and killed processes go away asynchronously: allow up to 10 s before calling it a leak.
+leftovers() {
+  ip netns list | grep "^$name-" || true
+  ip -o link show | grep -o " $name-[a-z0-9]*" || true
+  pgrep -af "qcomm_mpi_tests|qcomm_allreduce_bench|orted" || true
+  [ ! -e "/run/qcomm/$name" ] || echo "/run/qcomm/$name"
+}
+for _ in $(seq 20); do
+  [ -z "$(leftovers)" ] && break
+  sleep 0.5
+done
+[ -z "$(leftovers)" ] || fail "teardown left: $(leftovers | tr '\n' ' ')"
 echo "cluster test passed"
