@@ -116,7 +116,12 @@ std::string clusterAgentScript(const ClusterSpec& s) {
   }
   text +=
       "  *) echo \"qcomm cluster agent: unknown host $host\" >&2; exit 1 ;;\nesac\n"
-      "exec ip netns exec \"$ns\" sh -c \"$*\"\n";
+      // Every namespace shares /tmp and the hostname, so Open MPI's per-host session
+      // directories would collide: each host's daemon gets its own.
+      "tmp=" +
+      s.stateDir() +
+      "/tmp/$ns\nmkdir -p \"$tmp\"\n"
+      "exec ip netns exec \"$ns\" env OMPI_MCA_orte_tmpdir_base=\"$tmp\" sh -c \"$*\"\n";
   return text;
 }
 

@@ -9,14 +9,25 @@
 #include <random>
 #include <vector>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cluster.h"
 #include "qcomm/codec.h"
 #include "qcomm/wire.h"
+#include "run_command.h"
 
 namespace qcomm::launcher {
 namespace {
 
 struct DemoArgs {
-  int64_t size = int64_t{1} << 22;
+  int64_t size = int64_t{1} << 21;
+  bool codecOnly = false;
+  bool noCluster = false;
   int64_t bucket = 512;
   std::string norm = "max";
   uint64_t seed = 0;
@@ -36,7 +47,7 @@ double medianSeconds(int repeats, Fn&& fn) {
   return times[times.size() / 2];
 }
 
-Status runDemo(const DemoArgs& a) {
+Status runCodecTable(const DemoArgs& a) {
   if (a.size < 1) return invalidArgument("--size must be >= 1, got ", a.size);
   if (a.repeats < 1) return invalidArgument("--repeats must be >= 1, got ", a.repeats);
   QCOMM_ASSIGN_OR_RETURN(const NormKind norm, parseNormKind(a.norm));
@@ -107,11 +118,116 @@ Status runDemo(const DemoArgs& a) {
   return Status::ok();
 }
 
+// The mpirun command for `program` with `ranks` ranks (here, or on `cluster` when given).
+Result<Argv> underMpi(int ranks, const std::string& cluster, const Argv& program) {
+  RunRequest request;
+  request.ranks = ranks;
+  request.cluster = cluster;
+  request.program = program;
+  QCOMM_ASSIGN_OR_RETURN(const RunContext context, currentRunContext(request));
+  return mpirunArgv(request, context);
+}
+
+Status runUnderMpi(int ranks, const std::string& cluster, const Argv& program) {
+  QCOMM_ASSIGN_OR_RETURN(const Argv argv, underMpi(ranks, cluster, program));
+  std::fflush(stdout);
+  return runCommand(argv);
+}
+
+// The speedup of sra over MPI_Allreduce at the largest size of a benchmark JSON file.
+std::string speedupLine(const std::string& jsonPath) {
+  std::ifstream in(jsonPath);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.contains("rows")) return "";
+  double mpi = 0, sra = 0;
+  int64_t size = 0;
+  for (const auto& row : j["rows"]) {
+    const int64_t s = row["size"];
+    if (s < size) continue;
+    if (s > size) mpi = sra = 0, size = s;
+    if (row["algorithm"] == "mpi") mpi = row["time_us"];
+    if (row["algorithm"] == "sra") sra = row["time_us"];
+  }
+  if (mpi <= 0 || sra <= 0) return "";
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "at %lld MB per rank: MPI_Allreduce %.1f ms, qcomm sra %.1f ms -> %.2fx faster",
+                static_cast<long long>(size >> 20), mpi / 1e3, sra / 1e3, mpi / sra);
+  return line;
+}
+
+// Tears the demo's cluster down however the demo ends.
+struct ClusterGuard {
+  std::string prefix;
+  ~ClusterGuard() {
+    if (!prefix.empty()) (void)clusterDown(prefix);
+  }
+};
+
+Status runDemo(const DemoArgs& a) {
+  std::printf("== 1. QSGD codec\n");
+  QCOMM_RETURN_IF_ERROR(runCodecTable(a));
+  if (a.codecOnly) return Status::ok();
+  std::error_code ec;
+  const std::filesystem::path bin =
+      std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  const std::string bench = (bin / "qcomm_allreduce_bench").string();
+  const std::string example = (bin / "qcomm_digits_example").string();
+  const std::string digits = (bin.parent_path() / "examples" / "digits.bin").string();
+  if (!std::filesystem::exists(bench)) {
+    std::printf("\n(qcomm was built without MPI: no allreduce demo)\n");
+    return Status::ok();
+  }
+  std::printf("\n== 2. Allreduce on this machine: 4 ranks over shared memory\n");
+  QCOMM_RETURN_IF_ERROR(
+      runUnderMpi(4, "", {bench, "-b", "1M", "-e", "16M", "-f", "4", "-n", "3", "-w", "1"}));
+  std::printf("(one machine: memory is faster than the codec, so compression cannot pay here)\n");
+  if (std::filesystem::exists(example) && std::filesystem::exists(digits)) {
+    std::printf("\n== 3. Data-parallel training, 4 ranks (examples/digits_train.cc)\n");
+    QCOMM_ASSIGN_OR_RETURN(const Argv argv, underMpi(4, "", {example, "--data", digits}));
+    QCOMM_ASSIGN_OR_RETURN(const std::string output, captureCommand(argv));
+    std::istringstream in(output);  // the per-epoch lines are long; show the summaries
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("   ", 0) == 0 || line.rfind("summary", 0) == 0)
+        std::printf("%s\n", line.c_str());
+    }
+  }
+  if (a.noCluster) return Status::ok();
+  if (!runningAsRoot()) {
+    std::printf(
+        "\n(run as root to see the same benchmark on an emulated cluster with slow links)\n");
+    return Status::ok();
+  }
+  std::printf("\n== 4. The same on an emulated cluster: 4 hosts, 1 Gbit/s links\n");
+  ClusterSpec spec;
+  spec.prefix = "qcdemo";
+  spec.hosts = 4;
+  spec.link = "1gbit";
+  spec.subnet = "10.231.79";
+  (void)clusterDown(spec.prefix);  // leftovers of an interrupted demo
+  ClusterGuard guard{spec.prefix};
+  QCOMM_RETURN_IF_ERROR(clusterUp(spec));
+  const std::string json = "/tmp/qcomm-demo-cluster-" + std::to_string(getpid()) + ".json";
+  QCOMM_RETURN_IF_ERROR(runUnderMpi(
+      4, spec.prefix,
+      {bench, "-b", "1M", "-e", "64M", "-f", "8", "-n", "3", "-w", "1", "--json", json}));
+  const std::string speedup = speedupLine(json);
+  std::filesystem::remove(json, ec);
+  if (!speedup.empty()) std::printf("\n%s\n", speedup.c_str());
+  std::printf("(the cluster is removed again; build your own with qcomm cluster up)\n");
+  return Status::ok();
+}
+
 }  // namespace
 
 void addDemoCommand(CLI::App& app, int& exitCode) {
   auto args = std::make_shared<DemoArgs>();
-  CLI::App* demo = app.add_subcommand("demo", "the codec table: levels 1..9, error, size, speed");
+  CLI::App* demo = app.add_subcommand(
+      "demo",
+      "the codec table, allreduce on this machine, training, and (as root) allreduce on "
+      "an emulated 4-host 1 Gbit/s cluster");
+  demo->add_flag("--codec-only", args->codecOnly, "only the codec table");
+  demo->add_flag("--no-cluster", args->noCluster, "skip the emulated cluster");
   demo->add_option("--size", args->size, "values in the random tensor")->capture_default_str();
   demo->add_option("--bucket", args->bucket, "values per bucket (0: whole tensor)")
       ->capture_default_str();

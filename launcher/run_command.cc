@@ -31,7 +31,11 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
     const std::string subnet = s.subnet + ".0/24";
     argv.insert(argv.end(), {"--hostfile", s.hostfile(), "--mca", "plm_rsh_agent", s.agent(),
                              "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", subnet,
-                             "--mca", "oob_tcp_if_include", subnet});
+                             "--mca", "oob_tcp_if_include", subnet,
+                             // Several daemons start on one machine at once; Open MPI 4.1's
+                             // shared topology segment (mapped at a fixed "hole") then crashes
+                             // some of them in hwloc_shmem_topology_write. Skip the sharing.
+                             "--mca", "rtc_hwloc_vmhole", "none"});
     slots = s.hosts;
   } else if (!r.hostfile.empty()) {
     argv.insert(argv.end(), {"--hostfile", r.hostfile});
@@ -86,9 +90,12 @@ void addRunCommand(CLI::App& app, int& exitCode) {
   run->add_option("--hosts", request->hosts, "comma-separated hosts")->delimiter(',');
   run->add_option("--cluster", request->cluster, "an emulated cluster from qcomm cluster up");
   run->add_flag("--dry-run", *dryRun, "print the mpirun command instead of running it");
-  run->add_option("program", request->program, "program and its arguments")->required();
-  run->prefix_command();  // everything after the program belongs to it
-  run->callback([request, dryRun, &exitCode] {
+  // Everything from the first argument qcomm does not know is the program and its arguments.
+  run->prefix_command();
+  run->footer(
+      "usage: qcomm run --np N [--hostfile F | --hosts a,b | --cluster NAME] PROGRAM [ARGS...]");
+  run->callback([run, request, dryRun, &exitCode] {
+    request->program = run->remaining();
     Result<RunContext> context = currentRunContext(*request);
     if (!context.isOk()) {
       exitCode = report(context.status(), "run");

@@ -44,4 +44,13 @@ for _ in $(seq 20); do
   sleep 0.5
 done
 [ -z "$(leftovers)" ] || fail "teardown left: $(leftovers | tr '\n' ' ')"
+echo "== the README's demo, cluster part included; it must clean up after itself"
+demo=$("$qcomm" demo --size 100000 --repeats 1)
+echo "$demo" | tail -3
+echo "$demo" | grep -qE "x faster" || fail "the demo printed no speedup line"
+for _ in $(seq 20); do
+  [ -z "$(ip netns list | grep '^qcdemo-')" ] && break
+  sleep 0.5
+done
+[ -z "$(ip netns list | grep '^qcdemo-')$(ip -o link show | grep ' qcdemo-')" ] || fail "the demo left its cluster"
 echo "cluster test passed"

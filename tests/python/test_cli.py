@@ -94,8 +94,19 @@ def test_bad_messages_and_options(tmp_path, qcomm_bin):
 
 
 def test_demo_prints_the_table(qcomm_bin):
-    out = run(qcomm_bin, "demo", "--size", 20000, "--repeats", 1).stdout
+    out = run(qcomm_bin, "demo", "--codec-only", "--size", 20000, "--repeats", 1).stdout
     rows = [line for line in out.splitlines() if line[:2].strip().isdigit()]
     assert len(rows) == 18  # q = 1..9, both layouts
     for row in rows:
         assert float(row.split()[5]) < 1.0 + 1e-6  # max error below one step
+
+
+def test_run_passes_the_programs_own_flags_through(qcomm_bin):
+    out = run(qcomm_bin, "run", "--np", 3, "--dry-run", "./prog", "-b", "1M", "--np", "7").stdout
+    after = out.split("mpirun", 1)[1].split()
+    assert after[:2] == ["-np", "3"]  # qcomm's --np; the program's own --np 7 goes to it
+    assert after[-5:] == ["./prog", "-b", "1M", "--np", "7"]
+    bad = run(qcomm_bin, "run", "--np", 2, ok=False)
+    assert "no program to run" in bad.stderr
+    missing = run(qcomm_bin, "run", "--np", 2, "--cluster", "nosuch", "./prog", ok=False)
+    assert "no emulated cluster named 'nosuch'" in missing.stderr

@@ -71,6 +71,9 @@ TEST(Launcher, MpirunArgvOnAnEmulatedCluster) {
                                      "--mca",
                                      "oob_tcp_if_include",
                                      "10.231.77.0/24",
+                                     "--mca",
+                                     "rtc_hwloc_vmhole",
+                                     "none",
                                      "./bench"}));
 }
 
