@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   qcomm::launcher::addDemoCommand(app, exitCode);
   qcomm::launcher::addBenchCommand(app, exitCode);
   qcomm::launcher::addRunCommand(app, exitCode);
+  qcomm::launcher::addSweepCommand(app, exitCode);
   qcomm::launcher::addClusterCommand(app, exitCode);
   CLI::App* env = app.add_subcommand("env", "list the QCOMM_* environment knobs");
   env->callback([] {

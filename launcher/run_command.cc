@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -112,6 +113,28 @@ void addRunCommand(CLI::App& app, int& exitCode) {
       return;
     }
     exitCode = report(execCommand(*argv), "run");
+  });
+}
+
+void addSweepCommand(CLI::App& app, int& exitCode) {
+  auto file = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "run the allreduce benchmark over a grid from a TOML file (CSV, JSON, PNG plots, "
+               "Markdown report)");
+  sweep->add_option("file", *file, "sweep file, e.g. examples/sweep.toml")->required();
+  sweep->add_option("--out", *out, "output folder (default: sweep-<name>)");
+  sweep->callback([file, out, &exitCode] {
+    std::error_code ec;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const std::filesystem::path script = self.parent_path().parent_path() / "share" / "qcomm" / "sweep.py";
+    if (!std::filesystem::exists(script)) {
+      exitCode = report(failedPrecondition(script.string(), " is missing"), "sweep");
+      return;
+    }
+    Argv argv = {QCOMM_PYTHON, script.string(), *file, "--qcomm", self.string()};
+    if (!out->empty()) argv.insert(argv.end(), {"--out", *out});
+    exitCode = report(execCommand(argv), "sweep");
   });
 }
 

@@ -32,8 +32,9 @@ Result<Argv> mpirunArgv(const RunRequest& request, const RunContext& context);
 // Gathers the RunContext from the environment (and the cluster's state).
 Result<RunContext> currentRunContext(const RunRequest& request);
 
-// Adds `run` and `cluster`.
+// Adds `run`, `sweep` and `cluster`.
 void addRunCommand(CLI::App& app, int& exitCode);
+void addSweepCommand(CLI::App& app, int& exitCode);
 void addClusterCommand(CLI::App& app, int& exitCode);
 
 }  // namespace qcomm::launcher

@@ -44,6 +44,14 @@ for _ in $(seq 20); do
   sleep 0.5
 done
 [ -z "$(leftovers)" ] || fail "teardown left: $(leftovers | tr '\n' ' ')"
+echo "== qcomm sweep on the repository's example (local and 1 Gbit/s cluster)"
+sweep_out=$(mktemp -d)
+"$qcomm" sweep "$(dirname "$0")/../../examples/sweep.toml" --out "$sweep_out" | tail -2
+for f in results.csv results.json report.md time-1gbit-4ranks.png busbw-local-4ranks.png; do
+  [ -s "$sweep_out/$f" ] || fail "the sweep did not write $f"
+done
+rm -rf "$sweep_out"
+
 echo "== the README's demo, cluster part included; it must clean up after itself"
 demo=$("$qcomm" demo --size 100000 --repeats 1)
 echo "$demo" | tail -3
