@@ -1,6 +1,9 @@
 // The `qcomm` command: codec tools, the demo, benchmarks, mpirun runs and emulated clusters.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "bench_command.h"
 #include "codec_command.h"
@@ -27,6 +30,13 @@ int main(int argc, char** argv) {
                   std::string(k.help).c_str());
     }
   });
-  CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  args = qcomm::launcher::acceptMpirunStyleNp(args);
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments back to front
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
   return exitCode;
 }

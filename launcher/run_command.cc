@@ -1,5 +1,6 @@
 #include "run_command.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -51,6 +52,27 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
   for (const std::string& name : c.qcommVariables) argv.insert(argv.end(), {"-x", name});
   argv.insert(argv.end(), r.program.begin(), r.program.end());
   return argv;
+}
+
+std::vector<std::string> acceptMpirunStyleNp(const std::vector<std::string>& args) {
+  std::vector<std::string> out = args;
+  // Options of run / bench allreduce that take a value; after them the next word is that value.
+  static const std::vector<std::string> withValue = {"--np",       "-np",     "--ranks",
+                                                     "--hostfile", "--hosts", "--cluster"};
+  bool inOptions = false;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!inOptions) {
+      inOptions = out[i] == "run" || out[i] == "allreduce";
+      continue;
+    }
+    if (out[i] == "-np") out[i] = "--np";
+    if (std::find(withValue.begin(), withValue.end(), out[i]) != withValue.end()) {
+      ++i;  // skip the value
+    } else if (out[i].rfind("-", 0) != 0) {
+      break;  // the program starts here: its arguments are its own
+    }
+  }
+  return out;
 }
 
 Result<RunContext> currentRunContext(const RunRequest& request) {
@@ -120,14 +142,16 @@ void addSweepCommand(CLI::App& app, int& exitCode) {
   auto file = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   CLI::App* sweep = app.add_subcommand(
-      "sweep", "run the allreduce benchmark over a grid from a TOML file (CSV, JSON, PNG plots, "
-               "Markdown report)");
+      "sweep",
+      "run the allreduce benchmark over a grid from a TOML file (CSV, JSON, PNG plots, "
+      "Markdown report)");
   sweep->add_option("file", *file, "sweep file, e.g. examples/sweep.toml")->required();
   sweep->add_option("--out", *out, "output folder (default: sweep-<name>)");
   sweep->callback([file, out, &exitCode] {
     std::error_code ec;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    const std::filesystem::path script = self.parent_path().parent_path() / "share" / "qcomm" / "sweep.py";
+    const std::filesystem::path script =
+        self.parent_path().parent_path() / "share" / "qcomm" / "sweep.py";
     if (!std::filesystem::exists(script)) {
       exitCode = report(failedPrecondition(script.string(), " is missing"), "sweep");
       return;

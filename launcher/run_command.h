@@ -32,6 +32,10 @@ Result<Argv> mpirunArgv(const RunRequest& request, const RunContext& context);
 // Gathers the RunContext from the environment (and the cluster's state).
 Result<RunContext> currentRunContext(const RunRequest& request);
 
+// mpirun users type -np; CLI11 takes only --np. Rewrites "-np" to "--np" among the options of
+// `run` and `bench allreduce`, never inside the program's own arguments (pure; unit-tested).
+std::vector<std::string> acceptMpirunStyleNp(const std::vector<std::string>& args);
+
 // Adds `run`, `sweep` and `cluster`.
 void addRunCommand(CLI::App& app, int& exitCode);
 void addSweepCommand(CLI::App& app, int& exitCode);

@@ -77,6 +77,17 @@ TEST(Launcher, MpirunArgvOnAnEmulatedCluster) {
                                      "./bench"}));
 }
 
+TEST(Launcher, MpirunStyleNpIsAcceptedBeforeTheProgramOnly) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(acceptMpirunStyleNp(V{"run", "-np", "4", "./prog", "-np", "7"}),
+            (V{"run", "--np", "4", "./prog", "-np", "7"}));
+  EXPECT_EQ(acceptMpirunStyleNp(V{"run", "--cluster", "qc", "-np", "2", "--dry-run", "./p"}),
+            (V{"run", "--cluster", "qc", "--np", "2", "--dry-run", "./p"}));
+  EXPECT_EQ(acceptMpirunStyleNp(V{"bench", "allreduce", "-np", "3", "-b", "1M"}),
+            (V{"bench", "allreduce", "--np", "3", "-b", "1M"}));
+  EXPECT_EQ(acceptMpirunStyleNp(V{"codec", "info", "-np"}), (V{"codec", "info", "-np"}));
+}
+
 TEST(Launcher, ClusterPlanNamesAndShapesEveryLink) {
   ClusterSpec s;
   s.prefix = "qc";
