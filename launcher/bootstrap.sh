@@ -15,7 +15,7 @@ packages=(
   libboost-serialization-dev librandom123-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin
   python3 python3-dev python3-numpy python3-pytest pybind11-dev python3-pybind11 python3-sklearn
-  python3-matplotlib
+  python3-matplotlib python3-torch
 )
 
 usage() {

@@ -1,0 +1,235 @@
+"""qcomm.torch: QSGD-compressed gradient averaging for PyTorch DistributedDataParallel.
+
+One line on an existing DDP model::
+
+    import qcomm.torch
+    qcomm.torch.register(ddp_model, bits=4)
+
+The hook encodes each gradient bucket with qcomm's codec (zero-copy through DLPack for CPU
+float32 buckets), exchanges the wire messages with torch.distributed collectives on uint8
+tensors (works with gloo and nccl process groups), decodes them, averages in rank order (every
+rank gets bit-identical gradients) and returns the Future DDP expects.
+
+- Before `start_iter` (DDP rebuilds its buckets after the first iteration) and for buckets under
+  `min_compress_numel` values it runs a plain allreduce.
+- `algorithm`: 'allgather' (one quantization), 'sra' (scatter-reduce-allgather through
+  all_to_all, bandwidth-optimal) or 'auto' (sra from 3 ranks on, when the backend has
+  all_to_all; otherwise allgather, with a warning if sra was asked for).
+- Error feedback keeps one residual per bucket index, reset when a bucket's size changes, saved
+  with `state_dict()` / `load_state_dict()`.
+- float16 / bfloat16 buckets are compressed from a float32 copy and cast back.
+- A NaN or Inf on any rank makes that QSGD bucket NaN on every rank, so GradScaler-style overflow
+  skipping still skips on every rank together.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import _codec
+
+_LAYOUTS = ("seed", "compact")
+_NORMS = ("l2", "max")
+_ALGORITHMS = ("auto", "allgather", "sra")
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"qcomm.torch: {name} must be an integer, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"qcomm.torch: {name} must be {bound}, got {value}")
+    return int(value)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"qcomm.torch: {name} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {value!r}")
+    return value
+
+
+class QsgdState:
+    """Configuration and state of the QSGD communication hook (checked here, at registration,
+    not mid-training)."""
+
+    def __init__(self, process_group=None, bits=4, bucket_size=512, norm="max", layout="compact",
+                 algorithm="auto", error_feedback=True, start_iter=2, min_compress_numel=16384,
+                 seed=0):
+        self.process_group = process_group
+        self.bits = _check_int("bits", bits, 1, 16)
+        self.bucket_size = _check_int("bucket_size", bucket_size, 1)
+        self.norm = _check_choice("norm", norm, _NORMS)
+        self.layout = _check_choice("layout", layout, _LAYOUTS)
+        self.algorithm = _check_choice("algorithm", algorithm, _ALGORITHMS)
+        if not isinstance(error_feedback, bool):
+            raise TypeError("qcomm.torch: error_feedback must be True or False")
+        self.error_feedback = error_feedback
+        self.start_iter = _check_int("start_iter", start_iter, 0)
+        self.min_compress_numel = _check_int("min_compress_numel", min_compress_numel, 0)
+        self.seed = _check_int("seed", seed, 0, (1 << 64) - 1)
+        self.iter = 0
+        self.residuals = {}
+        self.bytes_sent = 0  # payload this rank handed to collectives, for reporting
+        self._warned = False
+
+    def config(self):
+        return dict(bits=self.bits, bucket_size=self.bucket_size, norm=self.norm,
+                    layout=self.layout, algorithm=self.algorithm,
+                    error_feedback=self.error_feedback, start_iter=self.start_iter,
+                    min_compress_numel=self.min_compress_numel, seed=self.seed)
+
+    def state_dict(self):
+        return {"config": self.config(), "iter": self.iter,
+                "residuals": {k: v.clone() for k, v in self.residuals.items()}}
+
+    def load_state_dict(self, state):
+        if state.get("config") != self.config():
+            raise ValueError(f"qcomm.torch: state saved with {state.get('config')} cannot load into "
+                             f"a hook configured with {self.config()}")
+        self.iter = int(state["iter"])
+        self.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
+
+
+def _to_numpy(x):
+    """A zero-copy numpy view of a contiguous CPU float tensor (through DLPack)."""
+    x = x.detach()
+    if x.device.type == "cpu":
+        return np.from_dlpack(x)
+    return x.cpu().numpy()  # CUDA buckets are staged until the CUDA codec lands
+
+
+def _encode(state, values, rank, tensor_id):
+    code = _codec.encode(_to_numpy(values), state.bits, seed=state.seed,
+                         bucket_size=state.bucket_size, norm=state.norm, layout=state.layout,
+                         rank=rank, tensor_id=tensor_id, step=state.iter)
+    return torch.frombuffer(bytearray(_codec.to_bytes(code, crc=False)), dtype=torch.uint8)
+
+
+def _decode(message):
+    return torch.from_numpy(_codec.decode(_codec.from_bytes(message.numpy().tobytes()),
+                                          dtype=np.float32))
+
+
+def _has_all_to_all(group):
+    return dist.get_backend(group) in ("gloo", "nccl", "mpi")
+
+
+def _allgather(state, group, work, index):
+    world = dist.get_world_size(group)
+    rank = dist.get_rank(group)
+    message = _encode(state, work, rank, index)
+    gathered = [torch.empty_like(message) for _ in range(world)]
+    state.bytes_sent += message.numel() * (world - 1)
+    dist.all_gather(gathered, message, group=group)
+    total = torch.zeros_like(work)
+    own = None
+    for r, m in enumerate(gathered):
+        decoded = _decode(m)
+        total += decoded
+        if r == rank:
+            own = decoded
+    return total / world, own
+
+
+def _sra(state, group, work, index):
+    world = dist.get_world_size(group)
+    rank = dist.get_rank(group)
+    n = work.numel()
+    bounds = [n * j // world for j in range(world + 1)]
+    parts = [_encode(state, work[bounds[j]:bounds[j + 1]], rank, index) for j in range(world)]
+    own_parts = torch.cat([_decode(p) for p in parts])  # what this rank's codes decode to
+    send = torch.cat(parts)
+    recv_sizes = [parts[rank].numel()] * world  # every rank's message about part `rank`
+    recv = torch.empty(sum(recv_sizes), dtype=torch.uint8)
+    state.bytes_sent += send.numel() - parts[rank].numel()
+    dist.all_to_all_single(recv, send, recv_sizes, [p.numel() for p in parts], group=group)
+    mean = torch.zeros(bounds[rank + 1] - bounds[rank])
+    for m in torch.split(recv, recv_sizes):
+        mean += _decode(m)
+    mean /= world
+    mine = _encode(state, mean, rank, index | 0x80000000)
+    # all_gather needs equal sizes: pad to the largest part's message.
+    size = max(_encode_size(state, bounds[j + 1] - bounds[j]) for j in range(world))
+    padded = torch.zeros(size, dtype=torch.uint8)
+    padded[:mine.numel()] = mine
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    state.bytes_sent += size * (world - 1)
+    dist.all_gather(gathered, padded, group=group)
+    out = torch.empty_like(work)
+    for j, m in enumerate(gathered):
+        length = _encode_size(state, bounds[j + 1] - bounds[j])
+        out[bounds[j]:bounds[j + 1]] = _decode(m[:length])
+    return out, own_parts
+
+
+_SIZE_CACHE = {}
+
+
+def _encode_size(state, count):
+    key = (count, state.bits, state.bucket_size, state.layout)
+    if key not in _SIZE_CACHE:
+        probe = np.zeros(count, dtype=np.float32)
+        code = _codec.encode(probe, state.bits, seed=0, bucket_size=state.bucket_size,
+                             norm=state.norm, layout=state.layout)
+        _SIZE_CACHE[key] = len(_codec.to_bytes(code, crc=False))
+    return _SIZE_CACHE[key]
+
+
+def qsgd_hook(state, bucket):
+    """The DDP communication hook: returns a Future holding the averaged bucket."""
+    group = state.process_group if state.process_group is not None else dist.group.WORLD
+    world = dist.get_world_size(group)
+    tensor = bucket.buffer()
+    index = bucket.index()
+    last = bucket.is_last()
+
+    def advance(value):
+        if last:
+            state.iter += 1
+        return value
+
+    if state.iter < state.start_iter or tensor.numel() < state.min_compress_numel or world == 1:
+        state.bytes_sent += tensor.numel() * tensor.element_size() * 2 * (world - 1) // max(world, 1)
+        future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
+        return future.then(lambda f: advance(f.value()[0].div_(world)))
+
+    work = tensor.detach().to(torch.float32).contiguous()
+    if work.data_ptr() == tensor.data_ptr():
+        work = work.clone()  # the bucket is overwritten with the result below
+    if state.error_feedback:
+        residual = state.residuals.get(index)
+        if residual is None or residual.numel() != work.numel():
+            residual = torch.zeros_like(work)  # new or resized bucket: start afresh
+        work += residual
+    algorithm = state.algorithm
+    if algorithm == "auto":
+        algorithm = "sra" if world >= 3 and _has_all_to_all(group) else "allgather"
+    elif algorithm == "sra" and not _has_all_to_all(group):
+        if not state._warned:
+            warnings.warn(f"qcomm.torch: the {dist.get_backend(group)} backend has no all_to_all; "
+                          "using the allgather algorithm instead of sra")
+            state._warned = True
+        algorithm = "allgather"
+    run = _sra if algorithm == "sra" else _allgather
+    mean, own = run(state, group, work, index)
+    if state.error_feedback:
+        state.residuals[index] = work - own
+    tensor.copy_(mean.to(tensor.dtype))
+    future = torch.futures.Future()
+    future.set_result(advance(tensor))
+    return future
+
+
+def register(ddp_model, **options):
+    """Registers the QSGD hook on a DistributedDataParallel model and returns its QsgdState.
+    Options are QsgdState's; a bad one raises here."""
+    if not isinstance(ddp_model, torch.nn.parallel.DistributedDataParallel):
+        raise TypeError("qcomm.torch.register expects a DistributedDataParallel model, got "
+                        f"{type(ddp_model).__name__}")
+    state = QsgdState(**options)
+    ddp_model.register_comm_hook(state, qsgd_hook)
+    return state

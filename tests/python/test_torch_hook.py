@@ -1,0 +1,163 @@
+"""qcomm.torch's DDP communication hook with real gloo process groups (2 and 3 processes on
+127.0.0.1): results against the exact mean, identical parameters, error feedback, start_iter,
+odd buckets, NaN propagation and bad options."""
+
+import datetime
+import os
+import socket
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+import qcomm.torch  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(fn, world, *args):
+    port = free_port()
+    mp.spawn(_entry, args=(world, port, fn, args), nprocs=world, join=True)
+
+
+def _entry(rank, world, port, fn, args):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    torch.manual_seed(0)
+    try:
+        fn(rank, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def make_model():
+    # Odd sizes: buckets that are not multiples of a word or of the QSGD bucket.
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(37, 301), torch.nn.ReLU(), torch.nn.Linear(301, 13))
+
+
+def batch(rank, step):
+    g = torch.Generator().manual_seed(100 * rank + step)
+    return torch.randn(16, 37, generator=g), torch.randint(0, 13, (16,), generator=g)
+
+
+def local_grads(model, rank, step):
+    model.zero_grad()
+    x, y = batch(rank, step)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def check_mean_within_bound(rank, world, options, steps):
+    plain = make_model()
+    ddp = torch.nn.parallel.DistributedDataParallel(make_model(), bucket_cap_mb=0.01)
+    state = qcomm.torch.register(ddp, **options)
+    s = (1 << options.get("bits", 4)) - 1
+    for step in range(steps):
+        plain.load_state_dict({k.replace("module.", ""): v for k, v in ddp.state_dict().items()})
+        mine = local_grads(plain, rank, step)
+        everyone = [torch.empty_like(mine) for _ in range(world)]
+        dist.all_gather(everyone, mine)
+        exact = sum(everyone) / world
+        ddp.zero_grad()
+        x, y = batch(rank, step)
+        torch.nn.functional.cross_entropy(ddp(x), y).backward()
+        got = torch.cat([p.grad.flatten() for p in ddp.parameters()])
+        if step < options.get("start_iter", 2):
+            assert torch.allclose(got, exact, atol=1e-6), f"step {step}: not the exact mean"
+        else:
+            # Each rank's code is within one step (max|g_r| / s, plus the residual it carries),
+            # and sra re-quantizes the mean.
+            carried = 2.0 if options.get("error_feedback", True) else 1.0
+            # A step is scale / s: the bucket's max |g| (norm max) or its L2 norm (norm l2),
+            # both bounded by the same over the whole vector.
+            scale = (lambda e: e.norm()) if options.get("norm") == "l2" else (lambda e: e.abs().max())
+            bound = sum(scale(e) for e in everyone) * carried / s / world
+            if options.get("algorithm") == "sra":
+                bound = bound * 2 + exact.abs().max() * 2 / s
+            worst = (got - exact).abs().max()
+            assert worst <= bound + 1e-6, f"step {step}: off by {worst} > {bound}"
+        with torch.no_grad():
+            for p in ddp.parameters():
+                p -= 0.1 * p.grad
+    assert state.iter == steps
+    flat = torch.cat([p.detach().flatten() for p in ddp.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    for other in gathered:
+        assert torch.equal(other, flat), "parameters differ between ranks"
+
+
+@pytest.mark.parametrize("world, options", [
+    (2, dict(bits=4)),
+    (3, dict(bits=4, algorithm="sra", error_feedback=False, min_compress_numel=0)),
+    (3, dict(bits=2, algorithm="allgather", error_feedback=True, min_compress_numel=0)),
+    (2, dict(bits=8, start_iter=0, min_compress_numel=0, layout="seed", norm="l2")),
+])
+def test_hook_gives_the_mean_within_the_bound_and_identical_parameters(world, options):
+    spawn(check_mean_within_bound, world, options, 6)
+
+
+def check_nan_reaches_every_rank(rank, world):
+    ddp = torch.nn.parallel.DistributedDataParallel(make_model())
+    qcomm.torch.register(ddp, start_iter=0, min_compress_numel=0)
+    x, y = batch(rank, 0)
+    if rank == 1:
+        x[0, 0] = float("nan")
+    torch.nn.functional.cross_entropy(ddp(x), y).backward()
+    grads = torch.cat([p.grad.flatten() for p in ddp.parameters()])
+    assert torch.isnan(grads).any(), f"rank {rank} did not see the NaN"
+
+
+def test_nan_on_one_rank_reaches_every_rank():
+    spawn(check_nan_reaches_every_rank, 3)
+
+
+def check_state_round_trip(rank, world):
+    ddp = torch.nn.parallel.DistributedDataParallel(make_model())
+    state = qcomm.torch.register(ddp, start_iter=1, min_compress_numel=0, bits=2)
+    for step in range(3):
+        ddp.zero_grad()
+        x, y = batch(rank, step)
+        torch.nn.functional.cross_entropy(ddp(x), y).backward()
+    assert state.iter == 3 and state.residuals, "error feedback kept no residual"
+    saved = state.state_dict()
+    fresh = qcomm.torch.QsgdState(start_iter=1, min_compress_numel=0, bits=2)
+    fresh.load_state_dict(saved)
+    assert fresh.iter == 3
+    for k, v in saved["residuals"].items():
+        assert torch.equal(fresh.residuals[k], v)
+    other = qcomm.torch.QsgdState(bits=4)
+    with pytest.raises(ValueError, match="cannot load into a hook configured with"):
+        other.load_state_dict(saved)
+
+
+def test_state_dict_round_trip():
+    spawn(check_state_round_trip, 2)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(bits=0), ValueError, r"bits must be \[1, 16\], got 0"),
+    (dict(bits=2.5), TypeError, "bits must be an integer, got float"),
+    (dict(norm="l1"), ValueError, "norm must be one of 'l2', 'max', got 'l1'"),
+    (dict(algorithm="ring"), ValueError, "algorithm must be one of 'auto', 'allgather', 'sra'"),
+    (dict(error_feedback="yes"), TypeError, "error_feedback must be True or False"),
+    (dict(start_iter=-1), ValueError, "start_iter must be >= 0"),
+    (dict(bucket_size=0), ValueError, "bucket_size must be >= 1"),
+])
+def test_bad_options_fail_at_registration(options, error, message):
+    with pytest.raises(error, match=message):
+        qcomm.torch.QsgdState(**options)
+
+
+def test_register_needs_a_ddp_model():
+    with pytest.raises(TypeError, match="expects a DistributedDataParallel model, got Linear"):
+        qcomm.torch.register(torch.nn.Linear(2, 2))
