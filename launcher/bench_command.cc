@@ -1,6 +1,7 @@
 #include "bench_command.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -8,9 +9,37 @@
 
 namespace qcomm::launcher {
 
+// `qcomm bench ddp`: bench/ddp_compare.py (PyTorch DDP with PyTorch's hooks and qcomm's).
+void addDdpCommand(CLI::App* bench, int& exitCode) {
+  CLI::App* ddp = bench->add_subcommand(
+      "ddp", "PyTorch DDP on digits: plain allreduce, fp16 and PowerSGD hooks against qcomm's "
+             "(arguments go to bench/ddp_compare.py: --ranks --epochs --methods --cluster --json)");
+  ddp->allow_extras();
+  ddp->callback([ddp, &exitCode] {
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const auto share = self.parent_path().parent_path() / "share" / "qcomm";
+    const std::string script = (share / "ddp_compare.py").string();
+    if (!std::filesystem::exists(script)) {
+      std::fprintf(stderr, "qcomm bench ddp: %s is missing\n", script.c_str());
+      exitCode = 1;
+      return;
+    }
+    // The qcomm package next to this build (build/python) unless PYTHONPATH says otherwise.
+    const std::string python = (self.parent_path().parent_path() / "python").string();
+    setenv("PYTHONPATH", python.c_str(), 0);
+    Argv argv = {QCOMM_PYTHON, script};
+    for (const std::string& a : ddp->remaining()) argv.push_back(a);
+    const Status s = execCommand(argv);
+    std::fprintf(stderr, "qcomm bench ddp: %s\n", s.message().c_str());
+    exitCode = 1;
+  });
+}
+
 void addBenchCommand(CLI::App& app, int& exitCode) {
   CLI::App* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
+  addDdpCommand(bench, exitCode);
   auto request = std::make_shared<RunRequest>();
   request->ranks = 4;
   auto dryRun = std::make_shared<bool>(false);

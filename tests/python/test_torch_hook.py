@@ -121,6 +121,45 @@ def test_nan_on_one_rank_reaches_every_rank():
     spawn(check_nan_reaches_every_rank, 3)
 
 
+class FakeBucket:
+    """What the hook uses of DDP's GradBucket. gloo in torch 1.13 cannot broadcast bf16
+    parameters, so DDP itself cannot run a bf16 model there; the hook can still be driven."""
+
+    def __init__(self, tensor, index=0):
+        self._tensor, self._index = tensor, index
+
+    def buffer(self):
+        return self._tensor
+
+    def index(self):
+        return self._index
+
+    def is_last(self):
+        return True
+
+
+def check_bfloat16_buckets(rank, world):
+    state = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0, bits=8)
+    g = torch.Generator().manual_seed(rank)
+    values = torch.randn(5000, generator=g)
+    bucket = values.to(torch.bfloat16)
+    result = qcomm.torch.qsgd_hook(state, FakeBucket(bucket)).wait()
+    assert result.dtype == torch.bfloat16 and torch.isfinite(result).all()
+    everyone = [torch.empty(5000) for _ in range(world)]
+    dist.all_gather(everyone, values.to(torch.bfloat16).float())
+    exact = sum(everyone) / world
+    # 8-bit codes of bf16-rounded values, then rounded to bf16 again (8 significant bits).
+    bound = sum(e.abs().max() for e in everyone) * 2 / 255 / world + exact.abs() * 2 ** -7
+    assert ((result.float() - exact).abs() <= bound + 1e-6).all()
+    gathered = [torch.empty(5000) for _ in range(world)]
+    dist.all_gather(gathered, result.float())
+    assert all(torch.equal(x, gathered[0]) for x in gathered), "bf16 results differ across ranks"
+
+
+def test_bfloat16_buckets_are_compressed_from_float32_and_cast_back():
+    spawn(check_bfloat16_buckets, 2)
+
+
 def check_state_round_trip(rank, world):
     ddp = torch.nn.parallel.DistributedDataParallel(make_model())
     state = qcomm.torch.register(ddp, start_iter=1, min_compress_numel=0, bits=2)
