@@ -33,17 +33,20 @@ echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
 "$qcomm" cluster down "$name"
 trap - EXIT
 # Veth ends and killed processes go away asynchronously: allow up to 10 s before calling it a leak.
-leftovers() {
-  ip netns list | grep "^$name-" || true
-  ip -o link show | grep -o " $name-[a-z0-9]*" || true
+leftovers() {  # prefix
+  ip netns list | grep "^$1-" || true
+  ip -o link show | grep -o " $1-[a-z0-9]*" || true
   pgrep -af "qcomm_mpi_tests|qcomm_allreduce_bench|orted" || true
-  [ ! -e "/run/qcomm/$name" ] || echo "/run/qcomm/$name"
+  [ ! -e "/run/qcomm/$1" ] || echo "/run/qcomm/$1"
 }
-for _ in $(seq 20); do
-  [ -z "$(leftovers)" ] && break
-  sleep 0.5
-done
-[ -z "$(leftovers)" ] || fail "teardown left: $(leftovers | tr '\n' ' ')"
+expect_clean() {  # prefix what
+  for _ in $(seq 20); do
+    [ -z "$(leftovers "$1")" ] && return 0
+    sleep 0.5
+  done
+  fail "$2 left: $(leftovers "$1" | tr '\n' ' ')"
+}
+expect_clean "$name" "teardown"
 echo "== qcomm sweep on the repository's example (local and 1 Gbit/s cluster)"
 sweep_out=$(mktemp -d)
 "$qcomm" sweep "$(dirname "$0")/../../examples/sweep.toml" --out "$sweep_out" | tail -2
@@ -56,9 +59,5 @@ echo "== the README's demo, cluster part included; it must clean up after itself
 demo=$("$qcomm" demo --size 100000 --repeats 1)
 echo "$demo" | tail -3
 echo "$demo" | grep -qE "x faster" || fail "the demo printed no speedup line"
-for _ in $(seq 20); do
-  [ -z "$(ip netns list | grep '^qcdemo-')" ] && break
-  sleep 0.5
-done
-[ -z "$(ip netns list | grep '^qcdemo-')$(ip -o link show | grep ' qcdemo-')" ] || fail "the demo left its cluster"
+expect_clean qcdemo "the demo"
 echo "cluster test passed"
