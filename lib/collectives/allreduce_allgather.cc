@@ -23,16 +23,14 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
   const int64_t n = static_cast<int64_t>(input.size());
   const int p = ctx.transport.size();
   const int me = ctx.transport.rank();
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunkNumel);
-  const int64_t chunks = (n + chunk - 1) / chunk;
   Slot slots[2];
   std::vector<float> decoded;
 
   // Encodes chunk c and starts its all-gather.
-  auto start = [&](int64_t c) -> Status {
+  auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
     Slot& s = slots[c % 2];
-    s.begin = c * chunk;
-    s.end = std::min(n, s.begin + chunk);
+    s.begin = begin;
+    s.end = end;
     QCOMM_RETURN_IF_ERROR(encodeMessage(ctx, input.subspan(s.begin, s.end - s.begin), me,
                                         ctx.tensorId, &s.encoded, &s.send));
     s.counts.assign(p, s.send.size());  // same config and size everywhere: same message size
@@ -65,7 +63,7 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
     return Status::ok();
   };
 
-  return runPipelined(chunks, start, finish);
+  return runPipelined(ctx, n, start, finish);
 }
 
 }  // namespace qcomm::collectives

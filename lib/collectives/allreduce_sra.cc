@@ -27,17 +27,15 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
   const int64_t n = static_cast<int64_t>(input.size());
   const int p = ctx.transport.size();
   const int me = ctx.transport.rank();
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunkNumel);
-  const int64_t chunks = (n + chunk - 1) / chunk;
   Slot slots[2];
   EncodedTensor scratch;
   std::vector<uint8_t> message;
   std::vector<float> decoded, mean;
 
-  auto start = [&](int64_t c) -> Status {
+  auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
     Slot& s = slots[c % 2];
-    s.begin = c * chunk;
-    s.end = std::min(n, s.begin + chunk);
+    s.begin = begin;
+    s.end = end;
     const int64_t m = s.end - s.begin;
     s.bounds.resize(p + 1);
     for (int j = 0; j <= p; ++j) s.bounds[j] = m * j / p;
@@ -108,7 +106,7 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
     return Status::ok();
   };
 
-  return runPipelined(chunks, start, finish);
+  return runPipelined(ctx, n, start, finish);
 }
 
 }  // namespace qcomm::collectives

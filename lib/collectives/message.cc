@@ -1,12 +1,17 @@
 // What the schedules share: the pipeline driver, encoding to and decoding from wire messages.
+#include <algorithm>
+
 #include "collectives/schedule.h"
 
 namespace qcomm::collectives {
 
-Status runPipelined(int64_t chunks, const std::function<Status(int64_t)>& start,
+Status runPipelined(const ScheduleContext& ctx, int64_t n,
+                    const std::function<Status(int64_t, int64_t, int64_t)>& start,
                     const std::function<Status(int64_t)>& finish) {
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunkNumel);
+  const int64_t chunks = (n + chunk - 1) / chunk;
   for (int64_t c = 0; c < chunks; ++c) {
-    QCOMM_RETURN_IF_ERROR(start(c));
+    QCOMM_RETURN_IF_ERROR(start(c, c * chunk, std::min(n, (c + 1) * chunk)));
     if (c > 0) QCOMM_RETURN_IF_ERROR(finish(c - 1));
   }
   if (chunks > 0) QCOMM_RETURN_IF_ERROR(finish(chunks - 1));

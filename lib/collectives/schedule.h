@@ -37,9 +37,11 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
 Status allreduceUncompressed(ScheduleContext& ctx, std::span<const float> input,
                              std::span<float> output);
 
-// The two-deep pipeline every chunked schedule uses: start(c + 1) (encode, start the transfer)
-// runs before finish(c) (wait, decode), so encoding overlaps communication.
-Status runPipelined(int64_t chunks, const std::function<Status(int64_t)>& start,
+// The two-deep pipeline every chunked schedule uses: n values are cut into chunks of
+// ctx.chunkNumel; start(c, begin, end) (encode, start the transfer) of chunk c + 1 runs before
+// finish(c) (wait, decode), so encoding overlaps communication.
+Status runPipelined(const ScheduleContext& ctx, int64_t n,
+                    const std::function<Status(int64_t, int64_t, int64_t)>& start,
                     const std::function<Status(int64_t)>& finish);
 
 // Encodes `values` (global index offset `first` for the random stream) into a wire message.
