@@ -1,6 +1,7 @@
 #include "process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,13 +21,29 @@ struct Outcome {
   std::string out, err;
 };
 
-// Reads everything from fd until EOF.
-std::string drain(int fd) {
-  std::string text;
+// Reads both pipes until both close, whichever the child writes to, so that a child filling
+// one pipe while the other is being read cannot deadlock. outFd may be -1.
+void drainBoth(int outFd, int errFd, std::string* out, std::string* err) {
   std::array<char, 4096> buffer;
-  ssize_t n;
-  while ((n = read(fd, buffer.data(), buffer.size())) > 0) text.append(buffer.data(), n);
-  return text;
+  std::array<pollfd, 2> fds = {pollfd{outFd, POLLIN, 0}, pollfd{errFd, POLLIN, 0}};
+  std::array<std::string*, 2> sinks = {out, err};
+  int open = (outFd >= 0 ? 1 : 0) + 1;
+  while (open > 0) {
+    if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      const ssize_t n = read(fds[i].fd, buffer.data(), buffer.size());
+      if (n > 0) {
+        sinks[i]->append(buffer.data(), n);
+      } else {
+        fds[i].fd = -1;  // EOF or error: stop watching it
+        --open;
+      }
+    }
+  }
 }
 
 Result<Outcome> spawnAndWait(const Argv& argv, bool captureOut) {
@@ -52,11 +69,8 @@ Result<Outcome> spawnAndWait(const Argv& argv, bool captureOut) {
     return ioError("cannot run '", argv[0], "': ", std::strerror(rc));
   }
   Outcome outcome;
-  if (captureOut) {
-    outcome.out = drain(outPipe[0]);  // (commands here print little on stderr)
-    close(outPipe[0]);
-  }
-  outcome.err = drain(errPipe[0]);
+  drainBoth(captureOut ? outPipe[0] : -1, errPipe[0], &outcome.out, &outcome.err);
+  if (captureOut) close(outPipe[0]);
   close(errPipe[0]);
   int status = 0;
   waitpid(pid, &status, 0);

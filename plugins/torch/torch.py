@@ -73,7 +73,6 @@ class QsgdState:
         self.seed = _check_int("seed", seed, 0, (1 << 64) - 1)
         self.iter = 0
         self.residuals = {}
-        self.bytes_sent = 0  # payload this rank handed to collectives, for reporting
         self._warned = False
 
     def config(self):
@@ -123,7 +122,6 @@ def _allgather(state, group, work, index):
     rank = dist.get_rank(group)
     message = _encode(state, work, rank, index)
     gathered = [torch.empty_like(message) for _ in range(world)]
-    state.bytes_sent += message.numel() * (world - 1)
     dist.all_gather(gathered, message, group=group)
     total = torch.zeros_like(work)
     own = None
@@ -141,11 +139,11 @@ def _sra(state, group, work, index):
     n = work.numel()
     bounds = [n * j // world for j in range(world + 1)]
     parts = [_encode(state, work[bounds[j]:bounds[j + 1]], rank, index) for j in range(world)]
-    own_parts = torch.cat([_decode(p) for p in parts])  # what this rank's codes decode to
+    # What this rank's codes decode to: only error feedback needs it.
+    own_parts = torch.cat([_decode(p) for p in parts]) if state.error_feedback else None
     send = torch.cat(parts)
     recv_sizes = [parts[rank].numel()] * world  # every rank's message about part `rank`
     recv = torch.empty(sum(recv_sizes), dtype=torch.uint8)
-    state.bytes_sent += send.numel() - parts[rank].numel()
     dist.all_to_all_single(recv, send, recv_sizes, [p.numel() for p in parts], group=group)
     mean = torch.zeros(bounds[rank + 1] - bounds[rank])
     for m in torch.split(recv, recv_sizes):
@@ -157,7 +155,6 @@ def _sra(state, group, work, index):
     padded = torch.zeros(size, dtype=torch.uint8)
     padded[:mine.numel()] = mine
     gathered = [torch.empty_like(padded) for _ in range(world)]
-    state.bytes_sent += size * (world - 1)
     dist.all_gather(gathered, padded, group=group)
     out = torch.empty_like(work)
     for j, m in enumerate(gathered):
@@ -193,7 +190,6 @@ def qsgd_hook(state, bucket):
         return value
 
     if state.iter < state.start_iter or tensor.numel() < state.min_compress_numel or world == 1:
-        state.bytes_sent += tensor.numel() * tensor.element_size() * 2 * (world - 1) // max(world, 1)
         future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
         return future.then(lambda f: advance(f.value()[0].div_(world)))
 
