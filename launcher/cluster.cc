@@ -15,9 +15,8 @@ const std::regex kPrefix(R"([a-z][a-z0-9]{0,7})");  // leaves room in 15-char in
 
 Status requireRoot(const char* what) {
   if (!runningAsRoot()) {
-    return failedPrecondition("qcomm cluster ", what,
-                              " needs root (it creates network namespaces, veth links and tc "
-                              "qdiscs); run it with sudo or as root");
+    return failedPrecondition("'", what, "' needs root: emulated clusters are network "
+                              "namespaces, veth links and tc qdiscs; run it with sudo or as root");
   }
   return Status::ok();
 }
