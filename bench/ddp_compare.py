@@ -55,8 +55,15 @@ def worker(args):
     model = torch.nn.Sequential(torch.nn.Linear(64, args.hidden), torch.nn.ReLU(),
                                 torch.nn.Linear(args.hidden, args.hidden), torch.nn.ReLU(),
                                 torch.nn.Linear(args.hidden, 10))
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
     method = args.method
+    if method.startswith("powersgd"):
+        # powerSGD_hook waits for its second allreduce inside the first one's callback, which runs
+        # on one of gloo's two worker threads. Two buckets doing that at once block both threads
+        # and the job hangs (torch 1.13, 4 ranks); more gloo threads instead let the nested
+        # collectives of different buckets cross between ranks. One bucket (a first bucket as
+        # large as DDP's 25 MB cap, a knob DDP documents) keeps PowerSGD correct and running.
+        dist._DEFAULT_FIRST_BUCKET_BYTES = 25 * 1024 * 1024
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
     if method == "fp16":
         ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
     elif method.startswith("powersgd"):

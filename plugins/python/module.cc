@@ -6,7 +6,9 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "qcomm/codec.h"
@@ -103,6 +105,89 @@ py::array_t<T> decodeTo(const EncodedTensor& e, Executor* executor) {
   return out;
 }
 
+// The torch hook's hot path, without dicts: float32 values straight to a wire message (no CRC:
+// the collective's transport checks its own bytes) in a numpy uint8 array.
+py::array_t<uint8_t> encodeMessage(py::array_t<float, py::array::c_style> x, int bits,
+                                   int64_t bucketSize, const std::string& norm,
+                                   const std::string& layout, uint64_t seed, uint32_t rank,
+                                   uint32_t tensorId, uint64_t step, Executor* executor) {
+  QsgdOptions options;
+  options.bits = bits;
+  options.bucketSize = bucketSize;
+  options.norm = unwrap(parseNormKind(norm));
+  options.layout = unwrap(parseLayout(layout));
+  const std::span<const float> values(x.data(), static_cast<size_t>(x.size()));
+  Result<EncodedTensor> e = invalidArgument("not run");
+  {
+    py::gil_scoped_release release;
+    e = qsgdEncode(values, options, RandomKey{seed, rank, tensorId, step}, executor);
+  }
+  const EncodedTensor encoded = unwrap(std::move(e));
+  py::array_t<uint8_t> message(static_cast<py::ssize_t>(unwrap(wireSize(encoded))));
+  WireOptions wire;
+  wire.crc = false;
+  check(writeWire(encoded, wire,
+                  std::span<uint8_t>(message.mutable_data(), static_cast<size_t>(message.size()))));
+  return message;
+}
+
+// Decodes the messages laid end to end in `received` (sizes[r] bytes from rank r) and writes their
+// mean to `out`: a sum in rank order, then one division, in fp32 (the same operations on every
+// rank, so every rank gets the same bits). With `own` >= 0 and `input`/`residual` given, it also
+// writes residual = input - decode(message own) (error feedback).
+void decodeMean(py::array_t<uint8_t, py::array::c_style> received, const std::vector<size_t>& sizes,
+                py::array_t<float, py::array::c_style> out, int own,
+                std::optional<py::array_t<float, py::array::c_style>> input,
+                std::optional<py::array_t<float, py::array::c_style>> residual,
+                Executor* executor) {
+  const size_t m = static_cast<size_t>(out.size());
+  if ((input || residual) && (!input || !residual || own < 0 || own >= static_cast<int>(sizes.size()) ||
+                              static_cast<size_t>(input->size()) != m ||
+                              static_cast<size_t>(residual->size()) != m)) {
+    throw py::value_error("decode_mean: input and residual go together, with a valid own rank, "
+                          "and must have " + std::to_string(m) + " values");
+  }
+  size_t total = 0;
+  for (const size_t size : sizes) total += size;
+  if (total != static_cast<size_t>(received.size())) {
+    throw py::value_error("decode_mean: the message sizes add up to " + std::to_string(total) +
+                          " bytes but " + std::to_string(received.size()) + " were received");
+  }
+  float* sum = out.mutable_data();
+  const float* in = input ? input->data() : nullptr;
+  float* res = residual ? residual->mutable_data() : nullptr;
+  Status status = Status::ok();
+  {
+    py::gil_scoped_release release;
+    std::vector<float> decoded(m);
+    std::fill(sum, sum + m, 0.0f);
+    const uint8_t* p = received.data();
+    for (size_t r = 0; r < sizes.size() && status.isOk(); p += sizes[r], ++r) {
+      Result<EncodedTensor> e = fromWire(std::span<const uint8_t>(p, sizes[r]));
+      if (!e.isOk()) {
+        status = Status(e.status().code(), strCat("message from rank ", r, ": ", e.status().message()));
+        break;
+      }
+      if (e.value().count != static_cast<int64_t>(m)) {
+        status = dataLoss("message from rank ", r, " holds ", e.value().count,
+                                 " values where ", m, " were expected");
+        break;
+      }
+      status = qsgdDecode(e.value(), decoded, executor);
+      if (!status.isOk()) break;
+      for (size_t i = 0; i < m; ++i) sum[i] += decoded[i];
+      if (static_cast<int>(r) == own && res != nullptr) {
+        for (size_t i = 0; i < m; ++i) res[i] = in[i] - decoded[i];
+      }
+    }
+    const float ranks = static_cast<float>(sizes.size());
+    if (status.isOk()) {
+      for (size_t i = 0; i < m; ++i) sum[i] /= ranks;
+    }
+  }
+  check(status);
+}
+
 }  // namespace
 }  // namespace qcomm::python
 
@@ -152,6 +237,10 @@ PYBIND11_MODULE(_qcomm, m) {
     const auto* data = static_cast<const uint8_t*>(info.ptr);
     return toFields(unwrap(fromWire(std::span<const uint8_t>(data, info.size))));
   });
+  m.def("encode_message", &encodeMessage);
+  m.def("decode_mean", &decodeMean, py::arg("received"), py::arg("sizes"), py::arg("out"),
+        py::arg("own") = -1, py::arg("input") = std::nullopt, py::arg("residual") = std::nullopt,
+        py::arg("executor") = nullptr);
   m.def("geometry", [](int64_t count, int bits, const std::string& layout, int64_t bucketSize) {
     QsgdOptions options;
     options.bits = bits;

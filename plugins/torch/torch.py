@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import _codec
+from . import _codec, _qcomm
 
 _LAYOUTS = ("seed", "compact")
 _NORMS = ("l2", "max")
@@ -94,73 +94,78 @@ class QsgdState:
 
 
 def _to_numpy(x):
-    """A zero-copy numpy view of a contiguous CPU float tensor (through DLPack)."""
-    x = x.detach()
-    if x.device.type == "cpu":
-        return np.from_dlpack(x)
-    return x.cpu().numpy()  # CUDA buckets are staged until the CUDA codec lands
+    """A zero-copy, read-only numpy view of a contiguous CPU tensor (through DLPack)."""
+    return np.from_dlpack(x.detach())
+
+
+def _output(x):
+    """A zero-copy, writable numpy view of a contiguous CPU tensor the hook allocated (numpy's
+    DLPack import is read-only)."""
+    assert x.device.type == "cpu" and x.is_contiguous()
+    return x.detach().numpy()
 
 
 def _encode(state, values, rank, tensor_id):
-    code = _codec.encode(_to_numpy(values), state.bits, seed=state.seed,
-                         bucket_size=state.bucket_size, norm=state.norm, layout=state.layout,
-                         rank=rank, tensor_id=tensor_id, step=state.iter)
-    return torch.frombuffer(bytearray(_codec.to_bytes(code, crc=False)), dtype=torch.uint8)
+    """The wire message (no CRC) of float32 `values`, as a uint8 tensor."""
+    message = _qcomm.encode_message(_to_numpy(values), state.bits, state.bucket_size, state.norm,
+                                    state.layout, state.seed, rank, tensor_id, state.iter,
+                                    _codec._shared_executor())
+    return torch.from_numpy(message)
 
 
-def _decode(message):
-    return torch.from_numpy(_codec.decode(_codec.from_bytes(message.numpy().tobytes()),
-                                          dtype=np.float32))
+def _decode_mean(received, sizes, out, own=-1, values=None, residual=None):
+    """out = the mean of the messages laid end to end in `received`, summed in rank order; with
+    `own`, also residual = values - decode(message own)."""
+    _qcomm.decode_mean(_to_numpy(received), sizes, _output(out), own,
+                       None if values is None else _to_numpy(values),
+                       None if residual is None else _output(residual),
+                       _codec._shared_executor())
 
 
 def _has_all_to_all(group):
     return dist.get_backend(group) in ("gloo", "nccl", "mpi")
 
 
-def _allgather(state, group, work, index):
+def _allgather(state, group, work, index, residual):
     world = dist.get_world_size(group)
     rank = dist.get_rank(group)
     message = _encode(state, work, rank, index)
-    gathered = [torch.empty_like(message) for _ in range(world)]
-    dist.all_gather(gathered, message, group=group)
-    total = torch.zeros_like(work)
-    own = None
-    for r, m in enumerate(gathered):
-        decoded = _decode(m)
-        total += decoded
-        if r == rank:
-            own = decoded
-    return total / world, own
+    gathered = torch.empty(world * message.numel(), dtype=torch.uint8)
+    dist.all_gather(list(gathered.chunk(world)), message, group=group)
+    mean = torch.empty_like(work)
+    _decode_mean(gathered, [message.numel()] * world, mean, rank, work if residual is not None
+                 else None, residual)
+    return mean
 
 
-def _sra(state, group, work, index):
+def _sra(state, group, work, index, residual):
     world = dist.get_world_size(group)
     rank = dist.get_rank(group)
     n = work.numel()
     bounds = [n * j // world for j in range(world + 1)]
     parts = [_encode(state, work[bounds[j]:bounds[j + 1]], rank, index) for j in range(world)]
-    # What this rank's codes decode to: only error feedback needs it.
-    own_parts = torch.cat([_decode(p) for p in parts]) if state.error_feedback else None
+    if residual is not None:  # what this rank's codes decode to: only error feedback needs it
+        for j, part in enumerate(parts):
+            _decode_mean(part, [part.numel()], torch.empty(bounds[j + 1] - bounds[j]), 0,
+                         work[bounds[j]:bounds[j + 1]], residual[bounds[j]:bounds[j + 1]])
     send = torch.cat(parts)
     recv_sizes = [parts[rank].numel()] * world  # every rank's message about part `rank`
     recv = torch.empty(sum(recv_sizes), dtype=torch.uint8)
     dist.all_to_all_single(recv, send, recv_sizes, [p.numel() for p in parts], group=group)
-    mean = torch.zeros(bounds[rank + 1] - bounds[rank])
-    for m in torch.split(recv, recv_sizes):
-        mean += _decode(m)
-    mean /= world
+    mean = torch.empty(bounds[rank + 1] - bounds[rank])
+    _decode_mean(recv, recv_sizes, mean)
     mine = _encode(state, mean, rank, index | 0x80000000)
     # all_gather needs equal sizes: pad to the largest part's message.
     size = max(_encode_size(state, bounds[j + 1] - bounds[j]) for j in range(world))
+    gathered = torch.zeros(world * size, dtype=torch.uint8)
     padded = torch.zeros(size, dtype=torch.uint8)
     padded[:mine.numel()] = mine
-    gathered = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(gathered, padded, group=group)
+    dist.all_gather(list(gathered.chunk(world)), padded, group=group)
     out = torch.empty_like(work)
-    for j, m in enumerate(gathered):
+    for j in range(world):
         length = _encode_size(state, bounds[j + 1] - bounds[j])
-        out[bounds[j]:bounds[j + 1]] = _decode(m[:length])
-    return out, own_parts
+        _decode_mean(gathered[j * size:j * size + length], [length], out[bounds[j]:bounds[j + 1]])
+    return out
 
 
 _SIZE_CACHE = {}
@@ -170,9 +175,8 @@ def _encode_size(state, count):
     key = (count, state.bits, state.bucket_size, state.layout)
     if key not in _SIZE_CACHE:
         probe = np.zeros(count, dtype=np.float32)
-        code = _codec.encode(probe, state.bits, seed=0, bucket_size=state.bucket_size,
-                             norm=state.norm, layout=state.layout)
-        _SIZE_CACHE[key] = len(_codec.to_bytes(code, crc=False))
+        _SIZE_CACHE[key] = _qcomm.encode_message(probe, state.bits, state.bucket_size, state.norm,
+                                                 state.layout, 0, 0, 0, 0, None).size
     return _SIZE_CACHE[key]
 
 
@@ -193,14 +197,17 @@ def qsgd_hook(state, bucket):
         future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
         return future.then(lambda f: advance(f.value()[0].div_(world)))
 
-    work = tensor.detach().to(torch.float32).contiguous()
+    # CUDA buckets are staged through host memory until the hook uses the CUDA codec.
+    work = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
     if work.data_ptr() == tensor.data_ptr():
         work = work.clone()  # the bucket is overwritten with the result below
+    residual = None
     if state.error_feedback:
         residual = state.residuals.get(index)
         if residual is None or residual.numel() != work.numel():
             residual = torch.zeros_like(work)  # new or resized bucket: start afresh
-        work += residual
+            state.residuals[index] = residual
+        work += residual  # the residual is then overwritten with this step's error
     algorithm = state.algorithm
     if algorithm == "auto":
         algorithm = "sra" if world >= 3 and _has_all_to_all(group) else "allgather"
@@ -211,9 +218,7 @@ def qsgd_hook(state, bucket):
             state._warned = True
         algorithm = "allgather"
     run = _sra if algorithm == "sra" else _allgather
-    mean, own = run(state, group, work, index)
-    if state.error_feedback:
-        state.residuals[index] = work - own
+    mean = run(state, group, work, index, residual)
     tensor.copy_(mean.to(tensor.dtype))
     future = torch.futures.Future()
     future.set_result(advance(tensor))

@@ -200,3 +200,36 @@ def test_bad_options_fail_at_registration(options, error, message):
 def test_register_needs_a_ddp_model():
     with pytest.raises(TypeError, match="expects a DistributedDataParallel model, got Linear"):
         qcomm.torch.register(torch.nn.Linear(2, 2))
+
+
+def test_decode_mean_sums_in_rank_order_and_names_a_bad_message():
+    """The hook's fused decode-and-average equals decoding each message and averaging in rank
+    order, bit for bit, and writes error feedback's residual; a corrupt or mis-sized message is a
+    ValueError naming the rank that sent it."""
+    from qcomm import _qcomm
+
+    rng = np.random.default_rng(5)
+    values = [rng.standard_normal(1000).astype(np.float32) for _ in range(3)]
+    messages = [_qcomm.encode_message(v, 4, 128, "max", "compact", 9, r, 0, 0, None)
+                for r, v in enumerate(values)]
+    received = np.concatenate(messages)
+    sizes = [m.size for m in messages]
+    out = np.full(1000, np.nan, dtype=np.float32)
+    residual = np.full(1000, np.nan, dtype=np.float32)
+    _qcomm.decode_mean(received, sizes, out, 1, values[1], residual)
+    decoded = [qcomm.decode(qcomm.from_bytes(m.tobytes())) for m in messages]
+    expected = np.zeros(1000, dtype=np.float32)
+    for d in decoded:
+        expected += d
+    expected /= np.float32(3)
+    assert np.array_equal(out, expected)
+    assert np.array_equal(residual, values[1] - decoded[1])
+
+    corrupt = received.copy()
+    corrupt[sizes[0]] ^= 0xFF  # the magic of rank 1's message
+    with pytest.raises(ValueError, match="message from rank 1: bad magic"):
+        _qcomm.decode_mean(corrupt, sizes, out)
+    with pytest.raises(ValueError, match="add up to"):
+        _qcomm.decode_mean(received, sizes[:2], out)
+    with pytest.raises(ValueError, match="message from rank 0 holds 1000 values where 999"):
+        _qcomm.decode_mean(received, sizes, np.zeros(999, dtype=np.float32))
