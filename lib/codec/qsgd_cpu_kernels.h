@@ -14,7 +14,6 @@ namespace qcomm::qsgd {
 // Word tiles: the encoder and decoder work on up to kWordTile words of a bucket at a time, with
 // k rows of kWordTile codes in scratch (k <= 32).
 inline constexpr int kWordTile = 256;
-inline constexpr int kMaxValuesPerWord = 32;
 
 struct CpuKernels {
   std::string_view name;

@@ -22,6 +22,8 @@ QCOMM_HOST_DEVICE int valuesPerWord(int bits, Layout layout) {
 }
 // L: words of a bucket of `count` values (its section length).
 QCOMM_HOST_DEVICE int64_t sectionLength(int64_t count, int k) { return (count + k - 1) / k; }
+// The most codes a word holds (q = 1, compact layout: 2-bit codes).
+inline constexpr int kMaxValuesPerWord = 32;
 // Slot j of a word (section j) occupies bits [slotShift, slotShift + width): section 0 is the most
 // significant, as in the seed.
 QCOMM_HOST_DEVICE int slotShift(int slot, int k, int width) { return (k - 1 - slot) * width; }
