@@ -17,6 +17,9 @@
 namespace py = pybind11;
 
 namespace qcomm::python {
+
+void defineCuda(py::module_& m);  // cuda_binding.cc
+
 namespace {
 
 [[noreturn]] void raise(const Status& status) { throw py::value_error(status.message()); }
@@ -237,6 +240,7 @@ PYBIND11_MODULE(_qcomm, m) {
     const auto* data = static_cast<const uint8_t*>(info.ptr);
     return toFields(unwrap(fromWire(std::span<const uint8_t>(data, info.size))));
   });
+  defineCuda(m);
   m.def("encode_message", &encodeMessage);
   m.def("decode_mean", &decodeMean, py::arg("received"), py::arg("sizes"), py::arg("out"),
         py::arg("own") = -1, py::arg("input") = std::nullopt, py::arg("residual") = std::nullopt,

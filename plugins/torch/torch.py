@@ -8,7 +8,10 @@ One line on an existing DDP model::
 The hook encodes each gradient bucket with qcomm's codec (zero-copy through DLPack for CPU
 float32 buckets), exchanges the wire messages with torch.distributed collectives on uint8
 tensors (works with gloo and nccl process groups), decodes them, averages in rank order (every
-rank gets bit-identical gradients) and returns the Future DDP expects.
+rank gets bit-identical gradients) and returns the Future DDP expects. CUDA buckets, when qcomm
+was built with CUDA, are encoded and decoded on their device by the CUDA codec (the same words)
+and their words and scales all-gathered as device tensors; without CUDA they are staged through
+host memory.
 
 - Before `start_iter` (DDP rebuilds its buckets after the first iteration) and for buckets under
   `min_compress_numel` values it runs a plain allreduce.
@@ -168,6 +171,37 @@ def _sra(state, group, work, index, residual):
     return out
 
 
+def _cuda_allgather(state, group, tensor, index):
+    """A CUDA bucket through the CUDA codec: encoded on its device, the words and scales
+    all-gathered as tensors (the same sizes on every rank), decoded and averaged on the device in
+    rank order. The words never cross PCIe. (sra is not done on the device: it uses allgather.)"""
+    world = dist.get_world_size(group)
+    rank = dist.get_rank(group)
+    work = tensor.detach().to(torch.float32)
+    work = work.clone() if work.data_ptr() == tensor.data_ptr() else work.contiguous()
+    residual = None
+    if state.error_feedback:
+        residual = state.residuals.get(index)
+        if residual is None or residual.numel() != work.numel() or residual.device != work.device:
+            residual = torch.zeros_like(work)
+            state.residuals[index] = residual
+        work += residual
+    code = _codec.encode(work, state.bits, seed=state.seed, bucket_size=state.bucket_size,
+                         norm=state.norm, layout=state.layout, rank=rank, tensor_id=index,
+                         step=state.iter)
+    words = torch.empty(world * code["neo"].numel(), dtype=code["neo"].dtype, device=work.device)
+    scales = torch.empty(world * code["norm"].numel(), dtype=torch.float32, device=work.device)
+    dist.all_gather(list(words.chunk(world)), code["neo"], group=group)
+    dist.all_gather(list(scales.chunk(world)), code["norm"], group=group)
+    total = torch.zeros_like(work)
+    for r, (w, sc) in enumerate(zip(words.chunk(world), scales.chunk(world))):
+        decoded = _codec.decode(dict(code, neo=w, norm=sc))
+        total += decoded
+        if r == rank and residual is not None:
+            torch.sub(work, decoded, out=residual)
+    return total / world
+
+
 _SIZE_CACHE = {}
 
 
@@ -197,7 +231,12 @@ def qsgd_hook(state, bucket):
         future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
         return future.then(lambda f: advance(f.value()[0].div_(world)))
 
-    # CUDA buckets are staged through host memory until the hook uses the CUDA codec.
+    if tensor.is_cuda and _qcomm.built_with_cuda:
+        tensor.copy_(_cuda_allgather(state, group, tensor, index).to(tensor.dtype))
+        future = torch.futures.Future()
+        future.set_result(advance(tensor))
+        return future
+    # CUDA buckets are staged through host memory when qcomm was built without CUDA.
     work = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
     if work.data_ptr() == tensor.data_ptr():
         work = work.clone()  # the bucket is overwritten with the result below

@@ -233,3 +233,25 @@ def test_decode_mean_sums_in_rank_order_and_names_a_bad_message():
         _qcomm.decode_mean(received, sizes[:2], out)
     with pytest.raises(ValueError, match="message from rank 0 holds 1000 values where 999"):
         _qcomm.decode_mean(received, sizes, np.zeros(999, dtype=np.float32))
+
+
+def check_cuda_buckets(rank, world):
+    g = torch.Generator().manual_seed(rank)
+    values = torch.randn(20011, generator=g)
+    for options in (dict(bits=4, error_feedback=True), dict(bits=2, error_feedback=False)):
+        host = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0, algorithm="allgather",
+                                     **options)
+        device = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0,
+                                       algorithm="allgather", **options)
+        on_host = qcomm.torch.qsgd_hook(host, FakeBucket(values.clone())).wait()
+        on_device = qcomm.torch.qsgd_hook(device, FakeBucket(values.cuda())).wait()
+        assert on_device.is_cuda
+        assert torch.equal(on_device.cpu(), on_host), "the CUDA codec's mean differs from the CPU's"
+        if options["error_feedback"]:
+            assert torch.equal(device.residuals[0].cpu(), host.residuals[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not qcomm._qcomm.built_with_cuda,
+                    reason="needs a CUDA device visible to torch and qcomm built with CUDA")
+def test_cuda_buckets_go_through_the_cuda_codec_and_match_the_cpu_hook():
+    spawn(check_cuda_buckets, 2)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _qcomm
+from ._cuda import _decode_cuda, _encode_cuda, _host_array, _on_cuda
 
 _LAYOUTS = ("seed", "compact")
 _NORMS = ("l2", "max")
@@ -68,6 +69,9 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
     norm: 'l2' (the paper's and the seed's) or 'max' (lower variance).
     layout: 'seed' (2-bit sign, bit-compatible with the seed notebook) or 'compact' (1-bit sign).
     """
+    if _on_cuda(x):
+        return _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank,
+                            tensor_id, step)
     array = _as_array(x)
     if array.dtype not in (np.float32, np.float64):
         raise TypeError(
@@ -138,12 +142,12 @@ def _fields(code):
         raise ValueError(f"code['shape'] must be a tuple of non-negative integers, got {shape!r}")
     shape = tuple(int(d) for d in shape)
     count = math.prod(shape)
-    words = np.asarray(code["neo"])
+    words = _host_array(code["neo"])
     if words.ndim != 1 or not (np.issubdtype(words.dtype, np.integer) or words.size == 0):
         raise ValueError(
             f"code['neo'] must be a 1-d array of uint64 words, got {words.dtype} of shape "
             f"{words.shape}")
-    scales = np.atleast_1d(np.asarray(code["norm"], dtype=np.float64))
+    scales = np.atleast_1d(np.asarray(_host_array(code["norm"]), dtype=np.float64))
     if scales.ndim != 1:
         raise ValueError("code['norm'] must be a number or a 1-d array of bucket scales")
     dtype = code.get("dtype")
@@ -179,6 +183,8 @@ def decode(code, dtype=None):
     Returns an array of the code's shape, float32 or float64 like the encoded tensor (float64 for
     the seed notebook's codes), or `dtype` if given.
     """
+    if isinstance(code, Mapping) and _on_cuda(code.get("neo")):
+        return _decode_cuda(code, dtype)
     fields = _fields(code)
     out = _choice("dtype", np.dtype(dtype).name if dtype is not None else fields[5],
                   ("float32", "float64"))
