@@ -53,6 +53,8 @@ run_tests() {  # name binary
 
 echo "== error-path tests"
 run_tests "cuda error paths" qcomm_cuda_errors_test
+echo "== the kernels on CPU threads (SIMT emulator) against the CPU codec"
+run_tests "kernels under the SIMT emulator" qcomm_kernel_emulation_test
 echo "== gpu tests (CUDA codec against the CPU codec)"
 run_tests "gpu tests" qcomm_gpu_tests
 if [[ $? == 77 ]]; then

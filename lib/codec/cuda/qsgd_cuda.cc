@@ -7,14 +7,13 @@
 
 #include "codec/cuda/cuda_status.h"
 #include "codec/cuda/qsgd_kernels.h"
+#include "codec/cuda/qsgd_plan.h"
 #include "qcomm/cuda_codec.h"
 
 namespace qcomm::cuda {
-namespace {
+namespace detail {
 
-using detail::Geometry;
-
-Result<Geometry> plan(int64_t count, const QsgdOptions& options) {
+Result<Geometry> planGeometry(int64_t count, const QsgdOptions& options) {
   if (count < 0) return invalidArgument("count is negative: ", count);
   QCOMM_RETURN_IF_ERROR(options.validate());
   QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry q, qsgdGeometry(count, options));
@@ -37,10 +36,17 @@ Result<Geometry> plan(int64_t count, const QsgdOptions& options) {
   return g;
 }
 
-size_t workspaceFor(const Geometry& g) {
-  if (g.bucketSize <= detail::kFusedBucket) return 0;
+size_t encodeWorkspaceBytes(const Geometry& g) {
+  if (g.bucketSize <= kFusedBucket) return 0;
   return 2 * sizeof(double) * static_cast<size_t>(g.numTiles);
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::Geometry;
+
 
 Status requirePointer(const void* p, const char* name) {
   if (p == nullptr) return invalidArgument(name, " is a null device pointer");
@@ -50,19 +56,19 @@ Status requirePointer(const void* p, const char* name) {
 }  // namespace
 
 Result<size_t> qsgdEncodeWorkspaceBytes(int64_t count, const QsgdOptions& options) {
-  QCOMM_ASSIGN_OR_RETURN(const Geometry g, plan(count, options));
-  return workspaceFor(g);
+  QCOMM_ASSIGN_OR_RETURN(const Geometry g, detail::planGeometry(count, options));
+  return detail::encodeWorkspaceBytes(g);
 }
 
 Status qsgdEncode(const float* values, int64_t count, const QsgdOptions& options,
                   const RandomKey& key, float* scales, uint64_t* words, void* workspace,
                   size_t workspaceBytes, cudaStream_t stream) {
-  QCOMM_ASSIGN_OR_RETURN(const Geometry g, plan(count, options));
+  QCOMM_ASSIGN_OR_RETURN(const Geometry g, detail::planGeometry(count, options));
   if (count == 0) return Status::ok();
   QCOMM_RETURN_IF_ERROR(requirePointer(values, "values"));
   QCOMM_RETURN_IF_ERROR(requirePointer(scales, "scales"));
   QCOMM_RETURN_IF_ERROR(requirePointer(words, "words"));
-  const size_t need = workspaceFor(g);
+  const size_t need = detail::encodeWorkspaceBytes(g);
   if (workspaceBytes < need || (need > 0 && workspace == nullptr)) {
     return invalidArgument("qsgdEncode needs ", need, " bytes of workspace for ", count,
                            " values in buckets of ", g.bucketSize, ", got ", workspaceBytes,
@@ -82,7 +88,7 @@ namespace {
 Status decodeImpl(std::span<const DeviceCode> codes, int64_t count, const QsgdOptions& options,
                   float* out, bool mean, int residualOf, const float* input, float* residual,
                   cudaStream_t stream) {
-  QCOMM_ASSIGN_OR_RETURN(const Geometry g, plan(count, options));
+  QCOMM_ASSIGN_OR_RETURN(const Geometry g, detail::planGeometry(count, options));
   if (codes.empty() || codes.size() > static_cast<size_t>(kMaxDecodeCodes)) {
     return invalidArgument("decode takes 1 to ", kMaxDecodeCodes, " codes, got ", codes.size());
   }
@@ -127,7 +133,7 @@ Status qsgdDecodeMean(std::span<const DeviceCode> codes, int64_t count, const Qs
 
 Result<EncodedTensor> downloadCode(DeviceCode code, int64_t count, const QsgdOptions& options,
                                    cudaStream_t stream) {
-  QCOMM_ASSIGN_OR_RETURN(const Geometry g, plan(count, options));
+  QCOMM_ASSIGN_OR_RETURN(const Geometry g, detail::planGeometry(count, options));
   EncodedTensor e;
   e.bits = options.bits;
   e.layout = options.layout;
