@@ -173,9 +173,8 @@ int main(int argc, char** argv) {
       // code (max|x| <= 1, so step <= 1/s) plus, for sra, one step of the mean.
       double err = 0.0, bound = 1e-6;
       if (comm) {
-        const int bits = qcomm::parseCodecSpec(codec)->bits;
-        const double s = (1 << bits) - 1;
-        bound = 1.0 / s + (name == "sra" ? 2.0 / s : 0.0) + 1e-6;
+        const double step = qcomm::codecStepBound(*qcomm::parseAnyCodecSpec(codec));
+        bound = step + (name == "sra" ? 2.0 * step : 0.0) + 1e-6;
       }
       int64_t wrong = 0;
       for (int64_t i = 0; i < count; ++i) {
@@ -191,7 +190,7 @@ int main(int argc, char** argv) {
       Row row{bytes,
               count,
               name,
-              comm ? qcomm::codecSpec(*qcomm::parseCodecSpec(codec)) : "none",
+              comm ? qcomm::anyCodecSpec(*qcomm::parseAnyCodecSpec(codec)) : "none",
               seconds,
               bytes / seconds / 1e9,
               bytes / seconds / 1e9 * busFactor,

@@ -12,7 +12,15 @@ function(qcomm_add_codec_sources target)
     ${QCOMM_LIB_DIR}/codec/qsgd_cpu_dispatch.cc
     ${QCOMM_LIB_DIR}/codec/qsgd_cpu_generic.cc
     ${QCOMM_LIB_DIR}/codec/qsgd_options.cc
-    ${QCOMM_LIB_DIR}/codec/wire.cc)
+    ${QCOMM_LIB_DIR}/codec/wire.cc
+    ${QCOMM_LIB_DIR}/codec/any_codec.cc
+    ${QCOMM_LIB_DIR}/codec/quant/dynamic.cc
+    ${QCOMM_LIB_DIR}/codec/quant/linear.cc
+    ${QCOMM_LIB_DIR}/codec/quant/percentile.cc
+    ${QCOMM_LIB_DIR}/codec/quant/quant_options.cc
+    ${QCOMM_LIB_DIR}/codec/quant/quant_wire.cc
+    ${QCOMM_LIB_DIR}/codec/quant/quantize.cc
+    ${QCOMM_LIB_DIR}/codec/quant/rowwise.cc)
   # The codec kernels are built once per ISA and picked at run time (codec/qsgd_cpu_dispatch.cc).
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     target_sources(${target} PRIVATE ${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx2.cc

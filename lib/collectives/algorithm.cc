@@ -81,13 +81,43 @@ Result<QsgdOptions> parseCodecSpec(std::string_view spec) {
   return options;
 }
 
+Result<CodecConfig> parseAnyCodecSpec(std::string_view spec) {
+  CodecConfig codec;
+  if (spec.substr(0, spec.find(':')) == "qsgd") {
+    QCOMM_ASSIGN_OR_RETURN(codec.qsgd, parseCodecSpec(spec));
+    return codec;
+  }
+  codec.isQsgd = false;
+  QCOMM_ASSIGN_OR_RETURN(codec.quant, parseQuantSpec(spec));
+  return codec;
+}
+
+std::string anyCodecSpec(const CodecConfig& codec) {
+  return codec.isQsgd ? codecSpec(codec.qsgd) : quantSpec(codec.quant);
+}
+
+double codecStepBound(const CodecConfig& c) {
+  if (c.isQsgd) return 1.0 / ((1 << c.qsgd.bits) - 1);
+  const int b = c.quant.bits;
+  const double linear = c.quant.symmetric ? 1.0 / ((1 << (b - 1)) - 1) : 2.0 / ((1 << b) - 1);
+  switch (c.quant.kind) {
+    case QuantKind::kLinear: return linear;
+    case QuantKind::kPercentile: return linear + 0.1;
+    case QuantKind::kRowwise: return 2.0 / ((1 << b) - 1);
+    case QuantKind::kDynamic: return 0.015;  // the dynamic map's widest gap is 0.0141
+    case QuantKind::kFp16: return 1e-3;
+    case QuantKind::kBf16: return 8e-3;
+  }
+  return 1.0;
+}
+
 std::string codecSpec(const QsgdOptions& o) {
   return strCat("qsgd:bits=", o.bits, ",bucket=", o.bucketSize, ",norm=", normKindName(o.norm),
                 ",layout=", layoutName(o.layout));
 }
 
 Status CommunicatorOptions::validate() const {
-  QCOMM_RETURN_IF_ERROR(parseCodecSpec(codec).status());
+  QCOMM_RETURN_IF_ERROR(parseAnyCodecSpec(codec).status());
   if (minCompressNumel < 0) {
     return invalidArgument("minCompressNumel must be >= 0, got ", minCompressNumel);
   }
@@ -97,8 +127,8 @@ Status CommunicatorOptions::validate() const {
 }
 
 std::string CommunicatorOptions::describe() const {
-  const Result<QsgdOptions> parsed = parseCodecSpec(codec);
-  return strCat(parsed.isOk() ? codecSpec(*parsed) : codec, " algorithm=", algorithmName(algorithm),
+  const Result<CodecConfig> parsed = parseAnyCodecSpec(codec);
+  return strCat(parsed.isOk() ? anyCodecSpec(*parsed) : codec, " algorithm=", algorithmName(algorithm),
                 " error_feedback=", errorFeedback ? 1 : 0, " seed=", seed,
                 " min_compress=", minCompressNumel, " chunk=", chunkNumel,
                 " check_sizes=", checkSizes ? 1 : 0);

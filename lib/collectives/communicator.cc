@@ -134,7 +134,7 @@ Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::vector<NamedTenso
 }
 
 Communicator::Communicator(transport::Transport& transport, CommunicatorOptions options,
-                           QsgdOptions codec, Executor* executor)
+                           CodecConfig codec, Executor* executor)
     : transport_(transport), options_(std::move(options)), codec_(codec), executor_(executor) {}
 
 Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport& transport,
@@ -152,7 +152,7 @@ Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport&
                                 " has '", all[r], "' but rank 0 has '", all[0], "'");
     }
   }
-  QsgdOptions codec = *parseCodecSpec(options.codec);
+  CodecConfig codec = *parseAnyCodecSpec(options.codec);
   return std::unique_ptr<Communicator>(new Communicator(transport, options, codec, executor));
 }
 

@@ -20,19 +20,29 @@ Status runPipelined(const ScheduleContext& ctx, int64_t n,
 
 Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
                      uint32_t tensorId, EncodedTensor* scratch, std::vector<uint8_t>* message) {
-  QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, ctx.codec, {ctx.seed, rank, tensorId, ctx.step},
-                                       ctx.executor, scratch));
+  const RandomKey key{ctx.seed, rank, tensorId, ctx.step};
+  if (!ctx.codec.isQsgd) {
+    return encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message, ctx.executor);
+  }
+  // QSGD reuses the caller's scratch tensor: no allocation once it has held this size.
+  QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, ctx.codec.qsgd, key, ctx.executor, scratch));
   QCOMM_ASSIGN_OR_RETURN(const size_t size, wireSize(*scratch));
   message->resize(size);
   return writeWire(*scratch, ctx.wire, *message);
 }
 
 Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count) {
-  QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(count, ctx.codec));
+  if (!ctx.codec.isQsgd) {
+    // The size depends on the count and the options only: quantize zeros.
+    const std::vector<float> zeros(count, 0.0f);
+    QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q, quantize(zeros, ctx.codec.quant));
+    return quantWireSize(q);
+  }
+  QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(count, ctx.codec.qsgd));
   EncodedTensor shape;
-  shape.bits = ctx.codec.bits;
-  shape.layout = ctx.codec.layout;
-  shape.norm = ctx.codec.norm;
+  shape.bits = ctx.codec.qsgd.bits;
+  shape.layout = ctx.codec.qsgd.layout;
+  shape.norm = ctx.codec.qsgd.norm;
   shape.bucketSize = g.bucketSize;
   shape.count = count;
   shape.shape = {count};
@@ -42,12 +52,8 @@ Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count) {
 }
 
 Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std::span<float> out) {
-  QCOMM_ASSIGN_OR_RETURN(const EncodedTensor encoded, fromWire(message));
-  if (encoded.count != static_cast<int64_t>(out.size())) {
-    return dataLoss("rank ", ctx.transport.rank(), " received a message of ", encoded.count,
-                    " values where ", out.size(), " were expected");
-  }
-  return qsgdDecode(encoded, out, ctx.executor);
+  return decodeWireMessage(message, out, ctx.executor)
+      .withContext(strCat("rank ", ctx.transport.rank(), ": "));
 }
 
 }  // namespace qcomm::collectives

@@ -16,7 +16,7 @@ namespace qcomm::collectives {
 struct ScheduleContext {
   transport::Transport& transport;
   Executor* executor;
-  QsgdOptions codec;
+  CodecConfig codec;
   WireOptions wire;
   uint64_t seed;
   uint32_t tensorId;

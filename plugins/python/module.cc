@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+#include "qcomm/any_codec.h"
+#include "qcomm/communicator.h"
 #include "qcomm/codec.h"
 #include "qcomm/wire.h"
 
@@ -18,7 +20,8 @@ namespace py = pybind11;
 
 namespace qcomm::python {
 
-void defineCuda(py::module_& m);  // cuda_binding.cc
+void defineCuda(py::module_& m);        // cuda_binding.cc
+void defineQuantizers(py::module_& m);  // quant_binding.cc
 
 namespace {
 
@@ -134,6 +137,30 @@ py::array_t<uint8_t> encodeMessage(py::array_t<float, py::array::c_style> x, int
   return message;
 }
 
+// Any codec (a spec as the Communicator takes it) to a wire message without CRC.
+py::array_t<uint8_t> encodeMessageSpec(py::array_t<float, py::array::c_style> x,
+                                       const std::string& spec, uint64_t seed, uint32_t rank,
+                                       uint32_t tensorId, uint64_t step, Executor* executor) {
+  const CodecConfig codec = unwrap(parseAnyCodecSpec(spec));
+  std::vector<uint8_t> message;
+  Status status = Status::ok();
+  {
+    py::gil_scoped_release release;
+    status = encodeWireMessage(std::span<const float>(x.data(), static_cast<size_t>(x.size())),
+                               codec, RandomKey{seed, rank, tensorId, step}, false, &message,
+                               executor);
+  }
+  check(status);
+  py::array_t<uint8_t> out(static_cast<py::ssize_t>(message.size()));
+  std::memcpy(out.mutable_data(), message.data(), message.size());
+  return out;
+}
+
+// The canonical form of a codec spec (raises ValueError naming what is wrong).
+std::string canonicalSpec(const std::string& spec) {
+  return anyCodecSpec(unwrap(parseAnyCodecSpec(spec)));
+}
+
 // Decodes the messages laid end to end in `received` (sizes[r] bytes from rank r) and writes their
 // mean to `out`: a sum in rank order, then one division, in fp32 (the same operations on every
 // rank, so every rank gets the same bits). With `own` >= 0 and `input`/`residual` given, it also
@@ -166,18 +193,11 @@ void decodeMean(py::array_t<uint8_t, py::array::c_style> received, const std::ve
     std::fill(sum, sum + m, 0.0f);
     const uint8_t* p = received.data();
     for (size_t r = 0; r < sizes.size() && status.isOk(); p += sizes[r], ++r) {
-      Result<EncodedTensor> e = fromWire(std::span<const uint8_t>(p, sizes[r]));
-      if (!e.isOk()) {
-        status = Status(e.status().code(), strCat("message from rank ", r, ": ", e.status().message()));
+      status = decodeWireMessage(std::span<const uint8_t>(p, sizes[r]), decoded, executor);
+      if (!status.isOk()) {
+        status = status.withContext(strCat("message from rank ", r, ": "));
         break;
       }
-      if (e.value().count != static_cast<int64_t>(m)) {
-        status = dataLoss("message from rank ", r, " holds ", e.value().count,
-                                 " values where ", m, " were expected");
-        break;
-      }
-      status = qsgdDecode(e.value(), decoded, executor);
-      if (!status.isOk()) break;
       for (size_t i = 0; i < m; ++i) sum[i] += decoded[i];
       if (static_cast<int>(r) == own && res != nullptr) {
         for (size_t i = 0; i < m; ++i) res[i] = in[i] - decoded[i];
@@ -241,7 +261,13 @@ PYBIND11_MODULE(_qcomm, m) {
     return toFields(unwrap(fromWire(std::span<const uint8_t>(data, info.size))));
   });
   defineCuda(m);
+  defineQuantizers(m);
   m.def("encode_message", &encodeMessage);
+  m.def("encode_message_spec", &encodeMessageSpec);
+  m.def("canonical_codec_spec", &canonicalSpec);
+  m.def("codec_step_bound", [](const std::string& spec) {
+    return codecStepBound(unwrap(parseAnyCodecSpec(spec)));
+  });
   m.def("decode_mean", &decodeMean, py::arg("received"), py::arg("sizes"), py::arg("out"),
         py::arg("own") = -1, py::arg("input") = std::nullopt, py::arg("residual") = std::nullopt,
         py::arg("executor") = nullptr);

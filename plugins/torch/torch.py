@@ -20,6 +20,9 @@ host memory.
   all_to_all; otherwise allgather, with a warning if sra was asked for).
 - Error feedback keeps one residual per bucket index, reset when a bucket's size changes, saved
   with `state_dict()` / `load_state_dict()`.
+- `codec` takes any codec spec the Communicator takes (e.g. "linear:bits=8,mode=asym",
+  "dynamic", "rowwise:bits=4,block=512", "fp16") instead of QSGD's options; CUDA buckets then
+  go through host memory (the CUDA kernels are QSGD's).
 - float16 / bfloat16 buckets are compressed from a float32 copy and cast back.
 - A NaN or Inf on any rank makes that QSGD bucket NaN on every rank, so GradScaler-style overflow
   skipping still skips on every rank together.
@@ -61,8 +64,17 @@ class QsgdState:
 
     def __init__(self, process_group=None, bits=4, bucket_size=512, norm="max", layout="compact",
                  algorithm="auto", error_feedback=True, start_iter=2, min_compress_numel=16384,
-                 seed=0):
+                 seed=0, codec=None):
         self.process_group = process_group
+        # codec: any spec the Communicator takes ("linear:bits=8,mode=asym", "dynamic", "fp16",
+        # "qsgd:bits=2,...") instead of QSGD from bits/bucket_size/norm/layout.
+        if codec is not None and not isinstance(codec, str):
+            raise TypeError(f"qcomm.torch: codec must be a codec spec string, got "
+                            f"{type(codec).__name__}")
+        try:
+            self.codec = None if codec is None else _qcomm.canonical_codec_spec(codec)
+        except ValueError as e:
+            raise ValueError(f"qcomm.torch: {e}") from None
         self.bits = _check_int("bits", bits, 1, 16)
         self.bucket_size = _check_int("bucket_size", bucket_size, 1)
         self.norm = _check_choice("norm", norm, _NORMS)
@@ -82,7 +94,7 @@ class QsgdState:
         return dict(bits=self.bits, bucket_size=self.bucket_size, norm=self.norm,
                     layout=self.layout, algorithm=self.algorithm,
                     error_feedback=self.error_feedback, start_iter=self.start_iter,
-                    min_compress_numel=self.min_compress_numel, seed=self.seed)
+                    min_compress_numel=self.min_compress_numel, seed=self.seed, codec=self.codec)
 
     def state_dict(self):
         return {"config": self.config(), "iter": self.iter,
@@ -110,9 +122,13 @@ def _output(x):
 
 def _encode(state, values, rank, tensor_id):
     """The wire message (no CRC) of float32 `values`, as a uint8 tensor."""
-    message = _qcomm.encode_message(_to_numpy(values), state.bits, state.bucket_size, state.norm,
-                                    state.layout, state.seed, rank, tensor_id, state.iter,
-                                    _codec._shared_executor())
+    if state.codec is not None:
+        message = _qcomm.encode_message_spec(_to_numpy(values), state.codec, state.seed, rank,
+                                             tensor_id, state.iter, _codec._shared_executor())
+    else:
+        message = _qcomm.encode_message(_to_numpy(values), state.bits, state.bucket_size,
+                                        state.norm, state.layout, state.seed, rank, tensor_id,
+                                        state.iter, _codec._shared_executor())
     return torch.from_numpy(message)
 
 
@@ -206,11 +222,15 @@ _SIZE_CACHE = {}
 
 
 def _encode_size(state, count):
-    key = (count, state.bits, state.bucket_size, state.layout)
+    key = (count, state.bits, state.bucket_size, state.layout, state.codec)
     if key not in _SIZE_CACHE:
         probe = np.zeros(count, dtype=np.float32)
-        _SIZE_CACHE[key] = _qcomm.encode_message(probe, state.bits, state.bucket_size, state.norm,
-                                                 state.layout, 0, 0, 0, 0, None).size
+        if state.codec is not None:
+            size = _qcomm.encode_message_spec(probe, state.codec, 0, 0, 0, 0, None).size
+        else:
+            size = _qcomm.encode_message(probe, state.bits, state.bucket_size, state.norm,
+                                         state.layout, 0, 0, 0, 0, None).size
+        _SIZE_CACHE[key] = size
     return _SIZE_CACHE[key]
 
 
@@ -231,7 +251,7 @@ def qsgd_hook(state, bucket):
         future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
         return future.then(lambda f: advance(f.value()[0].div_(world)))
 
-    if tensor.is_cuda and _qcomm.built_with_cuda:
+    if tensor.is_cuda and _qcomm.built_with_cuda and state.codec is None:
         tensor.copy_(_cuda_allgather(state, group, tensor, index).to(tensor.dtype))
         future = torch.futures.Future()
         future.set_result(advance(tensor))

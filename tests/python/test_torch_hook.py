@@ -231,7 +231,7 @@ def test_decode_mean_sums_in_rank_order_and_names_a_bad_message():
         _qcomm.decode_mean(corrupt, sizes, out)
     with pytest.raises(ValueError, match="add up to"):
         _qcomm.decode_mean(received, sizes[:2], out)
-    with pytest.raises(ValueError, match="message from rank 0 holds 1000 values where 999"):
+    with pytest.raises(ValueError, match="message from rank 0: message holds 1000 values where 999"):
         _qcomm.decode_mean(received, sizes, np.zeros(999, dtype=np.float32))
 
 
@@ -255,3 +255,45 @@ def check_cuda_buckets(rank, world):
                     reason="needs a CUDA device visible to torch and qcomm built with CUDA")
 def test_cuda_buckets_go_through_the_cuda_codec_and_match_the_cpu_hook():
     spawn(check_cuda_buckets, 2)
+
+
+CODECS = ["linear:bits=8", "linear:bits=4,mode=asym,block=256", "percentile:bits=8,p=99.9",
+          "dynamic", "rowwise:bits=6,block=512", "fp16", "bf16", "qsgd:bits=4,bucket=128,norm=max"]
+
+
+def check_every_codec(rank, world):
+    from qcomm import _qcomm
+    g = torch.Generator().manual_seed(rank)
+    values = torch.randn(10007, generator=g)
+    everyone = [torch.empty_like(values) for _ in range(world)]
+    dist.all_gather(everyone, values)
+    exact = sum(everyone) / world
+    top = max(e.abs().max().item() for e in everyone)
+    for codec in CODECS:
+        for algorithm in ("allgather", "sra"):
+            state = qcomm.torch.QsgdState(codec=codec, algorithm=algorithm, start_iter=0,
+                                          min_compress_numel=0, error_feedback=False)
+            got = qcomm.torch.qsgd_hook(state, FakeBucket(values.clone())).wait()
+            gathered = [torch.empty_like(got) for _ in range(world)]
+            dist.all_gather(gathered, got)
+            assert all(torch.equal(x, got) for x in gathered), f"{codec} {algorithm}: ranks differ"
+            diff = (got - exact).abs()
+            step = _qcomm.codec_step_bound(state.codec)
+            if codec.startswith("percentile"):  # clipping moves outliers by more than a step
+                assert diff.mean() <= step * top, f"{codec} {algorithm}: mean error {diff.mean()}"
+                continue
+            bound = step * top + (step * exact.abs().max().item() if algorithm == "sra" else 0)
+            assert diff.max() <= bound + 1e-6, f"{codec} {algorithm}: off by {diff.max()} > {bound}"
+
+
+def test_every_codec_spec_works_in_the_hook():
+    spawn(check_every_codec, 3)
+
+
+def test_a_bad_codec_spec_fails_at_registration():
+    with pytest.raises(ValueError, match="unknown codec 'topk'"):
+        qcomm.torch.QsgdState(codec="topk:k=3")
+    with pytest.raises(ValueError, match=r"bits in \[2, 8\], got 12"):
+        qcomm.torch.QsgdState(codec="linear:bits=12")
+    with pytest.raises(TypeError, match="codec must be a codec spec string"):
+        qcomm.torch.QsgdState(codec=8)

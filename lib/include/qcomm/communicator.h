@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qcomm/any_codec.h"
 #include "qcomm/codec.h"
 #include "qcomm/executor.h"
 #include "qcomm/transport.h"
@@ -34,6 +35,14 @@ Result<Algorithm> parseAlgorithm(std::string_view name);
 // means the whole tensor). The error names the key or value that is wrong.
 Result<QsgdOptions> parseCodecSpec(std::string_view spec);
 std::string codecSpec(const QsgdOptions& options);
+
+// "qsgd:..." or "linear:...", "percentile:...", "dynamic:...", "rowwise:...", "fp16", "bf16".
+Result<CodecConfig> parseAnyCodecSpec(std::string_view spec);
+std::string anyCodecSpec(const CodecConfig& codec);
+// The most a value with |x| <= 1 can move through the codec (one quantization step; percentile
+// adds 0.1 for what clipping cuts off; QSGD with the L2 norm: in units of the bucket's L2 norm, not
+// of max |x|). Benchmarks and tests check results against it.
+double codecStepBound(const CodecConfig& codec);
 
 struct CommunicatorOptions {
   std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";
@@ -110,7 +119,7 @@ class Communicator {
   uint64_t step() const { return step_; }
 
  private:
-  Communicator(transport::Transport& transport, CommunicatorOptions options, QsgdOptions codec,
+  Communicator(transport::Transport& transport, CommunicatorOptions options, CodecConfig codec,
                Executor* executor);
   Status checkAgreement(std::string_view what, const std::string& mine);
   // The bodies of the public calls, without waiting for pending asynchronous ones (the worker
@@ -122,7 +131,7 @@ class Communicator {
 
   transport::Transport& transport_;
   CommunicatorOptions options_;
-  QsgdOptions codec_;
+  CodecConfig codec_;
   Executor* executor_;
   uint64_t step_ = 0;
   CommunicatorStats stats_;

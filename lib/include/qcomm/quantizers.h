@@ -1,0 +1,90 @@
+// The block quantizers practitioners compare QSGD against (seed notes 001-004), behind one
+// interface: linear symmetric/asymmetric, percentile clipping, dynamic 8-bit, row-wise, and the
+// fp16/bf16 casts. Codes are packed densely (b bits each) into uint64 words; per-block scales and
+// zero points travel in the wire message. docs/quantizers.md specifies each formula.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qcomm/codec.h"
+#include "qcomm/executor.h"
+#include "qcomm/status.h"
+
+namespace qcomm {
+
+// Wire codec ids (1 is QSGD).
+enum class QuantKind : uint8_t {
+  kLinear = 2,
+  kPercentile = 3,
+  kDynamic = 4,
+  kRowwise = 5,
+  kFp16 = 6,
+  kBf16 = 7,
+};
+
+enum class Rounding : uint8_t { kNearest = 0, kStochastic = 1 };
+
+struct QuantOptions {
+  QuantKind kind = QuantKind::kLinear;
+  int bits = 8;                // 2..8 (dynamic: 8; casts: 16)
+  bool symmetric = true;       // linear and percentile: mode=sym or mode=asym
+  Rounding rounding = Rounding::kStochastic;
+  int64_t blockSize = 0;       // values per block (row-wise: per row); 0: the whole tensor
+                               // (dynamic: 4096; row-wise: the shape's last dimension)
+  double percentile = 99.9;    // percentile: the range's upper percentile, in (50, 100]
+
+  Status validate() const;
+};
+
+struct QuantizedTensor {
+  QuantOptions options;
+  DType dtype = DType::kFloat32;
+  int64_t blockSize = 1;         // effective
+  int64_t count = 0;
+  std::vector<int64_t> shape;
+  uint32_t flags = 0;            // kFlagNonFinite when some block held NaN/Inf
+  std::vector<double> scales;    // per block (absmax for dynamic); NaN for a non-finite block
+  std::vector<double> zeroPoints;  // per block for asymmetric linear/percentile and row-wise
+  std::vector<uint64_t> words;
+
+  int64_t numBlocks() const;
+  bool hasZeroPoints() const;
+  int codeBits() const;  // bits per packed code
+};
+
+// "linear:bits=8,mode=asym,rounding=stochastic,block=1024", "percentile:bits=8,p=99.9",
+// "dynamic:block=2048", "rowwise:bits=4", "fp16", "bf16". Errors name the key that is wrong.
+Result<QuantOptions> parseQuantSpec(std::string_view spec);
+std::string quantSpec(const QuantOptions& options);
+std::string_view quantKindName(QuantKind kind);
+
+// Quantizes values (shape defaults to {n}; row-wise needs the shape, and takes its last dimension
+// as the row). The same key and input give the same words.
+Result<QuantizedTensor> quantize(std::span<const float> values, const QuantOptions& options,
+                                 const RandomKey& key = {}, std::span<const int64_t> shape = {},
+                                 Executor* executor = nullptr);
+Result<QuantizedTensor> quantize(std::span<const double> values, const QuantOptions& options,
+                                 const RandomKey& key = {}, std::span<const int64_t> shape = {},
+                                 Executor* executor = nullptr);
+Status dequantize(const QuantizedTensor& q, std::span<float> out, Executor* executor = nullptr);
+Status dequantize(const QuantizedTensor& q, std::span<double> out, Executor* executor = nullptr);
+// The codes, unpacked, as the notes show them (symmetric codes are signed).
+std::vector<int32_t> unpackCodes(const QuantizedTensor& q);
+Status validateQuantized(const QuantizedTensor& q);
+
+// The 256 values of the signed dynamic map (note 002's create_dynamic_map(signed=True, n=7)),
+// sorted, as float32.
+std::span<const float, 256> dynamicMap();
+
+// Wire messages (docs/quantizers.md): the QSGD header layout with this codec's id.
+Result<size_t> quantWireSize(const QuantizedTensor& q);
+Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out);
+Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message);
+// The codec id byte of a message (after checking magic and size), to dispatch on.
+Result<uint8_t> wireCodecId(std::span<const uint8_t> message);
+
+}  // namespace qcomm

@@ -1,0 +1,186 @@
+"""The block quantizers of the seed notes (001-004) over qcomm's C++ codecs.
+
+    q = qcomm.quantize(x, codec="linear", bits=8, mode="asym", rounding="nearest")
+    q.codes, q.scale, q.zero_point      # the notes' view: integer codes, per-block parameters
+    y = qcomm.dequantize(q)
+    qcomm.quantization_error(x, y, kind="mse")
+
+Codecs: 'linear' and 'percentile' (mode 'sym' or 'asym'), 'dynamic' (8-bit map, per block),
+'rowwise' (per row: the last dimension, or the whole tensor with axis=None), 'fp16', 'bf16'.
+rounding='nearest' (round half to even, as numpy and torch) reproduces the notes;
+rounding='stochastic' is unbiased (what gradients need) and keyed by seed/rank/tensor_id/step like
+QSGD. docs/quantizers.md gives every formula and where the notes' code slips.
+"""
+
+import numbers
+import secrets
+
+import numpy as np
+
+from . import _qcomm
+
+_CODECS = ("linear", "percentile", "dynamic", "rowwise", "fp16", "bf16")
+
+
+class Quantized:
+    """A quantized tensor: codes (unpacked integers, the input's shape), per-block scale and
+    zero_point (a number for one block, an array for several; None where the codec has none)."""
+
+    def __init__(self, fields):
+        self._fields = fields
+
+    @property
+    def codes(self):
+        return self._fields["codes"].reshape(self.shape)
+
+    def _per_block(self, key):
+        values = self._fields[key]
+        if values.size == 0:
+            return None
+        return float(values[0]) if values.size == 1 else values.copy()
+
+    @property
+    def scale(self):
+        return self._per_block("scales")
+
+    @property
+    def zero_point(self):
+        return self._per_block("zero_points")
+
+    @property
+    def shape(self):
+        return tuple(self._fields["shape"])
+
+    @property
+    def spec(self):
+        """The codec spec (what the Communicator and qcomm.torch take)."""
+        return self._fields["spec"]
+
+    @property
+    def bits(self):
+        return self._fields["bits"]
+
+    @property
+    def block_size(self):
+        return self._fields["block_size"]
+
+    @property
+    def words(self):
+        """The packed words (codes of `bits` bits, densely, little-endian bit order)."""
+        return self._fields["words"]
+
+    def to_bytes(self, crc=True):
+        """The wire message."""
+        return _qcomm.quantized_to_wire(self._fields, bool(crc))
+
+    @staticmethod
+    def from_bytes(message):
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            raise TypeError(f"from_bytes expects bytes, got {type(message).__name__}")
+        return Quantized(_qcomm.quantized_from_wire(memoryview(message).cast("B")))
+
+    def __repr__(self):
+        return f"Quantized({self.spec}, shape={self.shape})"
+
+
+def _spec(codec, bits, mode, rounding, block, percentile):
+    if codec not in _CODECS:
+        raise ValueError(f"codec must be one of {', '.join(map(repr, _CODECS))}, got {codec!r}")
+    if codec in ("fp16", "bf16"):
+        if rounding != "nearest":
+            raise ValueError(f"{codec} rounds to nearest only")
+        return codec
+    parts = [f"rounding={rounding}"]
+    if bits is not None:
+        parts.append(f"bits={bits}")
+    if block is not None:
+        if isinstance(block, bool) or not isinstance(block, numbers.Integral) or block < 1:
+            raise ValueError(f"block must be a positive integer, got {block!r}")
+        parts.append(f"block={int(block)}")
+    if codec in ("linear", "percentile"):
+        if mode not in ("sym", "asym"):
+            raise ValueError(f"mode must be 'sym' or 'asym', got {mode!r}")
+        parts.append(f"mode={mode}")
+    if codec == "percentile":
+        parts.append(f"p={float(percentile)!r}")
+    return codec + ":" + ",".join(parts)
+
+
+def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block=None,
+             percentile=99.9, axis=-1, seed=None, rank=0, tensor_id=0, step=0):
+    """Quantizes a float32 or float64 array (or CPU torch tensor).
+
+    bits: 2..8 (default 8; dynamic is 8, casts 16). block: values per block (default: the whole
+    tensor; dynamic 4096). rowwise: one block per row of the last dimension; axis=None treats the
+    whole tensor as one row (note 004's layer-wise example).
+    """
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    array = np.asarray(x)
+    if array.dtype not in (np.float32, np.float64):
+        raise TypeError(f"quantize expects float32 or float64 values, got {array.dtype}")
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    spec = _spec(codec, bits, mode, rounding, block, percentile)
+    array = np.ascontiguousarray(array)
+    shape = list(array.shape)
+    if codec == "rowwise":
+        if axis is None:
+            shape = [1, array.size]
+        elif axis not in (-1, array.ndim - 1):
+            raise ValueError("rowwise quantizes along the last axis (axis=-1) or the whole "
+                             f"tensor (axis=None), got axis={axis!r}")
+    seed = secrets.randbits(64) if seed is None else int(seed)
+    coder = _qcomm.quantize_f32 if array.dtype == np.float32 else _qcomm.quantize_f64
+    fields = coder(array.reshape(-1), spec, shape, seed, int(rank), int(tensor_id), int(step))
+    fields["shape"] = tuple(array.shape)
+    return Quantized(fields)
+
+
+def dequantize(q):
+    """The values a Quantized stands for, in its shape and dtype (float32 or float64)."""
+    if not isinstance(q, Quantized):
+        raise TypeError(f"dequantize expects a qcomm.Quantized, got {type(q).__name__}")
+    fields = dict(q._fields)
+    fields["shape"] = (int(np.prod(q.shape)),)
+    return _qcomm.dequantize(fields).reshape(q.shape)
+
+
+def quantization_error(x, y, kind="mse"):
+    """'mse' (mean squared), 'sse' (sum of squares) or 'mae' (mean absolute) of x - y, in
+    float64."""
+    diff = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    if kind == "mse":
+        return float(np.mean(diff ** 2))
+    if kind == "sse":
+        return float(np.sum(diff ** 2))
+    if kind == "mae":
+        return float(np.mean(np.abs(diff)))
+    raise ValueError(f"kind must be 'mse', 'sse' or 'mae', got {kind!r}")
+
+
+def dynamic_map():
+    """The 256 sorted values of the signed dynamic map (float32)."""
+    return _qcomm.dynamic_map()
+
+
+def rowwise_matmul(a, b_t):
+    """a @ b from row-wise codes, in integers: a quantized per row, b_t = b's transpose quantized
+    per row (b per column). With a ~ s_i q_ij + m_i and b ~ t_k r_jk + n_k, sum over j of a_ij
+    b_jk = s_i t_k (q r)_ik + s_i n_k sum_j q_ij + m_i t_k sum_j r_jk + K m_i n_k; the q r
+    product is exact int64."""
+    if not (isinstance(a, Quantized) and isinstance(b_t, Quantized)):
+        raise TypeError("rowwise_matmul expects two qcomm.Quantized")
+    if a._fields["codec"] != "rowwise" or b_t._fields["codec"] != "rowwise":
+        raise ValueError("rowwise_matmul needs rowwise codes")
+    if len(a.shape) != 2 or len(b_t.shape) != 2 or a.shape[1] != b_t.shape[1]:
+        raise ValueError(f"shapes {a.shape} and (transposed) {b_t.shape} do not multiply")
+    q = a.codes.astype(np.int64)
+    r = b_t.codes.astype(np.int64)
+    s = np.asarray(a._fields["scales"])[:, None]
+    m = np.asarray(a._fields["zero_points"])[:, None]
+    t = np.asarray(b_t._fields["scales"])[None, :]
+    n = np.asarray(b_t._fields["zero_points"])[None, :]
+    k = a.shape[1]
+    return (s * t * (q @ r.T) + s * n * q.sum(1, keepdims=True) +
+            m * t * r.sum(1)[None, :] + k * m * n)

@@ -1,0 +1,276 @@
+// The block quantizers (linear, percentile, dynamic, row-wise, fp16/bf16): packing, the casts'
+// bit patterns, the dynamic map, round-trip error bounds, unbiased stochastic rounding, blocks that
+// do not divide n, constant/zero/non-finite input, specs and wire messages.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "codec/quant_format.h"
+#include "qcomm/quantizers.h"
+
+namespace qcomm {
+namespace {
+
+std::vector<float> gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  return v;
+}
+
+QuantOptions spec(const char* text) {
+  Result<QuantOptions> o = parseQuantSpec(text);
+  EXPECT_TRUE(o.isOk()) << o.status().message();
+  return o.value();
+}
+
+std::vector<float> roundTrip(const std::vector<float>& x, const QuantOptions& o,
+                             const RandomKey& key = {}, std::vector<int64_t> shape = {}) {
+  Result<QuantizedTensor> q = quantize(x, o, key, shape);
+  EXPECT_TRUE(q.isOk()) << q.status().message();
+  std::vector<float> y(x.size());
+  EXPECT_TRUE(dequantize(q.value(), y).isOk());
+  return y;
+}
+
+TEST(QuantPacking, CodesOfEveryWidthRoundTripThroughStraddlingWords) {
+  std::mt19937 gen(3);
+  for (const int bits : {2, 3, 5, 7, 8, 16}) {
+    const int64_t n = 1000;
+    std::vector<uint32_t> codes(n);
+    for (uint32_t& c : codes) c = gen() & ((1u << bits) - 1);
+    std::vector<uint64_t> words(quant::wordsFor(n, bits), 0);
+    for (int64_t w = 0; w < static_cast<int64_t>(words.size()); ++w) {
+      for (int64_t i = quant::firstCode(w, bits); i <= std::min(quant::lastCode(w, bits), n - 1);
+           ++i) {
+        words[w] |= quant::codeBitsInWord(codes[i], i, bits, w);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(quant::readCode(words.data(), i, bits), codes[i]) << "bits " << bits << " code " << i;
+    }
+    EXPECT_EQ(words.size(), static_cast<size_t>((n * bits + 63) / 64));  // dense: no gaps
+  }
+}
+
+TEST(QuantCasts, HalfAndBfloat16BitPatterns) {
+  EXPECT_EQ(quant::toFp16(1.0f), 0x3C00u);
+  EXPECT_EQ(quant::toFp16(-2.0f), 0xC000u);
+  EXPECT_EQ(quant::toFp16(65504.0f), 0x7BFFu);
+  EXPECT_EQ(quant::toFp16(65519.0f), 0x7BFFu);  // below the midpoint to infinity
+  EXPECT_EQ(quant::toFp16(65520.0f), 0x7C00u);  // the midpoint rounds (to even) to infinity
+  EXPECT_EQ(quant::toFp16(0x1p-24f), 0x0001u);  // the smallest subnormal half
+  EXPECT_EQ(quant::toFp16(0x1p-25f), 0x0000u);  // a tie, to even: zero
+  EXPECT_EQ(quant::toFp16(0x1.8p-24f), 0x0002u);  // 1.5 subnormal steps: a tie, to even
+  EXPECT_EQ(quant::toFp16(0x1.002p0f), 0x3C00u);  // halfway between 1 and 1 + 2^-10: to even
+  EXPECT_EQ(quant::toFp16(0x1.00ep0f), 0x3C04u);  // halfway between 3 and 4 ulps: to even
+  EXPECT_EQ(quant::toFp16(0x1.ffcp-15f), 0x0400u);  // 1023.5 subnormal steps: to even, 2^-14
+  EXPECT_EQ(quant::toFp16(std::numeric_limits<float>::infinity()), 0x7C00u);
+  EXPECT_TRUE(std::isnan(quant::fromFp16(quant::toFp16(std::nanf("")))));
+  for (const float x : {0.0f, -0.0f, 1.0f, 0.333251953125f, 0x1p-24f, 0x1.ff8p-15f, 65504.0f}) {
+    EXPECT_EQ(quant::fromFp16(quant::toFp16(x)), x) << x;  // representable: exact
+    EXPECT_EQ(std::signbit(quant::fromFp16(quant::toFp16(x))), std::signbit(x));
+  }
+  EXPECT_EQ(quant::toBf16(1.0f), 0x3F80u);
+  EXPECT_EQ(quant::toBf16(quant::bitsFloat(0x3F808000u)), 0x3F80u);  // tie, to even
+  EXPECT_EQ(quant::toBf16(quant::bitsFloat(0x3F818000u)), 0x3F82u);  // tie, to even
+  EXPECT_EQ(quant::toBf16(quant::bitsFloat(0x3F808001u)), 0x3F81u);
+  EXPECT_TRUE(std::isnan(quant::fromBf16(quant::toBf16(std::nanf("")))));
+}
+
+TEST(QuantDynamic, TheMapHas256SortedValuesFromMinusOneToOne) {
+  const std::span<const float, 256> map = dynamicMap();
+  EXPECT_TRUE(std::is_sorted(map.begin(), map.end()));
+  EXPECT_EQ(std::adjacent_find(map.begin(), map.end()), map.end());  // strictly increasing
+  EXPECT_EQ(map.back(), 1.0f);
+  EXPECT_GE(map.front(), -1.0f);
+  EXPECT_NE(std::find(map.begin(), map.end(), 0.0f), map.end());
+  // The smallest magnitudes are 1e-6 * (0.1 + 1) / 2 (note 002's first exponent).
+  EXPECT_FLOAT_EQ(*std::upper_bound(map.begin(), map.end(), 0.0f), 0.55e-6f);
+}
+
+TEST(QuantRoundTrip, NearestRoundingStaysWithinHalfAStep) {
+  const std::vector<float> x = gaussian(10000, 1);
+  for (const char* text : {"linear:bits=8,rounding=nearest", "linear:bits=3,rounding=nearest",
+                           "linear:bits=5,mode=asym,block=1000,rounding=nearest",
+                           "rowwise:bits=4,block=777,rounding=nearest"}) {
+    const QuantOptions o = spec(text);
+    const QuantizedTensor q = quantize(x, o).value();
+    std::vector<float> y(x.size());
+    ASSERT_TRUE(dequantize(q, y).isOk());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double step = q.scales[i / q.blockSize];
+      ASSERT_LE(std::fabs(double(x[i]) - y[i]), step / 2 * (1 + 1e-5) + 1e-6) << text << " " << i;
+    }
+  }
+  // Dynamic: the nearest map value to x / absmax, times absmax (the map's most negative value is
+  // -0.99297, so -absmax itself is not exact).
+  const QuantizedTensor q = quantize(x, spec("dynamic:block=512,rounding=nearest")).value();
+  std::vector<float> y(x.size());
+  ASSERT_TRUE(dequantize(q, y).isOk());
+  const std::span<const float, 256> map = dynamicMap();
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double absmax = q.scales[i / 512];
+    const float v = static_cast<float>(x[i] / absmax);
+    double nearest = 2.0;
+    for (const float m : map) nearest = std::min(nearest, std::fabs(double(m) - v));
+    ASSERT_LE(std::fabs(double(x[i]) - y[i]), nearest * absmax * (1 + 1e-5) + 1e-6) << i;
+  }
+  // Casts: relative error of half an ulp.
+  const std::vector<float> h = roundTrip(x, spec("fp16"));
+  const std::vector<float> b = roundTrip(x, spec("bf16"));
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::fabs(x[i]) > 1e-4f) ASSERT_LE(std::fabs(x[i] - h[i]), std::fabs(x[i]) * 0x1p-11f);
+    ASSERT_LE(std::fabs(x[i] - b[i]), std::fabs(x[i]) * 0x1p-8f);
+  }
+}
+
+TEST(QuantRoundTrip, StochasticRoundingIsUnbiased) {
+  const std::vector<float> x = gaussian(512, 2);
+  for (const char* text : {"linear:bits=2,mode=asym", "linear:bits=3", "dynamic:block=64",
+                           "rowwise:bits=2,block=128", "percentile:bits=3,p=99"}) {
+    const QuantOptions o = spec(text);
+    const QuantizedTensor probe = quantize(x, o).value();
+    std::vector<double> mean(x.size(), 0.0);
+    const int steps = 4000;
+    for (int s = 0; s < steps; ++s) {
+      const std::vector<float> y = roundTrip(x, o, {9, 0, 0, static_cast<uint64_t>(s)});
+      for (size_t i = 0; i < x.size(); ++i) mean[i] += y[i] / steps;
+    }
+    double worst = 0.0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double step = o.kind == QuantKind::kDynamic ? probe.scales[i / 64] * 0.15
+                                                        : probe.scales[i / probe.blockSize];
+      // Percentile clips values beyond its range, and the dynamic map ends at -0.99297: only
+      // the values inside the representable range are unbiased.
+      if (o.kind == QuantKind::kPercentile && std::fabs(x[i]) > probe.scales[0] * 3) continue;
+      if (o.kind == QuantKind::kDynamic && x[i] < dynamicMap()[0] * probe.scales[i / 64]) continue;
+      // Asymmetric grids sit at scale * (q - z) with an integer z, so the range's ends can fall
+      // outside [scale * -z, scale * (2^b - 1 - z)] and are clipped (note 001's formula).
+      if (o.kind == QuantKind::kLinear && !o.symmetric) {
+        const double sc = probe.scales[0], z = probe.zeroPoints[0];
+        if (x[i] < sc * -z || x[i] > sc * ((1 << o.bits) - 1 - z)) continue;
+      }
+      worst = std::max(worst, std::fabs(mean[i] - x[i]) / step);
+    }
+    // One draw errs by at most one step (sd <= step/2): 6 sd of the mean over `steps` draws.
+    EXPECT_LT(worst, 6.0 * 0.5 / std::sqrt(double(steps))) << text;
+  }
+}
+
+TEST(QuantBlocks, BlocksThatDoNotDivideNAndTheirParameters) {
+  std::vector<float> x = gaussian(1000, 4);
+  const QuantizedTensor q = quantize(x, spec("linear:bits=8,mode=asym,block=64")).value();
+  ASSERT_EQ(q.numBlocks(), 16);
+  ASSERT_EQ(q.scales.size(), 16u);
+  ASSERT_EQ(q.zeroPoints.size(), 16u);
+  // The last block (values 960..999) has its own range.
+  const auto [lo, hi] = std::minmax_element(x.begin() + 960, x.end());
+  const double alpha = std::max(0.0f, *hi), beta = std::min(0.0f, *lo);
+  EXPECT_FLOAT_EQ(q.scales[15], static_cast<float>((alpha - beta) / 255.0));
+  EXPECT_EQ(q.zeroPoints[15], std::nearbyint(-beta / q.scales[15]));
+  // Row-wise takes the last dimension of the shape as the row.
+  const QuantizedTensor r = quantize(x, spec("rowwise:bits=4"), {}, std::vector<int64_t>{40, 25}).value();
+  EXPECT_EQ(r.blockSize, 25);
+  EXPECT_EQ(r.numBlocks(), 40);
+  EXPECT_EQ(r.zeroPoints[3], *std::min_element(x.begin() + 75, x.begin() + 100));
+}
+
+TEST(QuantEdges, ConstantZeroAndNonFiniteInput) {
+  const std::vector<float> zeros(300, 0.0f);
+  for (const char* text : {"linear:bits=4", "linear:bits=4,mode=asym", "percentile:bits=4",
+                           "dynamic", "rowwise:bits=4", "fp16", "bf16"}) {
+    for (const float y : roundTrip(zeros, spec(text))) ASSERT_EQ(y, 0.0f) << text;
+  }
+  const std::vector<float> constant(300, 2.5f);
+  for (const float y : roundTrip(constant, spec("rowwise:bits=4"))) ASSERT_EQ(y, 2.5f);
+  for (const char* text : {"linear:bits=4", "linear:bits=4,mode=asym", "dynamic"}) {
+    for (const float y : roundTrip(constant, spec(text))) ASSERT_NEAR(y, 2.5f, 1e-6f) << text;
+  }
+  std::vector<float> x = gaussian(300, 5);
+  x[150] = std::numeric_limits<float>::infinity();
+  for (const char* text : {"linear:bits=4,block=100", "percentile:bits=4,block=100",
+                           "dynamic:block=100", "rowwise:bits=4,block=100"}) {
+    const QuantizedTensor q = quantize(x, spec(text)).value();
+    EXPECT_EQ(q.flags & kFlagNonFinite, kFlagNonFinite) << text;
+    std::vector<float> y(x.size());
+    ASSERT_TRUE(dequantize(q, y).isOk());
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_EQ(std::isnan(y[i]), i >= 100 && i < 200) << text << " value " << i;
+    }
+  }
+  const QuantizedTensor h = quantize(x, spec("fp16")).value();
+  EXPECT_EQ(h.flags & kFlagNonFinite, kFlagNonFinite);
+}
+
+TEST(QuantSpecs, ParseAndNameWhatIsWrong) {
+  const QuantOptions o = spec("linear:bits=4,mode=asym,rounding=nearest,block=128");
+  EXPECT_EQ(o.kind, QuantKind::kLinear);
+  EXPECT_EQ(o.bits, 4);
+  EXPECT_FALSE(o.symmetric);
+  EXPECT_EQ(o.rounding, Rounding::kNearest);
+  EXPECT_EQ(o.blockSize, 128);
+  EXPECT_EQ(quantSpec(o), "linear:bits=4,block=128,rounding=nearest,mode=asym");
+  EXPECT_EQ(quantSpec(spec(quantSpec(o).c_str())), quantSpec(o));
+  EXPECT_EQ(spec("percentile:p=99.99").percentile, 99.99);
+  EXPECT_EQ(spec("fp16").bits, 16);
+  const auto error = [](const char* text) { return parseQuantSpec(text).status().message(); };
+  EXPECT_NE(error("linear:bits=9").find("bits in [2, 8], got 9"), std::string::npos);
+  EXPECT_NE(error("linear:mode=both").find("mode='both' (sym or asym)"), std::string::npos);
+  EXPECT_NE(error("linear:p=99").find("unknown key 'p'"), std::string::npos);
+  EXPECT_NE(error("dynamic:bits=4").find("8 bits"), std::string::npos);
+  EXPECT_NE(error("dynamic:block=32").find("at least 64"), std::string::npos);
+  EXPECT_NE(error("percentile:p=40").find("(50, 100]"), std::string::npos);
+  EXPECT_NE(error("fp16:rounding=stochastic").find("nearest only"), std::string::npos);
+  EXPECT_NE(error("gzip").find("unknown codec 'gzip'"), std::string::npos);
+}
+
+TEST(QuantWire, MessagesRoundTripAndCorruptionIsNamed) {
+  const std::vector<float> x = gaussian(1000, 6);
+  for (const char* text : {"linear:bits=3,mode=asym,block=100", "percentile:bits=7,p=99.5",
+                           "dynamic:block=256", "rowwise:bits=5,block=50", "bf16"}) {
+    const QuantizedTensor q = quantize(x, spec(text), {1, 2, 3, 4}, std::vector<int64_t>{20, 50}).value();
+    std::vector<uint8_t> message(quantWireSize(q).value());
+    ASSERT_TRUE(writeQuantWire(q, true, message).isOk());
+    const QuantizedTensor back = quantFromWire(message).value();
+    EXPECT_EQ(back.words, q.words) << text;
+    EXPECT_EQ(back.scales, q.scales) << text;
+    EXPECT_EQ(back.zeroPoints, q.zeroPoints) << text;
+    EXPECT_EQ(back.shape, q.shape);
+    EXPECT_EQ(back.blockSize, q.blockSize);
+    EXPECT_EQ(back.options.kind, q.options.kind);
+    EXPECT_EQ(back.options.bits, q.options.bits);
+    EXPECT_EQ(back.options.symmetric, q.options.symmetric);
+    EXPECT_EQ(back.options.percentile, q.options.percentile);
+    std::vector<uint8_t> bad = message;
+    bad[message.size() - 3] ^= 1;
+    EXPECT_NE(quantFromWire(bad).status().message().find("CRC32C mismatch"), std::string::npos);
+    bad = message;
+    bad[9] = 12;  // bits
+    EXPECT_NE(quantFromWire(bad).status().message().find("codec fields"), std::string::npos);
+    bad = message;
+    bad.pop_back();
+    EXPECT_NE(quantFromWire(bad).status().message().find("truncated"), std::string::npos);
+    bad = message;
+    bad[8] = 9;
+    EXPECT_NE(quantFromWire(bad).status().message().find("codec id 9"), std::string::npos);
+  }
+}
+
+TEST(QuantKeys, TheSameKeyGivesTheSameWords) {
+  const std::vector<float> x = gaussian(5000, 7);
+  const QuantOptions o = spec("linear:bits=4,block=300");
+  const QuantizedTensor a = quantize(x, o, {1, 2, 3, 4}).value();
+  Executor pool(3);
+  EXPECT_EQ(quantize(x, o, {1, 2, 3, 4}, {}, &pool).value().words, a.words);
+  EXPECT_NE(quantize(x, o, {1, 2, 3, 5}).value().words, a.words);
+  EXPECT_NE(quantize(x, o, {1, 3, 3, 4}).value().words, a.words);
+}
+
+}  // namespace
+}  // namespace qcomm
