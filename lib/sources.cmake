@@ -38,7 +38,9 @@ endfunction()
 # launchers in plain C++.
 function(qcomm_add_cuda_codec_sources target)
   target_sources(${target} PRIVATE ${QCOMM_LIB_DIR}/codec/cuda/qsgd_cuda.cc
-                                   ${QCOMM_LIB_DIR}/codec/cuda/qsgd_kernels.cu)
+                                   ${QCOMM_LIB_DIR}/codec/cuda/qsgd_kernels.cu
+                                   ${QCOMM_LIB_DIR}/codec/cuda/quant_cuda.cc
+                                   ${QCOMM_LIB_DIR}/codec/cuda/quant_kernels.cu)
   target_include_directories(${target} PRIVATE ${QCOMM_LIB_DIR})
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -ffp-contract=off>

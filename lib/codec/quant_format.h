@@ -229,4 +229,77 @@ QCOMM_HOST_DEVICE float fromFp16(uint32_t h) {
   return bitsFloat(sign | ((e + 112u) << 23) | (m << 13));
 }
 
+// ---- per-value dispatch on the codec ------------------------------------------------------------
+
+// Linear parameters from a range: symmetric from alpha = max |x|, asymmetric from [beta, alpha]
+// widened to include 0 (so that 0 is exact, as PyTorch's observers do). Shared by linear and
+// percentile, on the CPU and the GPU.
+template <typename T>
+struct BlockParams {
+  T scale = 0;  // NaN: the block held NaN/Inf
+  T zero = 0;   // zero point (asymmetric: integer-valued; row-wise: the row's min)
+};
+
+template <typename T>
+QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric, int bits) {
+  BlockParams<T> p;
+  if (symmetric) {
+    p.scale = symmetricScale(alpha, bits);
+    return p;
+  }
+  alpha = alpha > T(0) ? alpha : T(0);
+  beta = beta < T(0) ? beta : T(0);
+  p.scale = asymmetricScale(alpha, beta, bits);
+  p.zero = asymmetricZero(beta, p.scale);
+  return p;
+}
+
+// numpy.percentile's default ("linear") interpolation between the order statistics a <= b around
+// the virtual index p/100 * (n - 1), whose fraction is gamma: in float64, from the upper
+// neighbour when gamma >= 0.5, as numpy's _lerp.
+QCOMM_HOST_DEVICE double percentileLerp(double a, double b, double gamma) {
+  const double diff = b - a;
+  return gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma;
+}
+
+// The stored code of x under `kind` (random: its Philox word, used when stochastic).
+template <typename T>
+QCOMM_HOST_DEVICE uint32_t encodeValue(QuantKind kind, T x, T scale, T zero, bool symmetric,
+                                       bool stochastic, uint32_t random, int bits,
+                                       const float* map) {
+  switch (kind) {
+    case QuantKind::kLinear:
+    case QuantKind::kPercentile:
+      return linearCode(x, scale, zero, symmetric, stochastic, random, bits);
+    case QuantKind::kDynamic:
+      return dynamicCode(scale > T(0) ? x / scale : T(0), map, stochastic, random);
+    case QuantKind::kRowwise:
+      return rowwiseCode(x, scale, zero, stochastic, random, bits);
+    case QuantKind::kFp16:
+      return toFp16(static_cast<float>(x));
+    case QuantKind::kBf16:
+      return toBf16(static_cast<float>(x));
+  }
+  return 0;
+}
+
+template <typename T>
+QCOMM_HOST_DEVICE T decodeValue(QuantKind kind, uint32_t code, T scale, T zero, bool symmetric,
+                                int bits, const float* map) {
+  switch (kind) {
+    case QuantKind::kLinear:
+    case QuantKind::kPercentile:
+      return linearValue(code, scale, zero, symmetric, bits);
+    case QuantKind::kDynamic:
+      return dynamicValue(code, scale, map);
+    case QuantKind::kRowwise:
+      return rowwiseValue(code, scale, zero);
+    case QuantKind::kFp16:
+      return static_cast<T>(fromFp16(code));
+    case QuantKind::kBf16:
+      return static_cast<T>(fromBf16(code));
+  }
+  return T(0);
+}
+
 }  // namespace qcomm::quant

@@ -246,6 +246,37 @@ TEST_F(CudaCodecTest, RoundingIsUnbiasedOnTheDevice) {
   }
 }
 
+TEST_F(CudaCodecTest, QuantizerCodesMatchTheCpu) {
+  const int64_t n = 1 << 20;
+  const std::vector<float> host = testValues(n, 31);
+  const DeviceBuffer<float> values = upload(host);
+  for (const char* text : {"linear:bits=8,block=4096", "linear:bits=3,mode=asym,block=1000",
+                           "percentile:bits=8,block=4096,p=99.9", "dynamic:block=2048",
+                           "rowwise:bits=6,block=1024", "fp16", "bf16"}) {
+    SCOPED_TRACE(text);
+    const QuantOptions options = parseQuantSpec(text).value();
+    const RandomKey key{3, 1, 4, 1};
+    const QuantizedTensor cpu = qcomm::quantize(host, options, key).value();
+    DeviceBuffer<float> scales = poisoned<float>(cpu.scales.size());
+    DeviceBuffer<float> zeros = poisoned<float>(cpu.zeroPoints.size());
+    DeviceBuffer<uint64_t> words = poisoned<uint64_t>(cpu.words.size());
+    ASSERT_OK(quantize(values.data(), n, options, cpu.blockSize, key, scales.data(), zeros.data(),
+                       words.data(), nullptr));
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    ASSERT_EQ(download(words), cpu.words);
+    const std::vector<float> gotScales = download(scales);
+    for (size_t b = 0; b < gotScales.size(); ++b) ASSERT_EQ(double(gotScales[b]), cpu.scales[b]);
+    std::vector<float> expected(n);
+    ASSERT_OK(qcomm::dequantize(cpu, expected));
+    DeviceBuffer<float> out = poisoned<float>(n);
+    const DeviceQuantCode code{scales.data(), zeros.data(), words.data()};
+    ASSERT_OK(dequantize(std::span<const DeviceQuantCode>(&code, 1), n, options, cpu.blockSize,
+                         false, out.data(), nullptr));
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    expectSameBits(expected, download(out), "dequantize");
+  }
+}
+
 }  // namespace
 }  // namespace qcomm::cuda
 

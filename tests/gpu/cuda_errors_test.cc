@@ -66,6 +66,24 @@ TEST(CudaErrors, LaunchersCheckArgumentsBeforeTouchingTheDevice) {
   EXPECT_TRUE(qsgdEncode(nullptr, 0, options, {}, nullptr, nullptr, nullptr, 0, nullptr).isOk());
 }
 
+TEST(CudaErrors, QuantizerLaunchersCheckArgumentsFirst) {
+  auto* fake = reinterpret_cast<float*>(0x1000);
+  auto* fakeWords = reinterpret_cast<uint64_t*>(0x2000);
+  const QuantOptions asym = parseQuantSpec("linear:bits=4,mode=asym").value();
+  Status s = quantize(fake, 100, asym, 50, {}, fake, nullptr, fakeWords, nullptr);
+  EXPECT_NE(s.message().find("zeroPoints is a null device pointer"), std::string::npos)
+      << s.message();
+  const QuantOptions pct = parseQuantSpec("percentile:bits=8").value();
+  s = quantize(fake, 10000, pct, 10000, {}, fake, nullptr, fakeWords, nullptr);
+  EXPECT_NE(s.message().find("blocks of at most 4096 values, got 10000"), std::string::npos)
+      << s.message();
+  s = dequantize({}, 10, asym, 5, true, fake, nullptr);
+  EXPECT_NE(s.message().find("1 to 64 codes, got 0"), std::string::npos) << s.message();
+  const DeviceQuantCode code{fake, nullptr, fakeWords};
+  s = dequantize(std::span<const DeviceQuantCode>(&code, 1), 10, asym, 5, false, fake, nullptr);
+  EXPECT_NE(s.message().find("code 0 lacks a device pointer"), std::string::npos) << s.message();
+}
+
 TEST(CudaErrors, DeviceAvailabilityExplainsItself) {
   const Status s = deviceAvailable();
   if (!s.isOk()) {

@@ -17,6 +17,7 @@
 #include "codec/cuda/qsgd_kernels.cuh"
 #include "codec/cuda/qsgd_plan.h"
 #include "qcomm/codec.h"
+#include "qcomm/quantizers.h"
 
 namespace qcomm::cuda::detail {
 namespace {
@@ -191,6 +192,93 @@ TEST(KernelEmulation, DecodeMeanAndResidualMatchTheCpuAllreduceArithmetic) {
               cudaSuccess);
     expectSameBits(sum, mean, "mean");
     expectSameBits(residual, res, "residual");
+  }
+}
+
+}  // namespace
+}  // namespace qcomm::cuda::detail
+
+// ---- the block quantizers' kernels ---------------------------------------------------------------
+
+#include "codec/cuda/quant_kernels.cuh"
+
+namespace qcomm::cuda::detail {
+namespace {
+
+void checkQuantAgainstCpu(const std::vector<float>& values, const char* spec, uint64_t step,
+                          int64_t maxBlocks = 3) {
+  SCOPED_TRACE(std::string(spec) + " n=" + std::to_string(values.size()));
+  const QuantOptions options = parseQuantSpec(spec).value();
+  const RandomKey key{11, 2, 5, step};
+  const QuantizedTensor cpu = quantize(values, options, key).value();
+  const int64_t n = static_cast<int64_t>(values.size());
+  const QuantPlan plan = planQuant(n, options, cpu.blockSize, key).value();
+  const float poison = std::bit_cast<float>(0xFFFFFFFFu);
+  std::vector<float> scales(cpu.scales.size(), poison), zeros(cpu.zeroPoints.size(), poison);
+  std::vector<uint64_t> words(cpu.words.size(), ~uint64_t{0});
+  ASSERT_EQ(quant_kernels::runQuantize(EmulatedLaunch{maxBlocks}, values.data(), plan,
+                                       scales.data(), zeros.empty() ? nullptr : zeros.data(),
+                                       words.data()),
+            cudaSuccess);
+  for (size_t b = 0; b < scales.size(); ++b) {
+    const bool bothNan = std::isnan(cpu.scales[b]) && std::isnan(scales[b]);
+    ASSERT_TRUE(bothNan || cpu.scales[b] == static_cast<double>(scales[b]))
+        << "scale " << b << ": kernels " << scales[b] << ", CPU " << cpu.scales[b];
+  }
+  for (size_t b = 0; b < zeros.size(); ++b) {
+    ASSERT_EQ(cpu.zeroPoints[b], static_cast<double>(zeros[b])) << "zero point " << b;
+  }
+  ASSERT_EQ(cpu.words, words);
+  std::vector<float> expected(n), decoded(n, poison);
+  ASSERT_TRUE(dequantize(cpu, expected).isOk());
+  QuantCodes codes{};
+  codes.scales[0] = scales.data();
+  codes.zeros[0] = zeros.empty() ? nullptr : zeros.data();
+  codes.words[0] = words.data();
+  codes.count = 1;
+  codes.mean = false;
+  ASSERT_EQ(quant_kernels::runDequantize(EmulatedLaunch{maxBlocks}, plan, codes, decoded.data()),
+            cudaSuccess);
+  expectSameBits(expected, decoded, "dequantize");
+  // A mean of three copies: (0 + d + d + d) / 3 in fp32, as the CPU allreduce sums.
+  for (int c = 1; c < 3; ++c) {
+    codes.scales[c] = codes.scales[0];
+    codes.zeros[c] = codes.zeros[0];
+    codes.words[c] = codes.words[0];
+  }
+  codes.count = 3;
+  codes.mean = true;
+  std::vector<float> mean(n, poison), cpuMean(n);
+  for (int64_t i = 0; i < n; ++i) cpuMean[i] = (((0.0f + expected[i]) + expected[i]) + expected[i]) / 3.0f;
+  ASSERT_EQ(quant_kernels::runDequantize(EmulatedLaunch{maxBlocks}, plan, codes, mean.data()),
+            cudaSuccess);
+  expectSameBits(cpuMean, mean, "mean");
+}
+
+TEST(KernelEmulation, QuantizerWordsMatchTheCpuForEveryCodec) {
+  std::vector<float> values = testValues(5003, 21);
+  values[4000] = 7.5f;  // an outlier for the percentile
+  for (const char* spec :
+       {"linear:bits=8", "linear:bits=3,block=1000", "linear:bits=5,mode=asym,block=300",
+        "linear:bits=2,mode=asym,rounding=nearest", "percentile:bits=8,block=2048,p=99.9",
+        "percentile:bits=4,mode=asym,block=1000,p=99", "percentile:bits=6,block=4096,p=100",
+        "dynamic:block=64", "dynamic:block=4096,rounding=nearest", "rowwise:bits=4,block=777",
+        "rowwise:bits=8,block=5003,rounding=nearest", "fp16", "bf16"}) {
+    checkQuantAgainstCpu(values, spec, 3);
+    if (HasFatalFailure()) return;
+  }
+  checkQuantAgainstCpu(std::vector<float>(1, -2.5f), "linear:bits=4,mode=asym", 0);
+  checkQuantAgainstCpu(std::vector<float>(7, 0.0f), "dynamic", 0);
+}
+
+TEST(KernelEmulation, QuantizerNonFiniteBlocksMatchTheCpu) {
+  std::vector<float> values = testValues(3000, 22);
+  values[1500] = std::numeric_limits<float>::quiet_NaN();
+  values[2900] = std::numeric_limits<float>::infinity();
+  for (const char* spec : {"linear:bits=8,block=1000", "percentile:bits=8,block=1000",
+                           "dynamic:block=1000", "rowwise:bits=4,block=1000", "fp16", "bf16"}) {
+    checkQuantAgainstCpu(values, spec, 4);
+    if (HasFatalFailure()) return;
   }
 }
 

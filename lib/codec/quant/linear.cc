@@ -18,7 +18,7 @@ BlockParams<T> linearParams(const T* v, int64_t n, const QuantOptions& options) 
     absmax = a > absmax ? a : absmax;
   }
   if (!finite) return {std::numeric_limits<T>::quiet_NaN(), 0};
-  return paramsFromRange(options.symmetric ? absmax : hi, lo, options);
+  return paramsFromRange(options.symmetric ? absmax : hi, lo, options.symmetric, options.bits);
 }
 
 template BlockParams<float> linearParams(const float*, int64_t, const QuantOptions&);

@@ -19,12 +19,10 @@ T percentileOf(std::vector<T>& x, double p) {
   const double gamma = virtualIndex - below;
   const size_t i = static_cast<size_t>(below);
   std::nth_element(x.begin(), x.begin() + i, x.end());
-  // In float64 for float32 input too, as numpy computes it; then rounded to T.
-  const double a = static_cast<double>(x[i]);
   if (i + 1 >= x.size()) return x[i];
-  const double b = static_cast<double>(*std::min_element(x.begin() + i + 1, x.end()));
-  const double diff = b - a;
-  return static_cast<T>(gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma);
+  const T b = *std::min_element(x.begin() + i + 1, x.end());
+  // In float64 for float32 input too, as numpy computes it; then rounded to T.
+  return static_cast<T>(percentileLerp(static_cast<double>(x[i]), static_cast<double>(b), gamma));
 }
 
 }  // namespace
@@ -37,11 +35,11 @@ BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& optio
   }
   if (options.symmetric) {
     for (T& value : x) value = std::fabs(value);
-    return paramsFromRange(percentileOf(x, options.percentile), T(0), options);
+    return paramsFromRange(percentileOf(x, options.percentile), T(0), true, options.bits);
   }
   const T alpha = percentileOf(x, options.percentile);
   const T beta = percentileOf(x, 100.0 - options.percentile);
-  return paramsFromRange(alpha, beta, options);
+  return paramsFromRange(alpha, beta, false, options.bits);
 }
 
 template BlockParams<float> percentileParams(const float*, int64_t, const QuantOptions&);

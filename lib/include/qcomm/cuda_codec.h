@@ -17,6 +17,7 @@
 #include <span>
 
 #include "qcomm/codec.h"
+#include "qcomm/quantizers.h"
 #include "qcomm/status.h"
 
 namespace qcomm::cuda {
@@ -50,6 +51,26 @@ Status qsgdDecode(DeviceCode code, int64_t count, const QsgdOptions& options, fl
 Status qsgdDecodeMean(std::span<const DeviceCode> codes, int64_t count, const QsgdOptions& options,
                       float* out, cudaStream_t stream, int residualOf = -1,
                       const float* input = nullptr, float* residual = nullptr);
+
+// ---- the block quantizers (qcomm/quantizers.h) ---------------------------------------------------
+// A device code: numBlocks float32 scales, as many zero points for asymmetric linear/percentile
+// and row-wise (else null), and ceil(count * bits / 64) words; blockSize is the effective block
+// (row length for row-wise; ignored by the casts). Same words as qcomm::quantize for float32 input.
+// Percentile blocks are sorted in shared memory: at most 4096 values each on the GPU.
+
+struct DeviceQuantCode {
+  const float* scales = nullptr;
+  const float* zeroPoints = nullptr;
+  const uint64_t* words = nullptr;
+};
+
+Status quantize(const float* values, int64_t count, const QuantOptions& options,
+                int64_t blockSize, const RandomKey& key, float* scales, float* zeroPoints,
+                uint64_t* words, cudaStream_t stream);
+// out = the code's values, or with `mean` the rank-order mean of up to 64 codes.
+Status dequantize(std::span<const DeviceQuantCode> codes, int64_t count,
+                  const QuantOptions& options, int64_t blockSize, bool mean, float* out,
+                  cudaStream_t stream);
 
 // ---- host helpers (these synchronize `stream`; for tests, tools and the Python layer) ----------
 

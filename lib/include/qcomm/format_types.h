@@ -23,6 +23,16 @@ enum class NormKind : uint8_t {
 // Element type of the tensor that was encoded (and that decode returns by default).
 enum class DType : uint8_t { kFloat32 = 0, kFloat64 = 1 };
 
+// Wire codec ids of the block quantizers (qcomm/quantizers.h; 1 is QSGD).
+enum class QuantKind : uint8_t {
+  kLinear = 2,
+  kPercentile = 3,
+  kDynamic = 4,
+  kRowwise = 5,
+  kFp16 = 6,
+  kBf16 = 7,
+};
+
 inline constexpr int kMinBits = 1;
 inline constexpr int kMaxBits = 16;
 

@@ -16,15 +16,7 @@
 
 namespace qcomm {
 
-// Wire codec ids (1 is QSGD).
-enum class QuantKind : uint8_t {
-  kLinear = 2,
-  kPercentile = 3,
-  kDynamic = 4,
-  kRowwise = 5,
-  kFp16 = 6,
-  kBf16 = 7,
-};
+// QuantKind (the codec ids) is in qcomm/format_types.h, shared with device code.
 
 enum class Rounding : uint8_t { kNearest = 0, kStochastic = 1 };
 
