@@ -10,34 +10,14 @@
 #include "qcomm/env.h"
 #include "qcomm/wire.h"
 
+#include "codec/wire_bytes.h"
+
 namespace qcomm {
-namespace {
-
-static_assert(std::endian::native == std::endian::little,
-              "qcomm's wire code assumes little-endian");
-
-template <typename T>
-void put(uint8_t* p, T value) {
-  std::memcpy(p, &value, sizeof(T));
-}
-
-template <typename T>
-T get(const uint8_t* p) {
-  T value;
-  std::memcpy(&value, p, sizeof(T));
-  return value;
-}
-
-size_t scaleBytes(DType dtype) { return dtype == DType::kFloat32 ? 4 : 8; }
-size_t padTo8(size_t n) { return (n + 7) / 8 * 8; }
-
-uint64_t fnv1a(uint64_t hash, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) hash = (hash ^ p[i]) * 0x100000001B3ull;
-  return hash;
-}
-
-}  // namespace
+using wire::fnv1a;
+using wire::get;
+using wire::padTo8;
+using wire::put;
+using wire::scaleBytes;
 
 Result<WireOptions> WireOptions::fromEnvironment() {
   QCOMM_ASSIGN_OR_RETURN(const int64_t crc, knobInt(Knob::kWireCrc, 0, 1));
@@ -50,7 +30,7 @@ uint64_t configHash(const EncodedTensor& e) {
   const uint8_t fields[5] = {static_cast<uint8_t>(CodecId::kQsgd), static_cast<uint8_t>(e.bits),
                              static_cast<uint8_t>(e.layout), static_cast<uint8_t>(e.norm),
                              static_cast<uint8_t>(e.dtype)};
-  uint64_t hash = fnv1a(0xCBF29CE484222325ull, fields, sizeof(fields));
+  uint64_t hash = fnv1a(wire::kFnvOffset, fields, sizeof(fields));
   return fnv1a(hash, &e.bucketSize, sizeof(e.bucketSize));
 }
 

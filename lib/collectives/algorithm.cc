@@ -3,6 +3,8 @@
 
 #include "qcomm/communicator.h"
 
+#include "codec/spec_items.h"
+
 namespace qcomm {
 namespace {
 
@@ -52,17 +54,8 @@ Result<QsgdOptions> parseCodecSpec(std::string_view spec) {
                            std::string(codec), "' (known: qsgd)");
   }
   QsgdOptions options;
-  std::string_view rest = colon == std::string_view::npos ? "" : spec.substr(colon + 1);
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
-    const size_t eq = item.find('=');
-    if (eq == std::string_view::npos) {
-      return invalidArgument("codec spec '", std::string(spec), "': '", std::string(item),
-                             "' is not key=value");
-    }
-    const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+  QCOMM_RETURN_IF_ERROR(forEachSpecItem(spec, [&](std::string_view key,
+                                                  std::string_view value) -> Status {
     if (key == "bits") {
       QCOMM_ASSIGN_OR_RETURN(const int64_t bits, parseInt(key, value));
       options.bits = static_cast<int>(std::clamp<int64_t>(bits, -1, 1000));
@@ -76,7 +69,8 @@ Result<QsgdOptions> parseCodecSpec(std::string_view spec) {
       return invalidArgument("codec spec '", std::string(spec), "': unknown key '",
                              std::string(key), "' (known: bits, bucket, norm, layout)");
     }
-  }
+    return Status::ok();
+  }));
   QCOMM_RETURN_IF_ERROR(options.validate().withContext("codec spec: "));
   return options;
 }

@@ -1,22 +1,8 @@
 // The kernel launches of the CUDA codec (the kernels themselves are in qsgd_kernels.cuh).
 #include "codec/cuda/qsgd_kernels.cuh"
+#include "codec/cuda/stream_launch.cuh"
 
 namespace qcomm::cuda::detail {
-namespace {
-
-// Launches with <<<>>> on `stream` and reports a bad launch configuration.
-struct StreamLaunch {
-  cudaStream_t stream;
-  template <typename... Params, typename... Args>
-  cudaError_t operator()(void (*kernel)(Params...), int64_t blocks, int threads,
-                         Args&&... args) const {
-    kernel<<<static_cast<unsigned>(blocks), static_cast<unsigned>(threads), 0, stream>>>(
-        static_cast<Params>(args)...);
-    return cudaGetLastError();
-  }
-};
-
-}  // namespace
 
 int fusedThreads(int64_t bucketSize) { return kernels::fusedThreadsFor(bucketSize); }
 

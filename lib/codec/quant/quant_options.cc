@@ -6,6 +6,8 @@
 
 #include "qcomm/quantizers.h"
 
+#include "codec/spec_items.h"
+
 namespace qcomm {
 namespace {
 
@@ -86,17 +88,8 @@ Result<QuantOptions> parseQuantSpec(std::string_view spec) {
   if (options.kind == QuantKind::kFp16 || options.kind == QuantKind::kBf16) {
     options.rounding = Rounding::kNearest;
   }
-  std::string_view rest = colon == std::string_view::npos ? "" : spec.substr(colon + 1);
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
-    const size_t eq = item.find('=');
-    if (eq == std::string_view::npos) {
-      return invalidArgument("codec spec '", std::string(spec), "': '", std::string(item),
-                             "' is not key=value");
-    }
-    const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+  QCOMM_RETURN_IF_ERROR(forEachSpecItem(spec, [&](std::string_view key,
+                                                  std::string_view value) -> Status {
     if (key == "bits") {
       QCOMM_ASSIGN_OR_RETURN(const int64_t bits, parseInteger(spec, key, value));
       options.bits = static_cast<int>(std::clamp<int64_t>(bits, -1, 1000));
@@ -116,14 +109,15 @@ Result<QuantOptions> parseQuantSpec(std::string_view spec) {
       }
     } else if (key == "mode" || key == "rounding") {
       return invalidArgument("codec spec '", std::string(spec), "': ", std::string(key), "='",
-                             std::string(value), "' (", key == "mode" ? "sym or asym" :
-                             "nearest or stochastic", ")");
+                             std::string(value), "' (",
+                             key == "mode" ? "sym or asym" : "nearest or stochastic", ")");
     } else {
       return invalidArgument("codec spec '", std::string(spec), "': unknown key '",
                              std::string(key), "' (known: bits, block, mode, rounding",
                              options.kind == QuantKind::kPercentile ? ", p)" : ")");
     }
-  }
+    return Status::ok();
+  }));
   QCOMM_RETURN_IF_ERROR(options.validate().withContext("codec spec: "));
   return options;
 }

@@ -8,41 +8,27 @@
 #include <cstring>
 
 #include "codec/quant/quant_codecs.h"
+#include "codec/wire_bytes.h"
 #include "qcomm/wire.h"
 
 namespace qcomm {
 namespace {
 
-template <typename T>
-void put(uint8_t* p, T value) {
-  std::memcpy(p, &value, sizeof(T));
-}
-
-template <typename T>
-T get(const uint8_t* p) {
-  T value;
-  std::memcpy(&value, p, sizeof(T));
-  return value;
-}
-
-size_t padTo8(size_t n) { return (n + 7) / 8 * 8; }
-size_t scaleBytes(DType dtype) { return dtype == DType::kFloat32 ? 4 : 8; }
+using wire::fnv1a;
+using wire::get;
+using wire::padTo8;
+using wire::put;
+using wire::scaleBytes;
 
 uint64_t configHashOf(const QuantizedTensor& q) {
-  uint64_t hash = 0xCBF29CE484222325ull;
-  const auto mix = [&hash](const void* data, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(data);
-    for (size_t i = 0; i < n; ++i) hash = (hash ^ b[i]) * 0x100000001B3ull;
-  };
   const uint8_t fields[5] = {static_cast<uint8_t>(q.options.kind),
                              static_cast<uint8_t>(q.options.bits),
                              static_cast<uint8_t>(q.options.symmetric ? 0 : 1),
                              static_cast<uint8_t>(q.options.rounding),
                              static_cast<uint8_t>(q.dtype)};
-  mix(fields, sizeof(fields));
-  mix(&q.blockSize, sizeof(q.blockSize));
-  mix(&q.options.percentile, sizeof(double));
-  return hash;
+  uint64_t hash = fnv1a(wire::kFnvOffset, fields, sizeof(fields));
+  hash = fnv1a(hash, &q.blockSize, sizeof(q.blockSize));
+  return fnv1a(hash, &q.options.percentile, sizeof(double));
 }
 
 size_t areaBytes(const QuantizedTensor& q, size_t entries) {

@@ -50,6 +50,20 @@ def _choice(name, value, choices):
     return value
 
 
+def _encode_args(quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step):
+    """Checks encode's arguments (host and device alike); returns (bits, bucket, seed, rank,
+    tensor_id, step), bucket 0 for one bucket and a fresh seed for None."""
+    bits = _int_arg("quantization_level", quantization_level, 1, 16)
+    bucket = 0 if bucket_size is None else _int_arg("bucket_size", bucket_size, 1, 1 << 56)
+    seed = secrets.randbits(64) if seed is None else _int_arg("seed", seed, 0, (1 << 64) - 1)
+    rank = _int_arg("rank", rank, 0, (1 << 32) - 1)
+    tensor_id = _int_arg("tensor_id", tensor_id, 0, (1 << 32) - 1)
+    step = _int_arg("step", step, 0, (1 << 64) - 1)
+    _choice("norm", norm, _NORMS)
+    _choice("layout", layout, _LAYOUTS)
+    return bits, bucket, seed, rank, tensor_id, step
+
+
 def _as_array(x):
     if isinstance(x, np.ndarray):
         return x
@@ -77,14 +91,8 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
         raise TypeError(
             f"encode expects float32 or float64 values, got {array.dtype} "
             f"(convert with .astype(np.float32))")
-    bits = _int_arg("quantization_level", quantization_level, 1, 16)
-    bucket = 0 if bucket_size is None else _int_arg("bucket_size", bucket_size, 1, 1 << 56)
-    seed = secrets.randbits(64) if seed is None else _int_arg("seed", seed, 0, (1 << 64) - 1)
-    rank = _int_arg("rank", rank, 0, (1 << 32) - 1)
-    tensor_id = _int_arg("tensor_id", tensor_id, 0, (1 << 32) - 1)
-    step = _int_arg("step", step, 0, (1 << 64) - 1)
-    _choice("norm", norm, _NORMS)
-    _choice("layout", layout, _LAYOUTS)
+    bits, bucket, seed, rank, tensor_id, step = _encode_args(
+        quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step)
     if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         array = array.copy(order="C")
     coder = _qcomm.encode_f32 if array.dtype == np.float32 else _qcomm.encode_f64

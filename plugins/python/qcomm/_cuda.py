@@ -61,8 +61,7 @@ def _host_array(x):
 
 
 def _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step):
-    from ._codec import _LAYOUTS, _NORMS, _choice, _int_arg
-    import secrets
+    from ._codec import _encode_args
 
     if not _qcomm.built_with_cuda:
         raise RuntimeError("qcomm was built without CUDA (no nvcc at build time), so it cannot "
@@ -74,14 +73,8 @@ def _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank, t
     described = _qcomm.dlpack_describe(x.__dlpack__())
     if described[1] != "float32":
         raise TypeError(f"encode of a CUDA tensor expects float32 values, got {described[1]}")
-    bits = _int_arg("quantization_level", quantization_level, 1, 16)
-    bucket = 0 if bucket_size is None else _int_arg("bucket_size", bucket_size, 1, 1 << 56)
-    seed = secrets.randbits(64) if seed is None else _int_arg("seed", seed, 0, (1 << 64) - 1)
-    rank = _int_arg("rank", rank, 0, (1 << 32) - 1)
-    tensor_id = _int_arg("tensor_id", tensor_id, 0, (1 << 32) - 1)
-    step = _int_arg("step", step, 0, (1 << 64) - 1)
-    _choice("norm", norm, _NORMS)
-    _choice("layout", layout, _LAYOUTS)
+    bits, bucket, seed, rank, tensor_id, step = _encode_args(
+        quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step)
     shape = tuple(int(d) for d in x.shape)
     count = math.prod(shape)
     k, bucket_eff, buckets, word_count = _qcomm.geometry(count, bits, layout, bucket)
