@@ -20,6 +20,9 @@
 
 #include "qcomm/communicator.h"
 #include "qcomm/mpi_transport.h"
+#if defined(QCOMM_HAVE_CUDA)
+#include "allreduce_bench_cuda.h"
+#endif
 
 namespace {
 
@@ -89,6 +92,14 @@ int main(int argc, char** argv) {
   app.add_option("--algorithms", algorithms, "any of mpi, allgather, sra")->delimiter(',');
   app.add_option("--chunk", chunk, "pipelining chunk (values)")->capture_default_str();
   app.add_option("--json", jsonPath, "write every row to this file (rank 0)");
+  std::string device = "cpu", deviceTransport = "auto";
+  app.add_option("--device", device, "cpu, or cuda: device buffers through the GPU pipeline")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--device-transport", deviceTransport,
+                 "with --device cuda: auto (NCCL when every rank has its own GPU), nccl or mpi")
+      ->check(CLI::IsMember({"auto", "nccl", "mpi"}))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -107,6 +118,17 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "need 4 <= minbytes <= maxbytes, stepfactor > 1, iters >= 1\n");
     MPI_Finalize();
     return 2;
+  }
+  if (device == "cuda") {
+#if defined(QCOMM_HAVE_CUDA)
+    const int code = runDeviceAllreduceBench(minBytes, maxBytes, factor, iters, warmup, codec,
+                                             chunk, deviceTransport);
+#else
+    if (rank == 0) std::fprintf(stderr, "--device cuda: qcomm was built without CUDA\n");
+    const int code = 2;
+#endif
+    MPI_Finalize();
+    return code;
   }
   auto transport = qcomm::transport::MpiTransport::create(MPI_COMM_WORLD);
   if (!transport.isOk()) return fail(transport.status());

@@ -3,6 +3,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#if defined(QCOMM_MPI_TESTS_NEED_CUDA)  // the GPU allreduce tests: skip (77) without a device
+#include <cstdio>
+
+#include "qcomm/cuda_codec.h"
+#endif
+
 namespace {
 
 class AgreeOnOutcome : public ::testing::EmptyTestEventListener {
@@ -24,6 +30,13 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+#if defined(QCOMM_MPI_TESTS_NEED_CUDA)
+  if (const qcomm::Status device = qcomm::cuda::deviceAvailable(); !device.isOk()) {
+    if (rank == 0) std::printf("SKIP: these tests need a CUDA device: %s\n", device.message().c_str());
+    MPI_Finalize();
+    return 77;
+  }
+#endif
   auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
   if (rank != 0) delete listeners.Release(listeners.default_result_printer());
   listeners.Append(new AgreeOnOutcome);

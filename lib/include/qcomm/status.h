@@ -20,6 +20,7 @@ enum class StatusCode : int {
   kUnimplemented = 5,
   kInternal = 6,
   kIoError = 7,
+  kDeadlineExceeded = 8,  // an operation did not finish in time (and was aborted)
 };
 
 std::string_view statusCodeName(StatusCode code);
@@ -73,6 +74,10 @@ Status failedPrecondition(const Args&... args) {
 template <typename... Args>
 Status ioError(const Args&... args) {
   return Status(StatusCode::kIoError, strCat(args...));
+}
+template <typename... Args>
+Status deadlineExceeded(const Args&... args) {
+  return Status(StatusCode::kDeadlineExceeded, strCat(args...));
 }
 template <typename... Args>
 Status internalError(const Args&... args) {

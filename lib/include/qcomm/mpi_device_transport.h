@@ -1,0 +1,53 @@
+// MPI with device buffers (target qcomm::mpi_cuda). When the MPI library is CUDA-aware (asked at run
+// time with MPIX_Query_cuda_support, where Open MPI has it), device pointers go straight to MPI.
+// Otherwise the bytes are staged through pinned host memory: copy to the host on the stream, wait
+// for it (the one host synchronization per call the staged path needs), exchange, copy back. The
+// GPU path only ever sends encoded words this way, so what crosses PCIe is the codes, not the
+// float gradients.
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+
+#include "qcomm/device_transport.h"
+
+namespace qcomm::transport {
+
+class MpiDeviceTransport final : public DeviceTransport {
+ public:
+  // Uses a duplicate of `comm` (with MPI_ERRORS_RETURN). forceStaging: stage even when MPI is
+  // CUDA-aware (for tests and comparisons).
+  static Result<std::unique_ptr<MpiDeviceTransport>> create(MPI_Comm comm,
+                                                            bool forceStaging = false);
+  ~MpiDeviceTransport() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string_view name() const override { return cudaAware_ ? "mpi-cuda" : "mpi-staged"; }
+  bool asynchronous() const override { return false; }
+  bool cudaAware() const { return cudaAware_; }
+
+  Status allGather(const void* send, void* recv, size_t bytes, cudaStream_t stream) override;
+  Status allToAll(const void* send, std::span<const size_t> sendBytes, void* recv,
+                  std::span<const size_t> recvBytes, cudaStream_t stream) override;
+  Status allReduceSum(float* data, size_t count, cudaStream_t stream) override;
+  Status synchronize(cudaStream_t stream) override;
+
+ private:
+  MpiDeviceTransport() = default;
+  // Pinned host staging buffers, grown as needed and reused.
+  Result<uint8_t*> staging(int which, size_t bytes);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  bool cudaAware_ = false;
+  struct Pinned {
+    void* data = nullptr;
+    size_t bytes = 0;
+  };
+  Pinned pinned_[2];
+};
+
+}  // namespace qcomm::transport

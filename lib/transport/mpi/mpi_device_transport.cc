@@ -1,0 +1,163 @@
+// MPI with device buffers: straight through a CUDA-aware MPI, else staged through pinned memory.
+#include "qcomm/mpi_device_transport.h"
+
+#include <mpi-ext.h>  // MPIX_Query_cuda_support, where Open MPI provides it
+
+#include <climits>
+#include <vector>
+
+namespace qcomm::transport {
+namespace {
+
+Status mpiFailure(const char* call, int code, int rank) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  return internalError(call, " failed on rank ", rank, ": ", std::string(text, length));
+}
+
+Status cudaFailureOf(const char* call, cudaError_t e, int rank) {
+  return internalError(call, " failed on rank ", rank, ": ", cudaGetErrorName(e), " (",
+                       cudaGetErrorString(e), ")");
+}
+
+#define QCOMM_MPI_CALL(call)                                             \
+  do {                                                                   \
+    if (const int qcomm_mpi_rc_ = (call); qcomm_mpi_rc_ != MPI_SUCCESS)  \
+      return mpiFailure(#call, qcomm_mpi_rc_, rank_);                    \
+  } while (0)
+
+#define QCOMM_CUDA_CALL(call)                                                  \
+  do {                                                                         \
+    if (const cudaError_t qcomm_cuda_rc_ = (call); qcomm_cuda_rc_ != cudaSuccess) \
+      return cudaFailureOf(#call, qcomm_cuda_rc_, rank_);                      \
+  } while (0)
+
+bool runtimeCudaAware() {
+#if defined(MPIX_CUDA_AWARE_SUPPORT)
+  return MPIX_Query_cuda_support() == 1;
+#else
+  return false;
+#endif
+}
+
+Status fitsInt(size_t bytes, int rank) {
+  if (bytes > static_cast<size_t>(INT_MAX)) {
+    return outOfRange("rank ", rank, ": ", bytes, " bytes exceed MPI's int count");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MpiDeviceTransport>> MpiDeviceTransport::create(MPI_Comm comm,
+                                                                      bool forceStaging) {
+  auto t = std::unique_ptr<MpiDeviceTransport>(new MpiDeviceTransport());
+  if (MPI_Comm_dup(comm, &t->comm_) != MPI_SUCCESS) {
+    return internalError("MpiDeviceTransport: MPI_Comm_dup failed");
+  }
+  MPI_Comm_set_errhandler(t->comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(t->comm_, &t->rank_);
+  MPI_Comm_size(t->comm_, &t->size_);
+  t->cudaAware_ = !forceStaging && runtimeCudaAware();
+  return t;
+}
+
+MpiDeviceTransport::~MpiDeviceTransport() {
+  for (Pinned& p : pinned_) {
+    if (p.data != nullptr) cudaFreeHost(p.data);
+  }
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+Result<uint8_t*> MpiDeviceTransport::staging(int which, size_t bytes) {
+  Pinned& p = pinned_[which];
+  if (p.bytes < bytes) {
+    if (p.data != nullptr) cudaFreeHost(p.data);
+    p.data = nullptr;
+    p.bytes = 0;
+    QCOMM_CUDA_CALL(cudaMallocHost(&p.data, bytes));
+    p.bytes = bytes;
+  }
+  return static_cast<uint8_t*>(p.data);
+}
+
+Status MpiDeviceTransport::allGather(const void* send, void* recv, size_t bytes,
+                                     cudaStream_t stream) {
+  QCOMM_RETURN_IF_ERROR(fitsInt(bytes, rank_));
+  const int count = static_cast<int>(bytes);
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));  // the device data must be ready for MPI
+    QCOMM_MPI_CALL(MPI_Allgather(send, count, MPI_BYTE, recv, count, MPI_BYTE, comm_));
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, bytes));
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, bytes * size_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, bytes, cudaMemcpyDeviceToHost, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  QCOMM_MPI_CALL(MPI_Allgather(hostSend, count, MPI_BYTE, hostRecv, count, MPI_BYTE, comm_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, bytes * size_, cudaMemcpyHostToDevice, stream));
+  // The staging buffer is reused by the next call: the copy must be done first.
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status MpiDeviceTransport::allToAll(const void* send, std::span<const size_t> sendBytes,
+                                    void* recv, std::span<const size_t> recvBytes,
+                                    cudaStream_t stream) {
+  if (static_cast<int>(sendBytes.size()) != size_ || static_cast<int>(recvBytes.size()) != size_) {
+    return invalidArgument("allToAll on rank ", rank_, ": ", sendBytes.size(), " send and ",
+                           recvBytes.size(), " receive counts for ", size_, " ranks");
+  }
+  std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+  size_t sendTotal = 0, recvTotal = 0;
+  for (int r = 0; r < size_; ++r) {
+    sd[r] = static_cast<int>(sendTotal);
+    rd[r] = static_cast<int>(recvTotal);
+    sc[r] = static_cast<int>(sendBytes[r]);
+    rc[r] = static_cast<int>(recvBytes[r]);
+    sendTotal += sendBytes[r];
+    recvTotal += recvBytes[r];
+  }
+  QCOMM_RETURN_IF_ERROR(fitsInt(std::max(sendTotal, recvTotal), rank_));
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+    QCOMM_MPI_CALL(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(),
+                                 MPI_BYTE, comm_));
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, sendTotal));
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, recvTotal));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, sendTotal, cudaMemcpyDeviceToHost, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  QCOMM_MPI_CALL(MPI_Alltoallv(hostSend, sc.data(), sd.data(), MPI_BYTE, hostRecv, rc.data(),
+                               rd.data(), MPI_BYTE, comm_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, recvTotal, cudaMemcpyHostToDevice, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status MpiDeviceTransport::allReduceSum(float* data, size_t count, cudaStream_t stream) {
+  QCOMM_RETURN_IF_ERROR(fitsInt(count, rank_));
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+    QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
+                                 comm_));
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* host, staging(0, count * sizeof(float)));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(host, data, count * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, host, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
+                               comm_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(data, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status MpiDeviceTransport::synchronize(cudaStream_t stream) {
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+}  // namespace qcomm::transport
