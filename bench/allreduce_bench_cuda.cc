@@ -18,7 +18,7 @@
 #include "qcomm/gpu_communicator.h"
 #include "qcomm/mpi_device_transport.h"
 #if defined(QCOMM_HAVE_NCCL)
-#include "qcomm/nccl_transport.h"
+#include "qcomm/nccl_mpi.h"
 #endif
 
 namespace {
@@ -48,7 +48,7 @@ int runDeviceAllreduceBench(int64_t minBytes, int64_t maxBytes, double factor, i
   const bool nccl = transportName == "nccl" || (transportName == "auto" && devices >= p);
 #if defined(QCOMM_HAVE_NCCL)
   if (nccl) {
-    auto t = qcomm::transport::NcclTransport::createWithMpi(MPI_COMM_WORLD, rank % devices);
+    auto t = qcomm::transport::createNcclOverMpi(MPI_COMM_WORLD, rank % devices);
     if (!t.isOk()) return fail(rank, t.status());
     transport = std::move(t).value();
   }

@@ -57,7 +57,14 @@ echo "== the kernels on CPU threads (SIMT emulator) against the CPU codec"
 run_tests "kernels under the SIMT emulator" qcomm_kernel_emulation_test
 echo "== gpu tests (CUDA codec against the CPU codec)"
 run_tests "gpu tests" qcomm_gpu_tests
-if [[ $? == 77 ]]; then
+gpu_rc=$?
+if [[ -x $build/qcomm_gpu_pipeline_test ]]; then
+  echo "== the GPU allreduce pipeline over NCCL on one GPU"
+  run_tests "gpu pipeline (NCCL alone)" qcomm_gpu_pipeline_test
+else
+  rows+=("| gpu pipeline (NCCL alone) | not built: NCCL not found (set NCCL_ROOT) | | | | |")
+fi
+if [[ $gpu_rc == 77 ]]; then
   printf '%s\n' "${rows[@]}"
   echo "run.sh: no usable GPU on this machine; nothing was run on a device" >&2
   exit 77

@@ -1,11 +1,10 @@
 // The NCCL transport (target qcomm::nccl): device buffers between GPUs. Created from an existing
-// ncclComm_t (borrowed), or bootstrapped over MPI (rank 0's unique id broadcast; owned). Owned
-// communicators are non-blocking (config.blocking = 0) with a timeout: an operation that does not
+// ncclComm_t (borrowed), from a unique id every rank got somehow (owned; qcomm/nccl_mpi.h
+// broadcasts it over MPI), or alone on one GPU (owned). Owned communicators are non-blocking (config.blocking = 0) with a timeout: an operation that does not
 // finish in time aborts the communicator (ncclCommAbort) and returns an error naming what hung,
 // instead of hanging; asynchronous NCCL errors are polled and surfaced.
 #pragma once
 
-#include <mpi.h>
 #include <nccl.h>
 
 #include <chrono>
@@ -24,9 +23,13 @@ class NcclTransport final : public DeviceTransport {
   // Borrows `comm` (the caller destroys it); its rank and size come from NCCL.
   static Result<std::unique_ptr<NcclTransport>> fromComm(ncclComm_t comm,
                                                          NcclOptions options = {});
-  // One rank per process of `mpiComm`, each on CUDA device `device`; rank 0 makes the unique id.
-  static Result<std::unique_ptr<NcclTransport>> createWithMpi(MPI_Comm mpiComm, int device,
-                                                              NcclOptions options = {});
+  // Rank `rank` of `size`, on CUDA device `device`, joining the communicator of `id`.
+  static Result<std::unique_ptr<NcclTransport>> createWithUniqueId(const ncclUniqueId& id,
+                                                                   int rank, int size, int device,
+                                                                   NcclOptions options = {});
+  // A communicator of one rank on `device` (single-GPU runs and tests of the whole pipeline).
+  static Result<std::unique_ptr<NcclTransport>> createSingleRank(int device,
+                                                                 NcclOptions options = {});
   ~NcclTransport() override;
 
   int rank() const override { return rank_; }

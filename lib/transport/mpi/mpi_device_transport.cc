@@ -1,7 +1,9 @@
 // MPI with device buffers: straight through a CUDA-aware MPI, else staged through pinned memory.
 #include "qcomm/mpi_device_transport.h"
 
+#if __has_include(<mpi-ext.h>)
 #include <mpi-ext.h>  // MPIX_Query_cuda_support, where Open MPI provides it
+#endif
 
 #include <climits>
 #include <vector>

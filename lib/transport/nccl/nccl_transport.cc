@@ -55,35 +55,35 @@ Result<std::unique_ptr<NcclTransport>> NcclTransport::fromComm(ncclComm_t comm,
   return t;
 }
 
-Result<std::unique_ptr<NcclTransport>> NcclTransport::createWithMpi(MPI_Comm mpiComm, int device,
-                                                                    NcclOptions options) {
-  int rank = 0, size = 0;
-  if (MPI_Comm_rank(mpiComm, &rank) != MPI_SUCCESS || MPI_Comm_size(mpiComm, &size) != MPI_SUCCESS) {
-    return internalError("NcclTransport::createWithMpi: MPI_Comm_rank/size failed");
+Result<std::unique_ptr<NcclTransport>> NcclTransport::createWithUniqueId(const ncclUniqueId& id,
+                                                                         int rank, int size,
+                                                                         int device,
+                                                                         NcclOptions options) {
+  if (size < 1 || rank < 0 || rank >= size) {
+    return invalidArgument("NCCL rank ", rank, " of ", size, " is impossible");
   }
   if (const cudaError_t e = cudaSetDevice(device); e != cudaSuccess) {
     return cudaFailureOf(strCat("rank ", rank, ": cudaSetDevice(", device, ")").c_str(), e);
   }
-  ncclUniqueId id{};
-  ncclResult_t idResult = ncclSuccess;
-  if (rank == 0) idResult = ncclGetUniqueId(&id);
-  // Every rank joins the broadcast (rank 0 sends an empty id if it failed), so none waits forever.
-  int ok = idResult == ncclSuccess ? 1 : 0;
-  if (MPI_Bcast(&ok, 1, MPI_INT, 0, mpiComm) != MPI_SUCCESS ||
-      MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, mpiComm) != MPI_SUCCESS) {
-    return internalError("rank ", rank, ": MPI_Bcast of the NCCL unique id failed");
-  }
-  if (ok == 0) return ncclFailure("ncclGetUniqueId on rank 0", idResult, nullptr);
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
   auto t = std::unique_ptr<NcclTransport>(new NcclTransport(nullptr, true, options));
+  t->rank_ = rank;
+  t->size_ = size;
   const ncclResult_t r = ncclCommInitRankConfig(&comm, size, id, rank, &config);
   t->comm_ = comm;
   QCOMM_RETURN_IF_ERROR(t->settle(r, "ncclCommInitRankConfig"));
-  t->rank_ = rank;
-  t->size_ = size;
   return t;
+}
+
+Result<std::unique_ptr<NcclTransport>> NcclTransport::createSingleRank(int device,
+                                                                      NcclOptions options) {
+  ncclUniqueId id{};
+  if (const ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) {
+    return ncclFailure("ncclGetUniqueId", r, nullptr);
+  }
+  return createWithUniqueId(id, 0, 1, device, options);
 }
 
 Status NcclTransport::abortWith(Status status) {
