@@ -2,6 +2,8 @@
 // schedules of collectives/.
 #include "qcomm/communicator.h"
 
+#include "codec/wire_bytes.h"
+
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
 #include <boost/serialization/map.hpp>
@@ -21,9 +23,7 @@ namespace qcomm {
 namespace {
 
 uint64_t fnv1a(std::string_view text) {
-  uint64_t hash = 0xCBF29CE484222325ull;
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001B3ull;
-  return hash;
+  return wire::fnv1a(wire::kFnvOffset, text.data(), text.size());
 }
 
 // The residual buffer for `key`, reset (zeroed) when the tensor's size changed.

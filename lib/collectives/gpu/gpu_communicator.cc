@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "codec/cuda/cuda_status.h"
+#include "codec/wire_bytes.h"
 #include "collectives/gpu/gpu_kernels.h"
 #include "qcomm/communicator.h"
 #include "qcomm/cuda_codec.h"
@@ -15,9 +16,7 @@ namespace {
 
 // The same hash the CPU Communicator takes of a key, so both derive the same tensor id.
 uint64_t fnv1a(std::string_view text) {
-  uint64_t hash = 0xCBF29CE484222325ull;
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001B3ull;
-  return hash;
+  return wire::fnv1a(wire::kFnvOffset, text.data(), text.size());
 }
 
 size_t scaleArea(int64_t buckets) { return (4 * static_cast<size_t>(buckets) + 7) / 8 * 8; }
@@ -131,12 +130,21 @@ Status GpuCommunicator::compressed(float* data, int64_t n, uint32_t tensorId, ui
   const int64_t chunks = (n + chunk - 1) / chunk;
   // start(c): encode chunk c and start its all-gather; finish(c): decode and average it. Run as
   // start(0), start(1), finish(0), start(2), finish(1), ... so encoding overlaps the exchange.
-  const auto start = [&](int64_t c) -> Status {
-    Slot& s = slots_[c % 2];
+  // Where chunk c lies: its values, and its code's layout in a slot (scales, then words).
+  struct Piece {
+    int64_t begin, m;
+    size_t scales, bytes;
+  };
+  const auto pieceOf = [&](int64_t c) -> Result<Piece> {
     const int64_t begin = c * chunk, m = std::min(chunk, n - begin);
     QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(m, codec_));
     const size_t scales = scaleArea(g.numBuckets);
-    const size_t bytes = scales + 8 * static_cast<size_t>(g.wordCount);
+    return Piece{begin, m, scales, scales + 8 * static_cast<size_t>(g.wordCount)};
+  };
+  const auto start = [&](int64_t c) -> Status {
+    Slot& s = slots_[c % 2];
+    QCOMM_ASSIGN_OR_RETURN(const Piece piece, pieceOf(c));
+    const auto [begin, m, scales, bytes] = piece;
     QCOMM_RETURN_IF_ERROR(phase(&times_.encodeMs, stream, [&] {
       return cuda::qsgdEncode(input + begin, m, codec_, {options_.seed, static_cast<uint32_t>(me),
                                                          tensorId, step},
@@ -156,10 +164,8 @@ Status GpuCommunicator::compressed(float* data, int64_t n, uint32_t tensorId, ui
   };
   const auto finish = [&](int64_t c) -> Status {
     Slot& s = slots_[c % 2];
-    const int64_t begin = c * chunk, m = std::min(chunk, n - begin);
-    QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(m, codec_));
-    const size_t scales = scaleArea(g.numBuckets);
-    const size_t bytes = scales + 8 * static_cast<size_t>(g.wordCount);
+    QCOMM_ASSIGN_OR_RETURN(const Piece piece, pieceOf(c));
+    const auto [begin, m, scales, bytes] = piece;
     std::vector<cuda::DeviceCode> codes(p);
     for (int r = 0; r < p; ++r) {
       const uint8_t* base = s.recv.data() + r * bytes;
