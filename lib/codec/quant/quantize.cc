@@ -88,24 +88,39 @@ Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const Rand
     if (castNonFinite) q.flags |= kFlagNonFinite;
   }
   uint64_t* words = q.words.data();
+  // Each task codes the values its words cover once, into a buffer (one Philox call per four
+  // values, as the random stream is laid out), then packs them.
   parallelFor(executor, static_cast<int64_t>(q.words.size()), std::max<int64_t>(1, kGrain / 8),
               [&](int64_t w0, int64_t w1) {
+    const int64_t i0 = quant::firstCode(w0, bits);
+    const int64_t i1 = std::min(quant::lastCode(w1 - 1, bits), n - 1) + 1;
+    std::vector<uint32_t> codes(i1 - i0, 0u);
+    std::vector<uint32_t> random(stochastic ? i1 - i0 : 0);
+    for (int64_t block = i0 >> 2; stochastic && block <= (i1 - 1) >> 2; ++block) {
+      uint32_t c[4] = {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                       static_cast<uint32_t>(key.step), static_cast<uint32_t>(key.step >> 32)};
+      qsgd::philox4x32_10(c, philox);  // qsgd::randomBits of the four indices 4*block + j
+      for (int j = 0; j < 4; ++j) {
+        const int64_t i = 4 * block + j;
+        if (i >= i0 && i < i1) random[i - i0] = c[j];
+      }
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      if (isCast(o.kind)) {
+        codes[i - i0] = quant::encodeValue<T>(o.kind, v[i], T(0), T(0), false, false, 0, bits, map);
+        continue;
+      }
+      const quant::BlockParams<T>& p = params[i / q.blockSize];
+      if (std::isnan(p.scale)) continue;  // a non-finite block: zero codes
+      codes[i - i0] = quant::encodeValue<T>(o.kind, v[i], p.scale, p.zero, o.symmetric,
+                                            stochastic, stochastic ? random[i - i0] : 0u, bits,
+                                            map);
+    }
     for (int64_t w = w0; w < w1; ++w) {
       uint64_t word = 0;
       const int64_t last = std::min(quant::lastCode(w, bits), n - 1);
       for (int64_t i = quant::firstCode(w, bits); i <= last; ++i) {
-        uint32_t code = 0;
-        if (isCast(o.kind)) {
-          code = quant::encodeValue<T>(o.kind, v[i], T(0), T(0), false, false, 0, bits, map);
-        } else {
-          const quant::BlockParams<T>& p = params[i / q.blockSize];
-          if (!std::isnan(p.scale)) {
-            const uint32_t random = stochastic ? qsgd::randomBits(i, key.step, philox) : 0u;
-            code = quant::encodeValue<T>(o.kind, v[i], p.scale, p.zero, o.symmetric, stochastic,
-                                         random, bits, map);
-          }
-        }
-        word |= quant::codeBitsInWord(code, i, bits, w);
+        word |= quant::codeBitsInWord(codes[i - i0], i, bits, w);
       }
       words[w] = word;
     }
