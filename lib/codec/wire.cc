@@ -50,18 +50,13 @@ Status writeWire(const EncodedTensor& e, const WireOptions& options, std::span<u
     return invalidArgument("wire buffer holds ", out.size(), " bytes, the message needs ", size);
   }
   uint8_t* p = out.data();
-  std::memset(p, 0, size);
-  const size_t headerBytes = kWireHeaderBytes + 8 * e.shape.size();
-  put<uint32_t>(p + 0, kWireMagic);
-  put<uint16_t>(p + 4, kWireVersion);
-  put<uint16_t>(p + 6, static_cast<uint16_t>(headerBytes));
+  const size_t headerBytes = wire::writeHeaderPrefix(out, e.shape.size());
   p[8] = static_cast<uint8_t>(CodecId::kQsgd);
   p[9] = static_cast<uint8_t>(e.bits);
   p[10] = static_cast<uint8_t>(e.layout);
   p[11] = static_cast<uint8_t>(e.norm);
   p[12] = static_cast<uint8_t>(e.dtype);
   p[13] = static_cast<uint8_t>(scaleBytes(e.dtype));
-  put<uint16_t>(p + 14, static_cast<uint16_t>(e.shape.size()));
   const uint32_t flags = (e.flags & ~kFlagCrc) | (options.crc ? kFlagCrc : 0u);
   put<uint32_t>(p + 16, flags);
   put<int64_t>(p + 24, e.bucketSize);
@@ -79,9 +74,7 @@ Status writeWire(const EncodedTensor& e, const WireOptions& options, std::span<u
   }
   uint8_t* words = scales + padTo8(scaleBytes(e.dtype) * e.scales.size());
   if (!e.words.empty()) std::memcpy(words, e.words.data(), 8 * e.words.size());
-  if (options.crc) {
-    put<uint32_t>(p + 20, crc32c(std::span<const uint8_t>(scales, p + size)));
-  }
+  if (options.crc) wire::putPayloadCrc(out, headerBytes);
   return Status::ok();
 }
 
@@ -95,31 +88,8 @@ Result<std::vector<uint8_t>> toWire(const EncodedTensor& e, const WireOptions& o
 Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
   const size_t size = message.size();
   const uint8_t* p = message.data();
-  if (size < kWireHeaderBytes) {
-    return dataLoss("message is ", size, " bytes, shorter than the ", kWireHeaderBytes,
-                    "-byte header");
-  }
-  const uint32_t magic = get<uint32_t>(p);
-  if (magic != kWireMagic) {
-    return dataLoss("bad magic 0x", std::hex, magic, " (expected 0x", kWireMagic,
-                    "): not a qcomm message");
-  }
-  const uint16_t version = get<uint16_t>(p + 4);
-  if (version != kWireVersion) {
-    return dataLoss("unknown format version ", version, " (this build reads version ", kWireVersion,
-                    ")");
-  }
+  QCOMM_ASSIGN_OR_RETURN(const size_t headerBytes, wire::checkHeaderPrefix(message));
   const uint16_t ndim = get<uint16_t>(p + 14);
-  if (ndim > kWireMaxDims) return dataLoss("ndim ", ndim, " exceeds ", kWireMaxDims);
-  const size_t headerBytes = get<uint16_t>(p + 6);
-  if (headerBytes != kWireHeaderBytes + 8 * size_t{ndim}) {
-    return dataLoss("header bytes field is ", headerBytes, " but ndim ", ndim, " needs ",
-                    kWireHeaderBytes + 8 * size_t{ndim});
-  }
-  if (size < headerBytes) {
-    return dataLoss("message is ", size, " bytes, shorter than its ", headerBytes,
-                    "-byte header and shape");
-  }
   if (p[8] != static_cast<uint8_t>(CodecId::kQsgd)) {
     return dataLoss("codec id ", int{p[8]}, " is unknown (1 is qsgd)");
   }
@@ -171,17 +141,8 @@ Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
                     g->numBuckets, " scales, ", g->wordCount, " words)",
                     size < expected ? ": truncated" : ": trailing bytes");
   }
+  QCOMM_RETURN_IF_ERROR(wire::checkPayloadCrc(message, headerBytes, flags));
   const uint8_t* scales = p + headerBytes;
-  if ((flags & kFlagCrc) != 0) {
-    const uint32_t stored = get<uint32_t>(p + 20);
-    const uint32_t actual = crc32c(std::span<const uint8_t>(scales, p + size));
-    if (stored != actual) {
-      return dataLoss("payload CRC32C mismatch: header says 0x", std::hex, stored,
-                      ", payload hashes to 0x", actual);
-    }
-  } else if (get<uint32_t>(p + 20) != 0) {
-    return dataLoss("CRC field is set but the CRC flag is clear");
-  }
   e.scales.resize(g->numBuckets);
   for (int64_t b = 0; b < g->numBuckets; ++b) {
     e.scales[b] = e.dtype == DType::kFloat32 ? static_cast<double>(get<float>(scales + 4 * b))

@@ -257,6 +257,11 @@ TEST(QuantWire, MessagesRoundTripAndCorruptionIsNamed) {
     bad.pop_back();
     EXPECT_NE(quantFromWire(bad).status().message().find("truncated"), std::string::npos);
     bad = message;
+    bad[16] &= static_cast<uint8_t>(~kFlagCrc);  // CRC flag cleared, CRC field still set
+    EXPECT_NE(quantFromWire(bad).status().message().find("CRC field is set but the CRC flag is "
+                                                         "clear"),
+              std::string::npos);
+    bad = message;
     bad[8] = 9;
     EXPECT_NE(quantFromWire(bad).status().message().find("codec id 9"), std::string::npos);
   }

@@ -55,11 +55,7 @@ void getScales(const uint8_t* p, std::vector<double>* values, DType dtype) {
 }  // namespace
 
 Result<uint8_t> wireCodecId(std::span<const uint8_t> message) {
-  if (message.size() < kWireHeaderBytes) {
-    return dataLoss("message is ", message.size(), " bytes, shorter than the ", kWireHeaderBytes,
-                    "-byte header");
-  }
-  if (get<uint32_t>(message.data()) != kWireMagic) return dataLoss("bad magic: not a qcomm message");
+  QCOMM_RETURN_IF_ERROR(wire::checkHeaderPrefix(message).status());
   return message[8];
 }
 
@@ -79,18 +75,13 @@ Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out
     return invalidArgument("wire buffer holds ", out.size(), " bytes, the message needs ", size);
   }
   uint8_t* p = out.data();
-  std::memset(p, 0, size);
-  const size_t headerBytes = kWireHeaderBytes + 8 * q.shape.size();
-  put<uint32_t>(p + 0, kWireMagic);
-  put<uint16_t>(p + 4, kWireVersion);
-  put<uint16_t>(p + 6, static_cast<uint16_t>(headerBytes));
+  const size_t headerBytes = wire::writeHeaderPrefix(out, q.shape.size());
   p[8] = static_cast<uint8_t>(q.options.kind);
   p[9] = static_cast<uint8_t>(q.options.bits);
   p[10] = q.options.symmetric ? 0 : 1;
   p[11] = static_cast<uint8_t>(q.options.rounding);
   p[12] = static_cast<uint8_t>(q.dtype);
   p[13] = static_cast<uint8_t>(scaleBytes(q.dtype));
-  put<uint16_t>(p + 14, static_cast<uint16_t>(q.shape.size()));
   put<uint32_t>(p + 16, q.flags | (crc ? kFlagCrc : 0u));
   put<int64_t>(p + 24, q.blockSize);
   put<int64_t>(p + 32, q.count);
@@ -104,28 +95,20 @@ Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out
   putScales(zeros, q.zeroPoints, q.dtype);
   uint8_t* words = zeros + areaBytes(q, q.zeroPoints.size());
   if (!q.words.empty()) std::memcpy(words, q.words.data(), 8 * q.words.size());
-  if (crc) put<uint32_t>(p + 20, crc32c(std::span<const uint8_t>(scales, p + size)));
+  if (crc) wire::putPayloadCrc(out, headerBytes);
   return Status::ok();
 }
 
 Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
-  QCOMM_ASSIGN_OR_RETURN(const uint8_t codec, wireCodecId(message));
+  QCOMM_ASSIGN_OR_RETURN(const size_t headerBytes, wire::checkHeaderPrefix(message));
   const uint8_t* p = message.data();
   const size_t size = message.size();
-  if (get<uint16_t>(p + 4) != kWireVersion) {
-    return dataLoss("unknown format version ", get<uint16_t>(p + 4));
-  }
+  const uint8_t codec = p[8];
   if (codec < static_cast<uint8_t>(QuantKind::kLinear) ||
       codec > static_cast<uint8_t>(QuantKind::kBf16)) {
     return dataLoss("codec id ", int{codec}, " is not a block quantizer (2..7)");
   }
   const uint16_t ndim = get<uint16_t>(p + 14);
-  if (ndim > kWireMaxDims) return dataLoss("ndim ", ndim, " exceeds ", kWireMaxDims);
-  const size_t headerBytes = get<uint16_t>(p + 6);
-  if (headerBytes != kWireHeaderBytes + 8 * size_t{ndim} || size < headerBytes) {
-    return dataLoss("header bytes field is ", headerBytes, " for ndim ", ndim, " in a ", size,
-                    "-byte message");
-  }
   QuantizedTensor q;
   q.options.kind = static_cast<QuantKind>(codec);
   q.options.bits = p[9];
@@ -168,15 +151,8 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
     return dataLoss("message is ", size, " bytes but its header describes ", expected,
                     size < expected ? ": truncated" : ": trailing bytes");
   }
+  QCOMM_RETURN_IF_ERROR(wire::checkPayloadCrc(message, headerBytes, flags));
   const uint8_t* scales = p + headerBytes;
-  if ((flags & kFlagCrc) != 0) {
-    const uint32_t stored = get<uint32_t>(p + 20);
-    const uint32_t actual = crc32c(std::span<const uint8_t>(scales, p + size));
-    if (stored != actual) {
-      return dataLoss("payload CRC32C mismatch: header says 0x", std::hex, stored,
-                      ", payload hashes to 0x", actual);
-    }
-  }
   getScales(scales, &q.scales, q.dtype);
   const uint8_t* zeros = scales + areaBytes(q, q.scales.size());
   getScales(zeros, &q.zeroPoints, q.dtype);
