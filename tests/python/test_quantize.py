@@ -124,6 +124,8 @@ def test_bad_arguments_name_what_is_wrong():
         qcomm.quantize(x, mode="both")
     with pytest.raises(ValueError, match="last axis"):
         qcomm.quantize(np.zeros((2, 5)), "rowwise", axis=0)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, "):
+        qcomm.quantize(x, seed=-1)
     with pytest.raises(ValueError, match="kind must be"):
         qcomm.quantization_error(x, x, "rmse")
     with pytest.raises(ValueError, match="unknown format version 0"):

@@ -18,6 +18,7 @@ import secrets
 import numpy as np
 
 from . import _qcomm
+from ._codec import _int_arg
 
 _CODECS = ("linear", "percentile", "dynamic", "rowwise", "fp16", "bf16")
 
@@ -130,9 +131,12 @@ def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block
         elif axis not in (-1, array.ndim - 1):
             raise ValueError("rowwise quantizes along the last axis (axis=-1) or the whole "
                              f"tensor (axis=None), got axis={axis!r}")
-    seed = secrets.randbits(64) if seed is None else int(seed)
+    seed = secrets.randbits(64) if seed is None else _int_arg("seed", seed, 0, (1 << 64) - 1)
+    rank = _int_arg("rank", rank, 0, (1 << 32) - 1)
+    tensor_id = _int_arg("tensor_id", tensor_id, 0, (1 << 32) - 1)
+    step = _int_arg("step", step, 0, (1 << 64) - 1)
     coder = _qcomm.quantize_f32 if array.dtype == np.float32 else _qcomm.quantize_f64
-    fields = coder(array.reshape(-1), spec, shape, seed, int(rank), int(tensor_id), int(step))
+    fields = coder(array.reshape(-1), spec, shape, seed, rank, tensor_id, step)
     fields["shape"] = tuple(array.shape)
     return Quantized(fields)
 
