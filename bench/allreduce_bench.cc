@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
 
   CLI::App app("qcomm allreduce benchmark (run under mpirun)");
   std::string minText = "1M", maxText = "64M", jsonPath,
-              codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";
+              codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact,random_bits=16";
   std::vector<std::string> algorithms = {"mpi", "allgather", "sra"};
   double factor = 4;
   int iters = 10, warmup = 3;

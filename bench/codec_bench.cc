@@ -4,7 +4,7 @@
 //   build/bench/qcomm_codec_bench --benchmark_filter='Encode/seed/4/512/'
 //
 // Arguments: layout (0 seed, 1 compact), bits, bucket (0: whole tensor), log2(values), threads
-// (0: QCOMM_NUM_THREADS or all cores).
+// (0: QCOMM_NUM_THREADS or all cores), norm (0 L2, 1 max), random bits per value (32 or 16).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -55,6 +55,8 @@ Setup makeSetup(const benchmark::State& state) {
   s.options.layout = state.range(0) == 0 ? Layout::kSeed : Layout::kCompact;
   s.options.bits = static_cast<int>(state.range(1));
   s.options.bucketSize = state.range(2);
+  s.options.norm = state.range(5) == 0 ? NormKind::kL2 : NormKind::kMax;
+  s.options.randomBits = static_cast<int>(state.range(6));
   s.n = int64_t{1} << state.range(3);
   if (state.range(4) == 0) {
     Result<std::unique_ptr<Executor>> executor = Executor::fromEnvironment();
@@ -118,13 +120,22 @@ void BM_Decode(benchmark::State& state) {
   report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
 }
 
-void arguments(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads"});
+// Encode also runs with 16 random bits per value (QsgdOptions::randomBits) at buckets of 512;
+// decoding does not depend on it.
+void arguments(benchmark::internal::Benchmark* b, bool withRandomBits) {
+  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads", "norm", "rbits"});
   for (int layout : {0, 1}) {
     for (int bits : {2, 4, 8}) {
       for (int bucket : {512, 0}) {
         for (int log2n : {20, 22, 24, 26}) {
-          for (int threads : {1, 0}) b->Args({layout, bits, bucket, log2n, threads});
+          for (int threads : {1, 0}) {
+            for (int norm : {0, 1}) {
+              b->Args({layout, bits, bucket, log2n, threads, norm, 32});
+              if (withRandomBits && bucket == 512) {
+                b->Args({layout, bits, bucket, log2n, threads, norm, 16});
+              }
+            }
+          }
         }
       }
     }
@@ -132,8 +143,8 @@ void arguments(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
 }
 
-BENCHMARK(BM_Encode)->Apply(arguments);
-BENCHMARK(BM_Decode)->Apply(arguments);
+BENCHMARK(BM_Encode)->Apply([](benchmark::internal::Benchmark* b) { arguments(b, true); });
+BENCHMARK(BM_Decode)->Apply([](benchmark::internal::Benchmark* b) { arguments(b, false); });
 
 }  // namespace
 }  // namespace qcomm

@@ -17,16 +17,18 @@ def main(path):
           f"{context['mhz_per_cpu']} MHz, {context.get('library_build_type', '?')} benchmark library, "
           f"{context['date']}")
     print()
-    print("| op | layout | q | bucket | values | threads | codec GB/s | memcpy GB/s | x memcpy |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| op | layout | q | bucket | norm | random bits | values | threads | codec GB/s | "
+          "memcpy GB/s | x memcpy |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for b in data["benchmarks"]:
-        m = re.match(r"BM_(\w+)/layout:(\d)/bits:(\d+)/bucket:(\d+)/log2n:(\d+)/threads:(\d+)",
+        m = re.match(r"BM_(\w+)/layout:(\d)/bits:(\d+)/bucket:(\d+)/log2n:(\d+)/threads:(\d+)"
+                     r"(?:/norm:(\d))?(?:/rbits:(\d+))?",
                      b["name"])
         if not m or "error_occurred" in b:
             continue
-        op, layout, bits, bucket, log2n, _ = m.groups()
+        op, layout, bits, bucket, log2n, _, norm, rbits = m.groups()
         print(f"| {op.lower()} | {'seed' if layout == '0' else 'compact'} | {bits} | "
-              f"{'whole' if bucket == '0' else bucket} | 2^{log2n} | {int(b['threads'])} | "
+              f"{'whole' if bucket == '0' else bucket} | {'max' if norm == '1' else 'l2'} | {rbits or 32} | 2^{log2n} | {int(b['threads'])} | "
               f"{b['codec_GBps']:.2f} | {b['memcpy_GBps']:.2f} | {b['x_memcpy']:.2f} |")
 
 

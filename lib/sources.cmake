@@ -28,7 +28,7 @@ function(qcomm_add_codec_sources target)
     set_source_files_properties(${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx2.cc PROPERTIES
       COMPILE_OPTIONS "-mavx2;-mbmi2")
     set_source_files_properties(${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx512.cc PROPERTIES
-      COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mprefer-vector-width=512;-Wno-maybe-uninitialized")
+      COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mprefer-vector-width=512;-Wno-maybe-uninitialized;-Wno-uninitialized")
     # (GCC 12 warns falsely inside its own AVX-512 intrinsic headers.)
     target_compile_definitions(${target} PRIVATE QCOMM_HAVE_X86_KERNELS=1)
   endif()

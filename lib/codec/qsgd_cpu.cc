@@ -142,17 +142,18 @@ struct CodeParams {
   int width;
   qsgd::PhiloxKey key;
   uint64_t step;
+  int randomBits;
 };
 
 void quantizeRun(const CpuKernels& k, const float* v, int64_t first, int64_t n, double scale,
                  const CodeParams& p, uint32_t* codes) {
   const auto es = qsgd::encodeScaleF32(static_cast<float>(scale), qsgd::levels(p.bits));
-  k.quantizeRunF32(v, first, n, es, p.bits, p.layout, p.key, p.step, codes);
+  k.quantizeRunF32(v, first, n, es, p.bits, p.layout, p.key, p.step, p.randomBits, codes);
 }
 
 void quantizeRun(const CpuKernels& k, const double* v, int64_t first, int64_t n, double scale,
                  const CodeParams& p, uint32_t* codes) {
-  k.quantizeRunF64(v, first, n, scale, p.bits, p.layout, p.key, p.step, codes);
+  k.quantizeRunF64(v, first, n, scale, p.bits, p.layout, p.key, p.step, p.randomBits, codes);
 }
 
 // Writes words [t0, t1) of bucket `bk` (whose values start at v, global index bk.begin).
@@ -241,7 +242,7 @@ Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const R
   out.dtype = std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
   out.bucketSize = g.bucketSize;
   out.count = n;
-  out.flags = 0;
+  out.flags = options.randomBits == 16 ? kFlagRandom16 : 0u;
   // Every scale and word is written below; resize keeps the capacity of a reused tensor.
   out.scales.resize(g.numBuckets);
   out.words.resize(g.wordCount);
@@ -251,7 +252,8 @@ Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const R
                      g.valuesPerWord,
                      g.codeWidth,
                      qsgd::philoxKey(key.seed, key.rank, key.tensorId),
-                     key.step};
+                     key.step,
+                     options.randomBits};
   const T* v = values.data();
   uint64_t* words = out.words.data();
   if (g.bucketSize <= kFusedBucketLimit) {

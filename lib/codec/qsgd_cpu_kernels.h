@@ -21,11 +21,14 @@ struct CpuKernels {
   void (*sumSquaresTilesF32)(const float* v, int64_t count, double* tileSums);
   // max |v_i| over v[0, count); sets *nonFinite when some value is NaN or +-Inf.
   float (*maxAbsF32)(const float* v, int64_t count, bool* nonFinite);
-  // codes[i] = signed code of v[i], whose index in the tensor is first + i.
+  // codes[i] = signed code of v[i], whose index in the tensor is first + i; randomBits (32 or 16)
+  // is QsgdOptions::randomBits.
   void (*quantizeRunF32)(const float* v, int64_t first, int64_t count, EncodeScaleF32 es, int bits,
-                         Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
+                         Layout layout, PhiloxKey key, uint64_t step, int randomBits,
+                         uint32_t* codes);
   void (*quantizeRunF64)(const double* v, int64_t first, int64_t count, double scale, int bits,
-                         Layout layout, PhiloxKey key, uint64_t step, uint32_t* codes);
+                         Layout layout, PhiloxKey key, uint64_t step, int randomBits,
+                         uint32_t* codes);
   void (*decodeRunF32)(const uint32_t* codes, int64_t count, int bits, Layout layout,
                        DecodeScaleF32 ds, float* out);
   void (*decodeRunF64)(const uint32_t* codes, int64_t count, int bits, Layout layout, double scale,

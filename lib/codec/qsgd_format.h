@@ -87,13 +87,31 @@ QCOMM_HOST_DEVICE void philox4x32_10(uint32_t c[4], PhiloxKey key) {
   }
 }
 
-// The 32 random bits that value `index` of the tensor uses at `step`.
-QCOMM_HOST_DEVICE uint32_t randomBits(int64_t index, uint64_t step, PhiloxKey key) {
-  const uint64_t block = static_cast<uint64_t>(index) >> 2;
+// How many random bits a value draws (QsgdOptions::randomBits): 32, the default, or 16, which
+// halves the Philox work. With 32, value i takes word i % 4 of block i / 4. With 16, value i takes
+// the low (i even) or high (i odd) half of word (i / 2) % 4 of block i / 8, placed in the top 16
+// bits of its 32-bit draw (the low 16 bits zero), so that quantizeF32 reads both the same way;
+// rounding is then unbiased to within 2^-16 of a step instead of 2^-24 (docs/format.md).
+QCOMM_HOST_DEVICE int valuesPerPhiloxBlock(int randomBits) { return randomBits == 16 ? 8 : 4; }
+QCOMM_HOST_DEVICE int philoxBlockShift(int randomBits) { return randomBits == 16 ? 3 : 2; }
+
+// The draw of value `index` from the words c[0..3] of its Philox block.
+QCOMM_HOST_DEVICE uint32_t drawOfBlock(const uint32_t c[4], int64_t index, int randomBits) {
+  if (randomBits == 16) {
+    const uint32_t w = c[(index >> 1) & 3];
+    return (index & 1) != 0 ? (w & 0xFFFF0000u) : (w << 16);
+  }
+  return c[index & 3];
+}
+
+// The random draw that value `index` of the tensor uses at `step`.
+QCOMM_HOST_DEVICE uint32_t randomBits(int64_t index, uint64_t step, PhiloxKey key,
+                                      int randomBitsPerValue = 32) {
+  const uint64_t block = static_cast<uint64_t>(index) >> philoxBlockShift(randomBitsPerValue);
   uint32_t c[4] = {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                    static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32)};
   philox4x32_10(c, key);
-  return c[index & 3];
+  return drawOfBlock(c, index, randomBitsPerValue);
 }
 
 // ---- float32 quantization -----------------------------------------------------------------------

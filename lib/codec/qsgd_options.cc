@@ -31,6 +31,9 @@ Status QsgdOptions::validate() const {
   if (!knownNorm(norm)) {
     return invalidArgument("norm must be l2 or max, got ", static_cast<int>(norm));
   }
+  if (randomBits != 32 && randomBits != 16) {
+    return invalidArgument("random bits per value must be 32 or 16, got ", randomBits);
+  }
   return Status::ok();
 }
 

@@ -31,7 +31,10 @@ uint64_t configHash(const EncodedTensor& e) {
                              static_cast<uint8_t>(e.layout), static_cast<uint8_t>(e.norm),
                              static_cast<uint8_t>(e.dtype)};
   uint64_t hash = fnv1a(wire::kFnvOffset, fields, sizeof(fields));
-  return fnv1a(hash, &e.bucketSize, sizeof(e.bucketSize));
+  hash = fnv1a(hash, &e.bucketSize, sizeof(e.bucketSize));
+  // 16-bit draws change the words: mixed in only then, so 32-bit messages hash as before.
+  if ((e.flags & kFlagRandom16) != 0) hash = fnv1a(hash, "r16", 3);
+  return hash;
 }
 
 Result<size_t> wireSize(const EncodedTensor& e) {

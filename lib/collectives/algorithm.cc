@@ -65,9 +65,12 @@ Result<QsgdOptions> parseCodecSpec(std::string_view spec) {
       QCOMM_ASSIGN_OR_RETURN(options.norm, parseNormKind(value));
     } else if (key == "layout") {
       QCOMM_ASSIGN_OR_RETURN(options.layout, parseLayout(value));
+    } else if (key == "random_bits") {
+      QCOMM_ASSIGN_OR_RETURN(const int64_t r, parseInt(key, value));
+      options.randomBits = static_cast<int>(std::clamp<int64_t>(r, -1, 1000));
     } else {
       return invalidArgument("codec spec '", std::string(spec), "': unknown key '",
-                             std::string(key), "' (known: bits, bucket, norm, layout)");
+                             std::string(key), "' (known: bits, bucket, norm, layout, random_bits)");
     }
     return Status::ok();
   }));
@@ -107,7 +110,8 @@ double codecStepBound(const CodecConfig& c) {
 
 std::string codecSpec(const QsgdOptions& o) {
   return strCat("qsgd:bits=", o.bits, ",bucket=", o.bucketSize, ",norm=", normKindName(o.norm),
-                ",layout=", layoutName(o.layout));
+                ",layout=", layoutName(o.layout),
+                o.randomBits == 32 ? "" : strCat(",random_bits=", o.randomBits));
 }
 
 Status CommunicatorOptions::validate() const {

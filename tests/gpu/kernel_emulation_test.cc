@@ -130,6 +130,18 @@ TEST(KernelEmulation, WordsMatchTheCpuAcrossBitsLayoutsNormsAndBuckets) {
   }
 }
 
+TEST(KernelEmulation, SixteenBitDrawsMatchTheCpuOnBothKernelPaths) {
+  const std::vector<float> values = testValues(5003, 31);
+  for (const Layout layout : {Layout::kSeed, Layout::kCompact}) {
+    for (const int64_t bucket : {int64_t{7}, int64_t{512}, int64_t{0}}) {  // 0: the tiled path
+      QsgdOptions options{4, bucket, NormKind::kMax, layout};
+      options.randomBits = 16;
+      checkAgainstCpu(values, options, {42, 3, 7, 11});
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
 TEST(KernelEmulation, TiledPathWithManyTilesAndPartialBuckets) {
   // Buckets over 4096 values: tiles folded pairwise across several levels, odd tile counts, a
   // last bucket shorter than the others.

@@ -118,6 +118,30 @@ TEST(QsgdCodec, MatchesReferenceEncoderEverywhere) {
   }
 }
 
+TEST(QsgdCodec, SixteenBitDrawsMatchTheReferenceOnEveryPath) {
+  // Aligned runs (the SIMD path), misaligned rows (tiles of large buckets), short buckets.
+  const std::vector<float> v = gaussian(200003, 8);
+  Executor executor(3);
+  for (int bits : {1, 2, 4, 8, 16}) {
+    for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+      for (int64_t bucket : {0, 7, 128, 512, 70001}) {
+        QsgdOptions o = opts(bits, layout, bits % 2 ? NormKind::kL2 : NormKind::kMax, bucket);
+        o.randomBits = 16;
+        const RandomKey key{5, 1, 2, 3};
+        const EncodedTensor want = testing::referenceEncodeF32(v, o, key);
+        ASSERT_EQ(encodeOrDie(v, o, key), want) << bits << " " << bucket;
+        ASSERT_EQ(encodeOrDie(v, o, key, &executor), want) << bits << " " << bucket;
+        EXPECT_NE(want.flags & kFlagRandom16, 0u);
+        o.randomBits = 32;
+        EXPECT_NE(encodeOrDie(v, o, key).words, want.words) << "16-bit draws change the words";
+      }
+    }
+  }
+  QsgdOptions bad;
+  bad.randomBits = 8;
+  EXPECT_EQ(bad.validate().message(), "random bits per value must be 32 or 16, got 8");
+}
+
 TEST(QsgdCodec, LargeBucketTiledPathMatchesReference) {
   // Buckets above 2^16 values are scaled and encoded tile by tile on all threads.
   const std::vector<float> v = gaussian(200003, 4);
@@ -134,8 +158,9 @@ TEST(QsgdCodec, LargeBucketTiledPathMatchesReference) {
 
 TEST(QsgdCodec, SameWordsOnEveryThreadCountAndIsa) {
   const std::vector<float> v = gaussian(300001, 5);
-  for (int64_t bucket : {0, 512}) {
-    const QsgdOptions o = opts(4, Layout::kSeed, NormKind::kL2, bucket);
+  for (int64_t bucket : {0, 512, -512}) {
+    QsgdOptions o = opts(4, Layout::kSeed, NormKind::kL2, std::abs(bucket));
+    if (bucket < 0) o.randomBits = 16;  // -512: buckets of 512 with 16-bit draws
     const RandomKey key{2024, 1, 2, 3};
     const EncodedTensor single = encodeOrDie(v, o, key);
     const std::vector<float> decoded = decodeOrDie(single);

@@ -76,6 +76,39 @@ TEST(QsgdFormat, RandomBitsUseCounterIndexOver4AndWordIndexMod4) {
   EXPECT_NE(philoxKey(1, 0, 0).k0, philoxKey(1, 0, 1).k0);
 }
 
+TEST(QsgdFormat, SixteenBitDrawsUseHalvesOfWordsOfBlockIndexOver8) {
+  const PhiloxKey key = philoxKey(7, 1, 2);
+  for (int64_t i : std::initializer_list<int64_t>{0, 1, 2, 7, 8, 9, 1023, int64_t{1} << 35}) {
+    const uint64_t block = static_cast<uint64_t>(i) / 8;
+    uint32_t c[4] = {uint32_t(block), uint32_t(block >> 32), 9, 0};
+    philox4x32_10(c, key);
+    const uint32_t word = c[(i / 2) % 4];
+    const uint32_t half = i % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+    EXPECT_EQ(randomBits(i, 9, key, 16), half << 16) << i;
+  }
+  EXPECT_EQ(valuesPerPhiloxBlock(16), 8);
+  EXPECT_EQ(valuesPerPhiloxBlock(32), 4);
+}
+
+// Over every possible draw, the share that rounds up is p to within 2^-24 (32-bit draws, of which
+// the top 24 bits count) or 2^-16 (16-bit draws): the bias bound docs/format.md states. Exhaustive,
+// so exact rather than statistical.
+TEST(QsgdFormat, RoundingBiasIsBelowTheDrawResolution) {
+  const uint32_t s = 15;
+  const auto es = encodeScaleF32(1.0f, s);
+  for (const float v : {0.0f, 1e-7f, 0.01f, 0.3333333f, 0.5f, 0.7071f, 0.99999f, 1.0f}) {
+    const float y = v * es.mult;
+    const double p = double(y) - std::floor(double(y));
+    const uint32_t low = static_cast<uint32_t>(std::floor(double(y)));
+    uint64_t up16 = 0;
+    for (uint32_t r = 0; r < (1u << 16); ++r) up16 += quantizeF32(v, es, r << 16, s) > low;
+    EXPECT_LE(std::fabs(double(up16) / 65536.0 - p), 0x1p-16) << v;
+    uint64_t up24 = 0;
+    for (uint32_t r = 0; r < (1u << 24); ++r) up24 += quantizeF32(v, es, r << 8, s) > low;
+    EXPECT_LE(std::fabs(double(up24) / 16777216.0 - p), 0x1p-24) << v;
+  }
+}
+
 TEST(QsgdFormat, QuantizeRoundsUpWithProbabilityP) {
   // y = 2.25 at s = 15, scale = 15 / 2.25...: use scale 1, s = 3 and |v| = 0.75 -> y = 2.25.
   const auto es = encodeScaleF32(1.0f, 3);

@@ -46,6 +46,7 @@ inline EncodedTensor referenceEncodeF32(const std::vector<float>& v, const QsgdO
   e.bits = o.bits;
   e.layout = o.layout;
   e.norm = o.norm;
+  e.flags = o.randomBits == 16 ? kFlagRandom16 : 0u;
   e.bucketSize = o.bucketSize == 0 ? std::max<int64_t>(n, 1) : o.bucketSize;
   e.count = n;
   e.shape = {n};
@@ -63,7 +64,7 @@ inline EncodedTensor referenceEncodeF32(const std::vector<float>& v, const QsgdO
         uint32_t code = padCode(o.bits, o.layout);
         if (i < count && !std::isnan(scale)) {
           const float x = v[begin + i];
-          const uint32_t xi = quantizeF32(std::fabs(x), es, randomBits(begin + i, key.step, pk), s);
+          const uint32_t xi = quantizeF32(std::fabs(x), es, randomBits(begin + i, key.step, pk, o.randomBits), s);
           code = signedCodeF32(x, xi, o.bits, o.layout);
         }
         word |= uint64_t{code} << slotShift(j, k, width);

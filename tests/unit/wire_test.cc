@@ -70,6 +70,18 @@ TEST(Wire, RoundTripsEveryField) {
   }
 }
 
+TEST(Wire, SixteenBitDrawFlagTravelsAndIsCoveredByTheConfigHash) {
+  EncodedTensor e = sample();
+  e.flags |= kFlagRandom16;
+  Result<EncodedTensor> back = fromWire(wire(e, false));
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(back->flags & kFlagRandom16, kFlagRandom16);
+  // Clearing the flag in transit is caught: the config hash covers it.
+  std::vector<uint8_t> bytes = wire(e, false);
+  poke<uint32_t>(bytes, 16, 0u);
+  EXPECT_THAT(parseError(bytes), HasSubstr("config hash"));
+}
+
 TEST(Wire, SizesAreExact) {
   const EncodedTensor e = sample();
   // 64-byte header, 2 dims, 8 fp32 scales (32 bytes), 1000 / 21 per word in buckets of 128.

@@ -23,6 +23,7 @@ Result<Geometry> planGeometry(int64_t count, const QsgdOptions& options) {
   g.norm = options.norm;
   g.k = q.valuesPerWord;
   g.width = q.codeWidth;
+  g.randomBits = options.randomBits;
   g.count = count;
   g.bucketSize = q.bucketSize;
   g.numBuckets = q.numBuckets;

@@ -146,16 +146,19 @@ __global__ void encodeFusedKernel(const float* __restrict__ values, Geometry g, 
       for (int i = tid; i < g.k * section; i += blockDim.x) codes[i] = pad;
     } else {
       const EncodeScaleF32 es = qsgd::encodeScaleF32(sc, qsgd::levels(g.bits));
-      // One Philox block gives the random bits of 4 consecutive tensor indices.
-      const int64_t first = bk.begin >> 2;
-      const int64_t last = (bk.begin + n - 1) >> 2;
+      // One Philox block gives the draws of 4 (or, with 16-bit draws, 8) consecutive indices.
+      const int shift = qsgd::philoxBlockShift(g.randomBits);
+      const int per = qsgd::valuesPerPhiloxBlock(g.randomBits);
+      const int64_t first = bk.begin >> shift;
+      const int64_t last = (bk.begin + n - 1) >> shift;
       for (int64_t q = first + tid; q <= last; q += blockDim.x) {
         uint32_t c[4] = {static_cast<uint32_t>(q), static_cast<uint32_t>(q >> 32),
                          static_cast<uint32_t>(r.step), static_cast<uint32_t>(r.step >> 32)};
         qsgd::philox4x32_10(c, r.key);
-        for (int e = 0; e < 4; ++e) {
-          const int64_t i = 4 * q + e - bk.begin;
-          if (i >= 0 && i < n) codes[i] = codeOf(vals[i], es, c[e], g);
+        for (int e = 0; e < per; ++e) {
+          const int64_t index = per * q + e;
+          const int64_t i = index - bk.begin;
+          if (i >= 0 && i < n) codes[i] = codeOf(vals[i], es, qsgd::drawOfBlock(c, index, g.randomBits), g);
         }
       }
       for (int i = n + tid; i < g.k * section; i += blockDim.x) codes[i] = pad;
@@ -272,7 +275,7 @@ __global__ void encodeWordsKernel(const float* __restrict__ values, Geometry g, 
       const int64_t i = j * bk.section + t;
       uint32_t code = pad;
       if (!nonFinite && i < bk.count) {
-        code = codeOf(values[bk.begin + i], es, qsgd::randomBits(bk.begin + i, r.step, r.key), g);
+        code = codeOf(values[bk.begin + i], es, qsgd::randomBits(bk.begin + i, r.step, r.key, g.randomBits), g);
       }
       word |= static_cast<uint64_t>(code) << qsgd::slotShift(j, g.k, g.width);
     }

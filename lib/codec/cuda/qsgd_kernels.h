@@ -23,6 +23,7 @@ struct Geometry {
   NormKind norm;
   int k;                   // values per word
   int width;               // bits per code
+  int randomBits;          // random bits per value: 32 or 16 (QsgdOptions::randomBits)
   int64_t count;           // values
   int64_t bucketSize;      // effective, >= 1
   int64_t numBuckets;

@@ -120,7 +120,7 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
   q.dtype = static_cast<DType>(p[12]);
   if (p[13] != scaleBytes(q.dtype)) return dataLoss("scale bytes field is ", int{p[13]});
   const uint32_t flags = get<uint32_t>(p + 16);
-  if ((flags & ~kKnownFlags) != 0) return dataLoss("flags 0x", std::hex, flags, " hold unknown bits");
+  if ((flags & ~(kFlagNonFinite | kFlagCrc)) != 0) return dataLoss("flags 0x", std::hex, flags, " hold unknown bits");
   q.flags = flags & ~kFlagCrc;
   q.blockSize = get<int64_t>(p + 24);
   q.options.blockSize = q.blockSize;

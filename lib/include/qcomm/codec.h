@@ -19,6 +19,9 @@ struct QsgdOptions {
   int64_t bucketSize = 0;  // values per bucket; 0 means the whole tensor is one bucket
   NormKind norm = NormKind::kL2;
   Layout layout = Layout::kSeed;
+  // Random bits per value for the stochastic rounding: 32 (unbiased to 2^-24 of a step) or 16
+  // (half the Philox work; unbiased to 2^-16 of a step). Encoded messages say which (flags).
+  int randomBits = 32;
 
   Status validate() const;
 };

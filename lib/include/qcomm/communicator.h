@@ -32,7 +32,8 @@ std::string_view algorithmName(Algorithm algorithm);
 Result<Algorithm> parseAlgorithm(std::string_view name);
 
 // Codec specs: "qsgd:bits=4,bucket=512,norm=max,layout=compact" (every key optional; bucket=0
-// means the whole tensor). The error names the key or value that is wrong.
+// means the whole tensor; random_bits=16 draws 16 random bits per value instead of 32). The error
+// names the key or value that is wrong.
 Result<QsgdOptions> parseCodecSpec(std::string_view spec);
 std::string codecSpec(const QsgdOptions& options);
 
@@ -45,7 +46,9 @@ std::string anyCodecSpec(const CodecConfig& codec);
 double codecStepBound(const CodecConfig& codec);
 
 struct CommunicatorOptions {
-  std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";
+  // 16 random bits per value: the encoder's Philox work halves, for a rounding bias of at most
+  // 2^-16 of a step (docs/performance.md, "QSGD encode").
+  std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact,random_bits=16";
   Algorithm algorithm = Algorithm::kAuto;
   bool errorFeedback = false;
   uint64_t seed = 0;

@@ -39,6 +39,9 @@ inline constexpr int kMaxBits = 16;
 // Message flags (a bit set in the header).
 inline constexpr uint32_t kFlagNonFinite = 1u << 0;  // some bucket held NaN or +-Inf
 inline constexpr uint32_t kFlagCrc = 1u << 1;        // the header carries a CRC32C of the payload
-inline constexpr uint32_t kKnownFlags = kFlagNonFinite | kFlagCrc;
+// QSGD: the words were rounded with 16 random bits per value (QsgdOptions::randomBits), not 32.
+// Decoding is the same; the flag keeps the message self-describing and the config hash honest.
+inline constexpr uint32_t kFlagRandom16 = 1u << 2;
+inline constexpr uint32_t kKnownFlags = kFlagNonFinite | kFlagCrc | kFlagRandom16;
 
 }  // namespace qcomm

@@ -24,7 +24,8 @@
 namespace qcomm {
 
 struct GpuCommunicatorOptions {
-  std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";  // a QSGD spec
+  // A QSGD spec; the same default as CommunicatorOptions::codec.
+  std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact,random_bits=16";
   bool errorFeedback = false;
   uint64_t seed = 0;
   int64_t minCompressNumel = 16384;  // smaller tensors: uncompressed allreduce
