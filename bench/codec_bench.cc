@@ -120,6 +120,31 @@ void BM_Decode(benchmark::State& state) {
   report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
 }
 
+// Decode-and-mean of P codes (the allreduce's inner loop). GB/s counts the float32 output written
+// once; memcpy copies that many bytes.
+void BM_DecodeMean(benchmark::State& state) {
+  Setup s = makeSetup(state);
+  const int p = static_cast<int>(state.range(7));
+  std::vector<EncodedTensor> codes;
+  std::vector<const EncodedTensor*> views;
+  for (int r = 0; r < p; ++r) {
+    codes.push_back(*qsgdEncode(std::span<const float>(s.x), s.options, {7, uint32_t(r), 0, 0}));
+  }
+  for (const EncodedTensor& e : codes) views.push_back(&e);
+  std::vector<float> out(s.n);
+  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    const Status status = qsgdDecodeMean(views, std::span<float>(out), s.executor.get());
+    if (!status.isOk()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
 // Encode also runs with 16 random bits per value (QsgdOptions::randomBits) at buckets of 512;
 // decoding does not depend on it.
 void arguments(benchmark::internal::Benchmark* b, bool withRandomBits) {
@@ -145,6 +170,19 @@ void arguments(benchmark::internal::Benchmark* b, bool withRandomBits) {
 
 BENCHMARK(BM_Encode)->Apply([](benchmark::internal::Benchmark* b) { arguments(b, true); });
 BENCHMARK(BM_Decode)->Apply([](benchmark::internal::Benchmark* b) { arguments(b, false); });
+BENCHMARK(BM_DecodeMean)->Apply([](benchmark::internal::Benchmark* b) {
+  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads", "norm", "rbits", "P"});
+  for (int layout : {0, 1}) {
+    for (int bits : {2, 4, 8}) {
+      for (int log2n : {20, 26}) {
+        for (int threads : {1, 0}) {
+          for (int p : {2, 4, 8}) b->Args({layout, bits, 512, log2n, threads, 1, 32, p});
+        }
+      }
+    }
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
+});
 
 }  // namespace
 }  // namespace qcomm

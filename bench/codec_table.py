@@ -22,11 +22,13 @@ def main(path):
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for b in data["benchmarks"]:
         m = re.match(r"BM_(\w+)/layout:(\d)/bits:(\d+)/bucket:(\d+)/log2n:(\d+)/threads:(\d+)"
-                     r"(?:/norm:(\d))?(?:/rbits:(\d+))?",
+                     r"(?:/norm:(\d))?(?:/rbits:(\d+))?(?:/P:(\d+))?",
                      b["name"])
         if not m or "error_occurred" in b:
             continue
-        op, layout, bits, bucket, log2n, _, norm, rbits = m.groups()
+        op, layout, bits, bucket, log2n, _, norm, rbits, p = m.groups()
+        if p:
+            op = f"{op} P={p}"
         print(f"| {op.lower()} | {'seed' if layout == '0' else 'compact'} | {bits} | "
               f"{'whole' if bucket == '0' else bucket} | {'max' if norm == '1' else 'l2'} | {rbits or 32} | 2^{log2n} | {int(b['threads'])} | "
               f"{b['codec_GBps']:.2f} | {b['memcpy_GBps']:.2f} | {b['x_memcpy']:.2f} |")

@@ -382,7 +382,140 @@ Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor
   return Status::ok();
 }
 
+// ---- decode-and-mean ------------------------------------------------------------------------------
+
+Status checkMeanInputs(std::span<const EncodedTensor* const> codes, std::span<float> out,
+                       const DecodeMeanResidual& r) {
+  if (codes.empty()) return invalidArgument("decode-and-mean of no codes");
+  const EncodedTensor& first = *codes[0];
+  for (size_t c = 0; c < codes.size(); ++c) {
+    const EncodedTensor& e = *codes[c];
+    QCOMM_RETURN_IF_ERROR(validateEncoded(e).withContext(strCat("code ", c, ": ")));
+    if (e.dtype != DType::kFloat32) {
+      return invalidArgument("decode-and-mean: code ", c, " holds ", dtypeName(e.dtype),
+                             " values; it averages float32 codes");
+    }
+    if (e.count != first.count || e.bits != first.bits || e.layout != first.layout ||
+        e.bucketSize != first.bucketSize) {
+      return invalidArgument("decode-and-mean: code ", c, " (", e.count, " values, ", e.bits,
+                             " bits, ", layoutName(e.layout), ", buckets of ", e.bucketSize,
+                             ") differs from code 0 (", first.count, " values, ", first.bits,
+                             " bits, ", layoutName(first.layout), ", buckets of ",
+                             first.bucketSize, ")");
+    }
+  }
+  if (static_cast<int64_t>(out.size()) != first.count) {
+    return invalidArgument("decode-and-mean output holds ", out.size(), " values but the codes have ",
+                           first.count);
+  }
+  if (r.residualOf >= static_cast<int>(codes.size())) {
+    return invalidArgument("residual of code ", r.residualOf, " but there are ", codes.size());
+  }
+  if (r.residualOf >= 0 && (static_cast<int64_t>(r.input.size()) != first.count ||
+                            static_cast<int64_t>(r.residual.size()) != first.count)) {
+    return invalidArgument("residual input and output must hold ", first.count, " values, got ",
+                           r.input.size(), " and ", r.residual.size());
+  }
+  return Status::ok();
+}
+
+// Words [t0, t1) of bucket `bk` of every code, decoded and summed in cache, then the mean (and the
+// residual) written once. A whole bucket that fits one tile is one run of values in order (its
+// rows are `sectionLength` apart, see encodeWords); larger buckets go tile by tile, k rows each.
+void decodeMeanWords(const CpuKernels& k, std::span<const EncodedTensor* const> codes,
+                     const Bucket& bk, int64_t b, int kk, int width, int64_t t0, int64_t t1,
+                     const DecodeMeanResidual& r, float* out) {
+  const bool whole = t0 == 0 && t1 == bk.sectionLength && bk.sectionLength <= kWordTile;
+  const int64_t stride = whole ? bk.sectionLength : kWordTile;
+  uint32_t scratch[qsgd::kMaxValuesPerWord * kWordTile];
+  float acc[qsgd::kMaxValuesPerWord * kWordTile];
+  float decoded[qsgd::kMaxValuesPerWord * kWordTile];
+  const float ranks = static_cast<float>(codes.size());
+  for (int64_t tt = t0; tt < t1; tt += kWordTile) {
+    const int64_t c = std::min<int64_t>(kWordTile, t1 - tt);
+    // Runs of values: (offset in acc, first value in the bucket, count).
+    struct Run {
+      int64_t at, first, count;
+    };
+    Run runs[qsgd::kMaxValuesPerWord];
+    int nRuns = 0;
+    if (whole) {
+      runs[nRuns++] = {0, 0, bk.count};
+    } else {
+      for (int j = 0; j < kk; ++j) {
+        const int64_t first = j * bk.sectionLength + tt;
+        const int64_t valid = std::clamp<int64_t>(bk.count - first, 0, c);
+        if (valid == 0) break;  // later sections start even further on
+        runs[nRuns++] = {j * stride, first, valid};
+      }
+    }
+    for (int u = 0; u < nRuns; ++u) std::fill_n(acc + runs[u].at, runs[u].count, 0.0f);
+    for (size_t code = 0; code < codes.size(); ++code) {
+      const EncodedTensor& e = *codes[code];
+      const double scale = e.scales[b];
+      const bool nonFinite = isNan(scale);
+      const bool keepResidual = static_cast<int>(code) == r.residualOf;
+      if (!nonFinite) k.unpackWords(e.words.data() + bk.wordBegin + tt, c, kk, width, stride, scratch);
+      const auto ds = qsgd::decodeScaleF32(static_cast<float>(scale), qsgd::levels(e.bits));
+      for (int u = 0; u < nRuns; ++u) {
+        const Run& run = runs[u];
+        float* a = acc + run.at;
+        if (!nonFinite && !keepResidual) {
+          k.decodeAddRunF32(scratch + run.at, run.count, e.bits, e.layout, ds, a);
+          continue;
+        }
+        float* d = decoded + run.at;
+        if (nonFinite) {
+          std::fill_n(d, run.count, std::numeric_limits<float>::quiet_NaN());
+        } else {
+          k.decodeRunF32(scratch + run.at, run.count, e.bits, e.layout, ds, d);
+        }
+        for (int64_t i = 0; i < run.count; ++i) a[i] += d[i];
+        if (keepResidual) {
+          const float* in = r.input.data() + bk.begin + run.first;
+          float* res = r.residual.data() + bk.begin + run.first;
+          for (int64_t i = 0; i < run.count; ++i) res[i] = in[i] - d[i];
+        }
+      }
+    }
+    for (int u = 0; u < nRuns; ++u) {
+      const float* a = acc + runs[u].at;
+      float* dst = out + bk.begin + runs[u].first;
+      for (int64_t i = 0; i < runs[u].count; ++i) dst[i] = a[i] / ranks;
+    }
+  }
+}
+
 }  // namespace
+
+Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<float> out,
+                      Executor* executor, const DecodeMeanResidual& residual) {
+  QCOMM_RETURN_IF_ERROR(checkMeanInputs(codes, out, residual));
+  QCOMM_ASSIGN_OR_RETURN(const CpuKernels* kernels, kernelsFromEnvironment());
+  const EncodedTensor& e = *codes[0];
+  const int kk = qsgd::valuesPerWord(e.bits, e.layout);
+  const int width = qsgd::codeWidth(e.bits, e.layout);
+  const int64_t nb = e.numBuckets();
+  if (e.bucketSize <= kFusedBucketLimit) {
+    const int64_t grain = std::max<int64_t>(1, kGrainValues / e.bucketSize);
+    parallelFor(executor, nb, grain, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
+        decodeMeanWords(*kernels, codes, bk, b, kk, width, 0, bk.sectionLength, residual,
+                        out.data());
+      }
+    });
+  } else {
+    for (int64_t b = 0; b < nb; ++b) {
+      const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
+      const int64_t grain = std::max<int64_t>(kWordTile, kGrainValues / kk);
+      parallelFor(executor, bk.sectionLength, grain, [&](int64_t t0, int64_t t1) {
+        decodeMeanWords(*kernels, codes, bk, b, kk, width, t0, t1, residual, out.data());
+      });
+    }
+  }
+  return Status::ok();
+}
 
 Result<EncodedTensor> qsgdEncode(std::span<const float> values, const QsgdOptions& options,
                                  const RandomKey& key, Executor* executor,

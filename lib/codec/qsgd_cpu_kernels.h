@@ -33,6 +33,9 @@ struct CpuKernels {
                        DecodeScaleF32 ds, float* out);
   void (*decodeRunF64)(const uint32_t* codes, int64_t count, int bits, Layout layout, double scale,
                        double* out);
+  // acc[i] = acc[i] + decodeF32(codes[i]): decode-and-mean's accumulation, in fp32.
+  void (*decodeAddRunF32)(const uint32_t* codes, int64_t count, int bits, Layout layout,
+                          DecodeScaleF32 ds, float* acc);
   // words[t] = codes of rows 0..k-1 at column t, row 0 most significant (rows are `stride` apart).
   void (*packWords)(const uint32_t* codes, int k, int width, int64_t nWords, int64_t stride,
                     uint64_t* words);

@@ -24,7 +24,6 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
   const int p = ctx.transport.size();
   const int me = ctx.transport.rank();
   Slot slots[2];
-  std::vector<float> decoded;
 
   // Encodes chunk c and starts its all-gather.
   auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
@@ -45,22 +44,12 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
     Slot& s = slots[c % 2];
     QCOMM_RETURN_IF_ERROR(s.request->wait());
     const int64_t m = s.end - s.begin;
-    decoded.resize(m);
-    std::vector<float> sum(m, 0.0f);
-    const size_t size = s.send.size();
-    for (int r = 0; r < p; ++r) {
-      QCOMM_RETURN_IF_ERROR(
-          decodeMessage(ctx, std::span<const uint8_t>(s.recv).subspan(r * size, size), decoded));
-      for (int64_t i = 0; i < m; ++i) sum[i] += decoded[i];
-      if (r == me && !ctx.residual.empty()) {
-        for (int64_t i = 0; i < m; ++i) {
-          ctx.residual[s.begin + i] = input[s.begin + i] - decoded[i];
-        }
-      }
+    DecodeMeanResidual residual;
+    if (!ctx.residual.empty()) {
+      residual = {me, input.subspan(s.begin, m), ctx.residual.subspan(s.begin, m)};
     }
-    const float ranks = static_cast<float>(p);
-    for (int64_t i = 0; i < m; ++i) output[s.begin + i] = sum[i] / ranks;
-    return Status::ok();
+    return decodeMeanMessages(ctx, s.recv, s.send.size(), p, output.subspan(s.begin, m),
+                              residual);
   };
 
   return runPipelined(ctx, n, start, finish);

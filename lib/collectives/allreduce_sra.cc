@@ -69,19 +69,11 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
     QCOMM_RETURN_IF_ERROR(s.request->wait());
     // Reduce part `me`: decode the P codes and average in rank order.
     const int64_t mine = s.bounds[me + 1] - s.bounds[me];
-    mean.assign(mine, 0.0f);
-    decoded.resize(mine);
-    const size_t size = s.recvCounts[me];
-    for (int r = 0; r < p; ++r) {
-      QCOMM_RETURN_IF_ERROR(
-          decodeMessage(ctx, std::span<const uint8_t>(s.recv).subspan(r * size, size), decoded));
-      for (int64_t i = 0; i < mine; ++i) mean[i] += decoded[i];
-    }
-    const float ranks = static_cast<float>(p);
+    mean.resize(mine);
+    QCOMM_RETURN_IF_ERROR(decodeMeanMessages(ctx, s.recv, s.recvCounts[me], p, mean, {}));
     const int64_t ownerBegin = s.begin + s.bounds[me];
-    for (int64_t i = 0; i < mine; ++i) {
-      mean[i] /= ranks;
-      if (!ctx.ownerResidual.empty()) mean[i] += ctx.ownerResidual[ownerBegin + i];
+    if (!ctx.ownerResidual.empty()) {
+      for (int64_t i = 0; i < mine; ++i) mean[i] += ctx.ownerResidual[ownerBegin + i];
     }
     QCOMM_RETURN_IF_ERROR(
         encodeMessage(ctx, mean, me, ctx.tensorId ^ kOwnerStream, &scratch, &message));

@@ -56,4 +56,37 @@ Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std
       .withContext(strCat("rank ", ctx.transport.rank(), ": "));
 }
 
+Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> messages, size_t size,
+                          int ranks, std::span<float> out, const DecodeMeanResidual& residual) {
+  const auto message = [&](int r) { return messages.subspan(r * size, size); };
+  const std::string where = strCat("rank ", ctx.transport.rank(), ": ");
+  if (ctx.codec.isQsgd) {
+    std::vector<EncodedTensor> codes(ranks);
+    std::vector<const EncodedTensor*> views(ranks);
+    for (int r = 0; r < ranks; ++r) {
+      Result<EncodedTensor> e = fromWire(message(r));
+      if (!e.isOk()) return e.status().withContext(strCat(where, "message from rank ", r, ": "));
+      if (e->count != static_cast<int64_t>(out.size())) {
+        return dataLoss(where, "message from rank ", r, " holds ", e->count, " values where ",
+                        out.size(), " were expected");
+      }
+      codes[r] = std::move(*e);
+      views[r] = &codes[r];
+    }
+    return qsgdDecodeMean(views, out, ctx.executor, residual).withContext(where);
+  }
+  // The other codecs: decode each message and add, the same arithmetic.
+  std::vector<float> sum(out.size(), 0.0f), decoded(out.size());
+  for (int r = 0; r < ranks; ++r) {
+    QCOMM_RETURN_IF_ERROR(decodeMessage(ctx, message(r), decoded));
+    for (size_t i = 0; i < out.size(); ++i) sum[i] += decoded[i];
+    if (r == residual.residualOf) {
+      for (size_t i = 0; i < out.size(); ++i) residual.residual[i] = residual.input[i] - decoded[i];
+    }
+  }
+  const float p = static_cast<float>(ranks);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = sum[i] / p;
+  return Status::ok();
+}
+
 }  // namespace qcomm::collectives

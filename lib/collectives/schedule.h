@@ -51,5 +51,10 @@ Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32
 Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count);
 // Parses and decodes one message of exactly out.size() values.
 Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std::span<float> out);
+// out = mean, summed in rank order, of the `ranks` messages of `size` bytes each in `messages`
+// (QSGD: qsgdDecodeMean, one pass that writes out once); with residual.residualOf = r, also
+// residual = residual.input - decode(message r).
+Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> messages, size_t size,
+                          int ranks, std::span<float> out, const DecodeMeanResidual& residual);
 
 }  // namespace qcomm::collectives

@@ -1,10 +1,13 @@
 // The CPU QSGD coder: hand-computed words, equality with the plain reference encoder for every
 // bits/layout/norm/bucket, determinism across threads and ISAs, and the edge cases.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <random>
 
 #include "codec/qsgd_cpu_kernels.h"
@@ -375,6 +378,106 @@ TEST(QsgdCodec, Float64DenormalAndHugeBucketsKeepTheirNorm) {
     const double expected = magnitude == 4.9e-324 * 7 ? std::hypot(v[0], v[1]) : 5 * magnitude;
     EXPECT_NEAR(e->scales[0], expected, expected * 1e-12 + 5e-324) << magnitude;
   }
+}
+
+// ---- decode-and-mean ------------------------------------------------------------------------------
+
+// What the allreduce did before qsgdDecodeMean: decode each code, add in order, divide.
+std::vector<float> meanByHand(const std::vector<EncodedTensor>& codes) {
+  std::vector<float> sum(codes[0].count, 0.0f);
+  for (const EncodedTensor& e : codes) {
+    const std::vector<float> d = decodeOrDie(e);
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += d[i];
+  }
+  for (float& x : sum) x /= static_cast<float>(codes.size());
+  return sum;
+}
+
+void expectSameBits(const std::vector<float>& got, const std::vector<float>& want,
+                    const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
+        << what << ": value " << i << " is " << got[i] << ", expected " << want[i];
+  }
+}
+
+TEST(QsgdDecodeMean, BitIdenticalToDecodingAndAddingInOrder) {
+  Executor executor(3);
+  for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{200003}}) {
+    for (int bits : {1, 2, 4, 8, 16}) {
+      for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+        for (int64_t bucket : {7, 512, 70001, 0}) {
+          if (n == 200003 && bits != 4 && bits != 2) continue;  // bounded
+          const QsgdOptions o = opts(bits, layout, bits == 2 ? NormKind::kL2 : NormKind::kMax,
+                                     bucket);
+          for (int p : {1, 3, 8}) {
+            std::vector<EncodedTensor> codes;
+            std::vector<const EncodedTensor*> views;
+            for (int r = 0; r < p; ++r) {
+              codes.push_back(encodeOrDie(gaussian(n, 100 + r), o, {9, uint32_t(r), 0, 1}));
+            }
+            for (const EncodedTensor& e : codes) views.push_back(&e);
+            const std::string what = "n " + std::to_string(n) + " bits " + std::to_string(bits) +
+                                     " " + std::string(layoutName(layout)) + " bucket " +
+                                     std::to_string(bucket) + " P " + std::to_string(p);
+            const std::vector<float> want = meanByHand(codes);
+            std::vector<float> got(n, -1.0f);
+            ASSERT_TRUE(qsgdDecodeMean(views, got).isOk()) << what;
+            expectSameBits(got, want, what);
+            std::vector<float> threaded(n, -1.0f);
+            ASSERT_TRUE(qsgdDecodeMean(views, threaded, &executor).isOk()) << what;
+            expectSameBits(threaded, want, what + " (3 threads)");
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QsgdDecodeMean, ResidualAndNonFiniteBuckets) {
+  std::vector<float> input = gaussian(5000, 1);
+  input[1234] = std::numeric_limits<float>::infinity();  // bucket 2 of 512 is non-finite
+  const QsgdOptions o = opts(4, Layout::kCompact, NormKind::kMax, 512);
+  std::vector<EncodedTensor> codes = {encodeOrDie(gaussian(5000, 2), o, {1, 0, 0, 0}),
+                                      encodeOrDie(input, o, {1, 1, 0, 0})};
+  const std::vector<const EncodedTensor*> views = {&codes[0], &codes[1]};
+  std::vector<float> out(5000), residual(5000, 7.0f);
+  ASSERT_TRUE(qsgdDecodeMean(views, out, nullptr, {1, input, residual}).isOk());
+  expectSameBits(out, meanByHand(codes), "mean");
+  const std::vector<float> mine = decodeOrDie(codes[1]);
+  for (size_t i = 0; i < input.size(); ++i) {
+    const float want = input[i] - mine[i];
+    ASSERT_TRUE(std::bit_cast<uint32_t>(residual[i]) == std::bit_cast<uint32_t>(want) ||
+                (std::isnan(residual[i]) && std::isnan(want)))
+        << i;
+  }
+  for (int64_t i = 1024; i < 1536; ++i) ASSERT_TRUE(std::isnan(out[i])) << i;
+  EXPECT_FALSE(std::isnan(out[1023]));
+}
+
+TEST(QsgdDecodeMean, ClearErrors) {
+  const QsgdOptions o = opts(4, Layout::kCompact, NormKind::kMax, 512);
+  const EncodedTensor a = encodeOrDie(gaussian(1000, 1), o, {});
+  const EncodedTensor b = encodeOrDie(gaussian(999, 1), o, {});
+  const EncodedTensor c = encodeOrDie(gaussian(1000, 1), opts(2, Layout::kCompact), {});
+  std::vector<float> out(1000);
+  EXPECT_EQ(qsgdDecodeMean({}, out).message(), "decode-and-mean of no codes");
+  const std::vector<const EncodedTensor*> ab = {&a, &b}, ac = {&a, &c}, aa = {&a, &a};
+  EXPECT_EQ(qsgdDecodeMean(ab, out).message(),
+            "decode-and-mean: code 1 (999 values, 4 bits, compact, buckets of 512) differs from "
+            "code 0 (1000 values, 4 bits, compact, buckets of 512)");
+  EXPECT_THAT(qsgdDecodeMean(ac, out).message(), ::testing::HasSubstr("code 1 (1000 values, 2 bits"));
+  std::vector<float> small(10);
+  EXPECT_EQ(qsgdDecodeMean(aa, small).message(),
+            "decode-and-mean output holds 10 values but the codes have 1000");
+  EXPECT_EQ(qsgdDecodeMean(aa, out, nullptr, {2, {}, {}}).message(),
+            "residual of code 2 but there are 2");
+  const Result<EncodedTensor> f64 = qsgdEncode(std::span<const double>(std::vector<double>(1000, 1.0)), o, {});
+  ASSERT_TRUE(f64.isOk());
+  const std::vector<const EncodedTensor*> ff = {&*f64};
+  EXPECT_EQ(qsgdDecodeMean(ff, out).message(),
+            "decode-and-mean: code 0 holds float64 values; it averages float32 codes");
 }
 
 }  // namespace

@@ -90,6 +90,19 @@ Status qsgdEncodeInto(std::span<const double> values, const QsgdOptions& options
 // Decodes into `out`, whose size must equal encoded.count. A float32 message decodes with fp32
 // arithmetic and a float64 one with fp64, whatever the output type.
 Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* executor = nullptr);
+
+// Decode-and-mean, the allreduce's inner loop: out[i] = (sum over r, in order, of
+// decode(codes[r])[i]) / codes.size(), summed in fp32 from 0, the arithmetic of decoding each code
+// and adding (and of the CUDA qsgdDecodeMean). The codes are float32 messages of the same count,
+// bits, layout and bucket size. Each bucket is decoded into cache and out is written once. With
+// residualOf = r, also residual[i] = input[i] - decode(codes[r])[i] (error feedback).
+struct DecodeMeanResidual {
+  int residualOf = -1;
+  std::span<const float> input;
+  std::span<float> residual;
+};
+Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<float> out,
+                      Executor* executor = nullptr, const DecodeMeanResidual& residual = {});
 Status qsgdDecode(const EncodedTensor& encoded, std::span<double> out,
                   Executor* executor = nullptr);
 
