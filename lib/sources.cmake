@@ -20,15 +20,28 @@ function(qcomm_add_codec_sources target)
     ${QCOMM_LIB_DIR}/codec/quant/quant_options.cc
     ${QCOMM_LIB_DIR}/codec/quant/quant_wire.cc
     ${QCOMM_LIB_DIR}/codec/quant/quantize.cc
+    ${QCOMM_LIB_DIR}/codec/quant/quant_cpu_dispatch.cc
+    ${QCOMM_LIB_DIR}/codec/quant/quant_cpu_generic.cc
     ${QCOMM_LIB_DIR}/codec/quant/rowwise.cc)
+  # The block quantizers' loops: vectorizable floor/nearbyint need -fno-trapping-math (values are
+  # IEEE's either way).
+  set_source_files_properties(${QCOMM_LIB_DIR}/codec/quant/quant_cpu_generic.cc
+                              ${QCOMM_LIB_DIR}/codec/quant/percentile.cc PROPERTIES
+    COMPILE_OPTIONS "-fno-trapping-math")
   # The codec kernels are built once per ISA and picked at run time (codec/qsgd_cpu_dispatch.cc).
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     target_sources(${target} PRIVATE ${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx2.cc
-                                     ${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx512.cc)
+                                     ${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx512.cc
+                                     ${QCOMM_LIB_DIR}/codec/quant/quant_cpu_avx2.cc
+                                     ${QCOMM_LIB_DIR}/codec/quant/quant_cpu_avx512.cc)
     set_source_files_properties(${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx2.cc PROPERTIES
       COMPILE_OPTIONS "-mavx2;-mbmi2")
+    set_source_files_properties(${QCOMM_LIB_DIR}/codec/quant/quant_cpu_avx2.cc PROPERTIES
+      COMPILE_OPTIONS "-mavx2;-mbmi2;-fno-trapping-math")
     set_source_files_properties(${QCOMM_LIB_DIR}/codec/qsgd_cpu_avx512.cc PROPERTIES
-      COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mprefer-vector-width=512;-Wno-maybe-uninitialized;-Wno-uninitialized")
+      COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mbmi2;-mprefer-vector-width=512;-Wno-maybe-uninitialized;-Wno-uninitialized")
+    set_source_files_properties(${QCOMM_LIB_DIR}/codec/quant/quant_cpu_avx512.cc PROPERTIES
+      COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mbmi2;-mprefer-vector-width=512;-fno-trapping-math;-Wno-maybe-uninitialized;-Wno-uninitialized")
     # (GCC 12 warns falsely inside its own AVX-512 intrinsic headers.)
     target_compile_definitions(${target} PRIVATE QCOMM_HAVE_X86_KERNELS=1)
   endif()

@@ -22,7 +22,7 @@ const CpuKernels& genericKernels() { return generic::kernels(); }
 
 const CpuKernels* avx2Kernels() {
 #if defined(QCOMM_HAVE_X86_KERNELS)
-  if (__builtin_cpu_supports("avx2")) return &avx2::kernels();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2")) return &avx2::kernels();
 #endif
   return nullptr;
 }
@@ -30,7 +30,8 @@ const CpuKernels* avx2Kernels() {
 const CpuKernels* avx512Kernels() {
 #if defined(QCOMM_HAVE_X86_KERNELS)
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("bmi2")) {
     return &avx512::kernels();
   }
 #endif

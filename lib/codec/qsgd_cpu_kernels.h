@@ -41,6 +41,9 @@ struct CpuKernels {
                     uint64_t* words);
   void (*unpackWords)(const uint64_t* words, int64_t nWords, int k, int width, int64_t stride,
                       uint32_t* codes);
+  // out[4*i + j] = word j of philox4x32_10({lo(b0+i), hi(b0+i), lo(step), hi(step)}, key): the
+  // 32-bit draws of values 4*b0 .. 4*(b0 + nBlocks) - 1 (the block quantizers' random stream).
+  void (*philoxBlocks)(uint64_t b0, int64_t nBlocks, uint64_t step, PhiloxKey key, uint32_t* out);
 };
 
 const CpuKernels& genericKernels();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -42,7 +43,44 @@ std::array<float, 256> makeDynamicMap() {
   return map;
 }
 
+// The float with order-preserving key `key` (the inverse of key = bits | sign, ~bits if negative).
+float floatOfKey(uint32_t key) {
+  return quant::bitsFloat((key & 0x80000000u) != 0 ? (key & 0x7FFFFFFFu) : ~key);
+}
+
+// First index i with map[i] >= y, in [0, 256].
+int lowerBound(const std::array<float, 256>& map, float y) {
+  return static_cast<int>(std::lower_bound(map.begin(), map.end(), y) - map.begin());
+}
+
+quant::DynamicLookup makeDynamicLookup(const std::array<float, 256>& map) {
+  quant::DynamicLookup t{};
+  std::copy(map.begin(), map.end(), t.map);
+  t.map[256] = std::numeric_limits<float>::infinity();
+  for (uint32_t k = 0; k < 65536; ++k) {
+    // The range's floats inside [-1, 1], where normalized values lie (y = x / absmax).
+    const float least = std::max(floatOfKey(k << 16), -1.0f);
+    const float most = std::min(floatOfKey((k << 16) | 0xFFFFu), 1.0f);
+    if (!(least <= most)) {
+      t.index[k] = 255;  // wholly outside [-1, 1], or NaN: never looked up by a finite block
+      continue;
+    }
+    const int first = lowerBound(map, least);
+    // More than one map value in (least, most] would need a search: the map's spacing rules it
+    // out (see the header); a violation is a programming error caught by the unit tests, which
+    // compare every code with the binary search's.
+    if (lowerBound(map, most) - first > 1) std::abort();
+    t.index[k] = std::min(first, 255);
+  }
+  return t;
+}
+
 }  // namespace
+
+const quant::DynamicLookup& quant::dynamicLookup() {
+  static const DynamicLookup lookup = makeDynamicLookup(makeDynamicMap());
+  return lookup;
+}
 
 std::span<const float, 256> dynamicMap() {
   static const std::array<float, 256> map = makeDynamicMap();

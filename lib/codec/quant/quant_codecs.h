@@ -15,9 +15,24 @@ template <typename T>
 BlockParams<T> linearParams(const T* v, int64_t n, const QuantOptions& options);
 template <typename T>
 BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& options);
+struct QuantCpuKernels;
+// float32 with the vector kernels' selection (the same parameters).
+BlockParams<float> percentileParams(const float* v, int64_t n, const QuantOptions& options,
+                                    const QuantCpuKernels& kernels);
 template <typename T>
 BlockParams<T> dynamicParams(const T* v, int64_t n, const QuantOptions& options);
 template <typename T>
 BlockParams<T> rowwiseParams(const T* v, int64_t n, const QuantOptions& options);
+
+// Dynamic coding by lookup instead of binary search: the map padded with +inf at [256], and for
+// each value of the 16 high bits of a float's order-preserving key (bits | sign, or ~bits when
+// negative) the first map index >= the least float with those bits. Every such range of floats in
+// [-1, 1] holds at most one map value (checked when built; relative map spacing >= 1.4% against
+// ranges of 2^-7), so the first index >= y is index[key] + (map[index[key]] < y).
+struct DynamicLookup {
+  float map[257];
+  int32_t index[65536];
+};
+const DynamicLookup& dynamicLookup();
 
 }  // namespace qcomm::quant

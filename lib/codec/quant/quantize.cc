@@ -6,7 +6,13 @@
 #include <type_traits>
 #include <vector>
 
+#include <atomic>
+#include <cstring>
+
+#include "codec/qsgd_cpu_kernels.h"
 #include "codec/quant/quant_codecs.h"
+#include "codec/quant/quant_cpu_kernels.h"
+#include "qcomm/env.h"
 
 namespace qcomm {
 namespace {
@@ -14,7 +20,23 @@ namespace {
 constexpr int64_t kMaxCount = int64_t{1} << 56;
 constexpr int64_t kGrain = int64_t{1} << 14;
 
+// Values per tile of the float32 kernels: a multiple of 64, so every tile starts on a word.
+constexpr int64_t kTile = 4096;
+
 bool isCast(QuantKind kind) { return kind == QuantKind::kFp16 || kind == QuantKind::kBf16; }
+
+// The kernels QCOMM_CPU_ISA selects: the block quantizers' and QSGD's (for Philox).
+struct Kernels {
+  const quant::QuantCpuKernels* quant;
+  const qsgd::CpuKernels* qsgd;
+};
+
+Result<Kernels> kernelsFromEnvironment() {
+  const std::string isa = knobString(Knob::kCpuIsa);
+  QCOMM_ASSIGN_OR_RETURN(const quant::QuantCpuKernels* q, quant::selectQuantKernels(isa));
+  QCOMM_ASSIGN_OR_RETURN(const qsgd::CpuKernels* k, qsgd::selectKernels(isa));
+  return Kernels{q, k};
+}
 
 // Values per block: the option, or the codec's default (dynamic: 4096; row-wise: the last
 // dimension of the shape; otherwise the whole tensor).
@@ -38,12 +60,139 @@ quant::BlockParams<T> blockParams(const T* v, int64_t n, const QuantOptions& o) 
   return {};
 }
 
+// float32 blocks: the statistics from the vector kernel, then the same parameters as above.
+quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOptions& o,
+                                      const quant::QuantCpuKernels& k) {
+  if (o.kind == QuantKind::kPercentile) return quant::percentileParams(v, n, o, k);
+  if (isCast(o.kind)) return {};
+  const quant::BlockStatsF32 s = k.statsF32(v, n);
+  if (!s.finite) return {std::numeric_limits<float>::quiet_NaN(), 0.0f};
+  switch (o.kind) {
+    case QuantKind::kLinear:
+      return quant::paramsFromRange(o.symmetric ? s.absmax : s.hi, s.lo, o.symmetric, o.bits);
+    case QuantKind::kDynamic: return {s.absmax, 0.0f};
+    case QuantKind::kRowwise: return {quant::asymmetricScale(s.hi, s.lo, o.bits), s.lo};
+    default: return {};
+  }
+}
+
+quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
+  const quant::DynamicLookup& lookup = quant::dynamicLookup();
+  quant::RunF32 run;
+  run.kind = o.kind;
+  run.symmetric = o.symmetric;
+  run.stochastic = o.rounding == Rounding::kStochastic;
+  run.bits = o.bits;
+  run.scale = p.scale;
+  run.zero = p.zero;
+  run.map = lookup.map;
+  run.dynamicIndex = lookup.index;
+  return run;
+}
+
+// Blocks up to this size are scaled by the task that encodes them, while they sit in cache; larger
+// ones in a pass of their own first.
+constexpr int64_t kTaskTiles = 16;
+constexpr int64_t kFusedBlockLimit = kTaskTiles * kTile / 4;
+
+// Scales, zero points and the non-finite flag from the blocks' parameters.
+template <typename T>
+void storeParams(const std::vector<quant::BlockParams<T>>& params, QuantizedTensor& q) {
+  const int64_t blocks = static_cast<int64_t>(params.size());
+  q.scales.resize(blocks);
+  q.zeroPoints.assign(q.hasZeroPoints() ? blocks : 0, 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    q.scales[b] = static_cast<double>(params[b].scale);
+    if (q.hasZeroPoints()) q.zeroPoints[b] = static_cast<double>(params[b].zero);
+    if (std::isnan(q.scales[b])) q.flags |= kFlagNonFinite;
+  }
+}
+
+// float32 quantization in tasks of kTaskTiles tiles: each scales the (small) blocks it touches,
+// then per tile draws Philox, codes per block run, packs densely and copies the tile's bytes into
+// the words (tiles never share a word). A block on a task boundary is scaled by both tasks (the
+// same values); the task holding its first value stores its parameters.
+void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, uint64_t step,
+                      Executor* executor, QuantizedTensor& q) {
+  const QuantOptions& o = q.options;
+  const int64_t n = q.count;
+  const int bits = q.codeBits();
+  const int64_t bs = q.blockSize;
+  const bool cast = isCast(o.kind);
+  const int64_t blocks = cast ? 0 : (n + bs - 1) / bs;
+  const bool fused = bs <= kFusedBlockLimit;
+  std::vector<quant::BlockParams<float>> params(blocks);
+  if (!fused) {
+    parallelFor(executor, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        params[b] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, *k.quant);
+      }
+    });
+  }
+  q.words.resize(quant::wordsFor(n, bits));  // every byte is written below but the last word's tail
+  if (!q.words.empty()) q.words.back() = 0;
+  uint8_t* stream = reinterpret_cast<uint8_t*>(q.words.data());
+  const int64_t totalBytes = static_cast<int64_t>(q.words.size()) * 8;
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  std::atomic<bool> nonFinite{false};
+  parallelFor(executor, (tiles + kTaskTiles - 1) / kTaskTiles, 1, [&](int64_t g0, int64_t g1) {
+    alignas(64) uint32_t random[kTile];
+    alignas(64) uint8_t codes[kTile];
+    alignas(64) uint8_t bytes[kTile + 8];
+    std::vector<quant::BlockParams<float>> local;
+    bool bad = false;
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t s0 = g * kTaskTiles * kTile;
+      const int64_t s1 = std::min(n, s0 + kTaskTiles * kTile);
+      const int64_t firstBlock = cast ? 0 : s0 / bs;
+      if (fused && !cast) {
+        local.resize((s1 - 1) / bs - firstBlock + 1);
+        for (int64_t b = firstBlock; b <= (s1 - 1) / bs; ++b) {
+          local[b - firstBlock] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, *k.quant);
+          if (b * bs >= s0) params[b] = local[b - firstBlock];
+        }
+      }
+      for (int64_t s = s0; s < s1; s += kTile) {
+        const int64_t m = std::min(kTile, n - s);
+        const int64_t offset = s * bits / 8;
+        if (cast) {  // 16-bit codes are their own packing
+          bad |= k.quant->castF32(o.kind, v + s, m, stream + offset);
+          continue;
+        }
+        if (o.rounding == Rounding::kStochastic) {
+          k.qsgd->philoxBlocks(static_cast<uint64_t>(s / 4), (m + 3) / 4, step, philox, random);
+        }
+        for (int64_t i = s; i < s + m;) {
+          const int64_t b = i / bs;
+          const int64_t e = std::min(s + m, (b + 1) * bs);
+          const quant::BlockParams<float>& p = fused ? local[b - firstBlock] : params[b];
+          if (std::isnan(p.scale)) {
+            std::fill(codes + (i - s), codes + (e - s), uint8_t{0});  // a non-finite block
+          } else {
+            k.quant->encodeF32(runOf(o, p), v + i, e - i, random + (i - s), codes + (i - s));
+          }
+          i = e;
+        }
+        const int64_t padded = (m + 7) / 8 * 8;
+        std::fill(codes + m, codes + padded, uint8_t{0});
+        k.quant->packBytes(codes, padded, bits, bytes);
+        const int64_t length = std::min(padded * bits / 8, totalBytes - offset);
+        std::memcpy(stream + offset, bytes, static_cast<size_t>(length));
+      }
+    }
+    if (bad) nonFinite = true;
+  });
+  storeParams(params, q);
+  if (nonFinite) q.flags |= kFlagNonFinite;
+}
+
 template <typename T>
 Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const RandomKey& key,
                     std::span<const int64_t> shape, Executor* executor, QuantizedTensor* out) {
   QCOMM_RETURN_IF_ERROR(o.validate());
   const int64_t n = static_cast<int64_t>(values.size());
   if (n > kMaxCount) return outOfRange("more than 2^56 values");
+  QCOMM_ASSIGN_OR_RETURN(const Kernels kernels, kernelsFromEnvironment());
   QuantizedTensor& q = *out;
   q.options = o;
   q.dtype = std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
@@ -61,6 +210,12 @@ Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const Rand
     q.shape.assign(shape.begin(), shape.end());
   }
   q.blockSize = effectiveBlock(o, n, shape);
+  if constexpr (std::is_same_v<T, float>) {
+    quantizeTilesF32(kernels, values.data(), qsgd::philoxKey(key.seed, key.rank, key.tensorId),
+                     key.step, executor, q);
+    return Status::ok();
+  }
+  // float64 input: parameters per block, then codes value by value.
   const int64_t blocks = isCast(o.kind) ? 0 : (n + q.blockSize - 1) / q.blockSize;
   std::vector<quant::BlockParams<T>> params(blocks);
   const T* v = values.data();
@@ -70,13 +225,7 @@ Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const Rand
       params[b] = blockParams(v + begin, std::min(q.blockSize, n - begin), o);
     }
   });
-  q.scales.resize(blocks);
-  q.zeroPoints.assign(q.hasZeroPoints() ? blocks : 0, 0.0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    q.scales[b] = static_cast<double>(params[b].scale);
-    if (q.hasZeroPoints()) q.zeroPoints[b] = static_cast<double>(params[b].zero);
-    if (std::isnan(q.scales[b])) q.flags |= kFlagNonFinite;
-  }
+  storeParams(params, q);
   const int bits = q.codeBits();
   q.words.assign(quant::wordsFor(n, bits), 0);
   const qsgd::PhiloxKey philox = qsgd::philoxKey(key.seed, key.rank, key.tensorId);
@@ -128,6 +277,53 @@ Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const Rand
   return Status::ok();
 }
 
+// float32 codes to float32 values, tile by tile: the tile's bytes, unpacked, decoded per block run.
+void decodeTilesF32(const quant::QuantCpuKernels& k, const QuantizedTensor& q, float* out,
+                    Executor* executor) {
+  const int64_t n = q.count;
+  const int bits = q.codeBits();
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  const int64_t totalBytes = static_cast<int64_t>(q.words.size()) * 8;
+  const uint8_t* stream = reinterpret_cast<const uint8_t*>(q.words.data());
+  parallelFor(executor, tiles, std::max<int64_t>(1, kGrain / kTile), [&](int64_t t0, int64_t t1) {
+    alignas(64) uint8_t codes[kTile];
+    alignas(64) uint8_t bytes[kTile + 8];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t s = t * kTile;
+      const int64_t m = std::min(kTile, n - s);
+      const int64_t offset = s * bits / 8;
+      if (isCast(q.options.kind)) {
+        k.uncastF32(q.options.kind, stream + offset, m, out + s);
+        continue;
+      }
+      // Unpacking reads up to 8 bytes past the tile: from the stream itself where it has them,
+      // else (the last tile) from a copy with zeros after it.
+      const int64_t padded = (m + 7) / 8 * 8;
+      const int64_t length = padded * bits / 8;
+      const uint8_t* source = stream + offset;
+      if (offset + length + 8 > totalBytes) {
+        const int64_t available = std::min(length, totalBytes - offset);
+        std::copy(source, source + available, bytes);
+        std::fill(bytes + available, bytes + length + 8, uint8_t{0});
+        source = bytes;
+      }
+      k.unpackBytes(source, padded, bits, codes);
+      for (int64_t i = s; i < s + m;) {
+        const int64_t b = i / q.blockSize;
+        const int64_t e = std::min(s + m, (b + 1) * q.blockSize);
+        const float scale = static_cast<float>(q.scales[b]);
+        if (std::isnan(scale)) {
+          std::fill(out + i, out + e, std::numeric_limits<float>::quiet_NaN());
+        } else {
+          const float zero = q.hasZeroPoints() ? static_cast<float>(q.zeroPoints[b]) : 0.0f;
+          k.decodeF32(runOf(q.options, {scale, zero}), codes + (i - s), e - i, out + i);
+        }
+        i = e;
+      }
+    }
+  });
+}
+
 template <typename T, typename Out>
 void dequantizeAs(const QuantizedTensor& q, Out* out, Executor* executor) {
   const int bits = q.codeBits();
@@ -162,6 +358,11 @@ Status dequantizeImpl(const QuantizedTensor& q, std::span<Out> out, Executor* ex
                            q.count);
   }
   if (q.dtype == DType::kFloat32) {
+    if constexpr (std::is_same_v<Out, float>) {
+      QCOMM_ASSIGN_OR_RETURN(const Kernels kernels, kernelsFromEnvironment());
+      decodeTilesF32(*kernels.quant, q, out.data(), executor);
+      return Status::ok();
+    }
     dequantizeAs<float>(q, out.data(), executor);
   } else {
     dequantizeAs<double>(q, out.data(), executor);
@@ -220,6 +421,12 @@ Result<QuantizedTensor> quantize(std::span<const float> values, const QuantOptio
   QuantizedTensor q;
   QCOMM_RETURN_IF_ERROR(quantizeImpl(values, options, key, shape, executor, &q));
   return q;
+}
+
+Status quantizeInto(std::span<const float> values, const QuantOptions& options, const RandomKey& key,
+                    std::span<const int64_t> shape, Executor* executor, QuantizedTensor* out) {
+  if (out == nullptr) return invalidArgument("quantizeInto needs an output tensor, got null");
+  return quantizeImpl(values, options, key, shape, executor, out);
 }
 
 Result<QuantizedTensor> quantize(std::span<const double> values, const QuantOptions& options,

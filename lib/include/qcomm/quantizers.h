@@ -62,6 +62,11 @@ Result<QuantizedTensor> quantize(std::span<const float> values, const QuantOptio
 Result<QuantizedTensor> quantize(std::span<const double> values, const QuantOptions& options,
                                  const RandomKey& key = {}, std::span<const int64_t> shape = {},
                                  Executor* executor = nullptr);
+// quantize into `out`, reusing its buffers (no allocation once they are large enough), as
+// qsgdEncodeInto does for QSGD. On error `out` holds no valid tensor.
+Status quantizeInto(std::span<const float> values, const QuantOptions& options, const RandomKey& key,
+                    std::span<const int64_t> shape, Executor* executor, QuantizedTensor* out);
+
 Status dequantize(const QuantizedTensor& q, std::span<float> out, Executor* executor = nullptr);
 Status dequantize(const QuantizedTensor& q, std::span<double> out, Executor* executor = nullptr);
 // The codes, unpacked, as the notes show them (symmetric codes are signed).

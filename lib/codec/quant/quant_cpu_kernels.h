@@ -1,0 +1,64 @@
+// The block quantizers' CPU inner loops for float32: the function table each ISA build fills in
+// (quant_cpu_kernels.inc, compiled once per ISA like the QSGD kernels) and its selection. Every
+// loop computes exactly the per-value math of codec/quant_format.h, so words are identical on
+// every ISA, thread count and on the GPU; tests/unit/quant_reference.h checks it value by value.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "qcomm/quantizers.h"
+#include "qcomm/status.h"
+
+namespace qcomm::quant {
+
+// min, max and max |x| of a block, as the sequential loops of linear.cc and rowwise.cc find them
+// (a zero min or max has the sign of the block's first zero); finite is false when some value is
+// NaN or +-Inf (then the other fields are meaningless).
+struct BlockStatsF32 {
+  float lo = 0, hi = 0, absmax = 0;
+  bool finite = true;
+};
+
+// One run of values inside one block: the codec and the block's parameters.
+struct RunF32 {
+  QuantKind kind = QuantKind::kLinear;
+  bool symmetric = true;
+  bool stochastic = false;
+  int bits = 8;
+  float scale = 0;  // finite (non-finite blocks are not coded)
+  float zero = 0;
+  const float* map = nullptr;           // dynamic: the 256 map values, then +inf
+  const int32_t* dynamicIndex = nullptr;  // dynamic: DynamicLookup::index (quant_codecs.h)
+};
+
+// How the percentile selection sees a value x: x, |x| or -x.
+enum class ValueView : int { kPlain, kAbsolute, kNegated };
+
+struct QuantCpuKernels {
+  std::string_view name;
+  BlockStatsF32 (*statsF32)(const float* v, int64_t n);
+  // codes[i] = the code of v[i] (kinds of at most 8 bits); random[i]: value i's Philox word
+  // (read only when run.stochastic).
+  void (*encodeF32)(const RunF32& run, const float* v, int64_t n, const uint32_t* random,
+                    uint8_t* codes);
+  void (*decodeF32)(const RunF32& run, const uint8_t* codes, int64_t n, float* out);
+  // fp16/bf16: the 16-bit codes of v[0, n) as 2n little-endian bytes (the words' bytes, which
+  // need no packing); returns whether some value was NaN or +-Inf.
+  bool (*castF32)(QuantKind kind, const float* v, int64_t n, uint8_t* bytes);
+  void (*uncastF32)(QuantKind kind, const uint8_t* bytes, int64_t n, float* out);
+  // Dense packing of n codes (n a multiple of 8) of `bits` <= 8 into n * bits / 8 bytes of the
+  // little-endian bit stream; `bytes` has 8 bytes of slack past the end, which it may overwrite
+  // (pack) or read (unpack).
+  void (*packBytes)(const uint8_t* codes, int64_t n, int bits, uint8_t* bytes);
+  void (*unpackBytes)(const uint8_t* bytes, int64_t n, int bits, uint8_t* codes);
+  // Percentile selection (finite values): maxima[c] = max over r < rows of view(v[r*width + c]);
+  // and the views >= t of v[0, n) into out (returns how many).
+  void (*columnMaxF32)(const float* v, int64_t rows, int64_t width, ValueView view, float* maxima);
+  int64_t (*selectAtLeastF32)(const float* v, int64_t n, float t, ValueView view, float* out);
+};
+
+// The table for QCOMM_CPU_ISA (auto, generic, avx2, avx512); errors as qsgd::selectKernels.
+Result<const QuantCpuKernels*> selectQuantKernels(std::string_view isa);
+
+}  // namespace qcomm::quant

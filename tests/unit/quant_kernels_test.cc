@@ -1,0 +1,193 @@
+// The block quantizers' vector kernels against the value-by-value reference (quant_reference.h):
+// words, scales and zero points bit for bit, and decoded values, for every codec, bit width,
+// rounding, block layout, ISA and thread count, with the edge values each path must get right
+// (signed zeros at a block's min, NaN/Inf blocks, fp16 overflow and subnormals, NaN payloads).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "codec/qsgd_cpu_kernels.h"
+#include "qcomm/executor.h"
+#include "qcomm/quantizers.h"
+#include "unit/quant_reference.h"
+
+namespace qcomm {
+namespace {
+
+QuantOptions spec(const char* text) {
+  Result<QuantOptions> o = parseQuantSpec(text);
+  EXPECT_TRUE(o.isOk()) << text << ": " << o.status().message();
+  return o.isOk() ? o.value() : QuantOptions{};
+}
+
+class ScopedIsa {
+ public:
+  explicit ScopedIsa(const char* isa) { setenv("QCOMM_CPU_ISA", isa, 1); }
+  ~ScopedIsa() { unsetenv("QCOMM_CPU_ISA"); }
+};
+
+std::vector<uint64_t> bitsOf(const std::vector<double>& v) {
+  std::vector<uint64_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * 8);
+  return out;
+}
+
+std::vector<uint32_t> bitsOf(const std::vector<float>& v) {
+  std::vector<uint32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * 4);
+  return out;
+}
+
+// Gaussian values with the edge cases sprinkled in at fixed places.
+std::vector<float> edgyValues(int64_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  const float specials[] = {-0.0f, 0.0f, 1e-40f, -1e-42f, 65504.0f, 65520.0f, -7e4f,
+                            6e-8f, 2.9802322e-8f, 3e-5f, -1e30f, 1.0f / 3};
+  for (int64_t i = 0; i < n; i += 37) v[i] = specials[(i / 37) % std::size(specials)];
+  return v;
+}
+
+struct Case {
+  const char* spec;
+  int64_t n;
+  std::vector<int64_t> shape;  // row-wise: rows of shape.back()
+};
+
+void expectMatchesReference(const std::vector<float>& v, const QuantOptions& o,
+                            const std::vector<int64_t>& shape, const std::string& what) {
+  const RandomKey key{7, 3, 11, 5};
+  const qsgd::PhiloxKey philox = qsgd::philoxKey(key.seed, key.rank, key.tensorId);
+  Executor three(3);
+  for (const char* isa : {"generic", "avx2", "avx512"}) {
+    if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+    ScopedIsa scoped(isa);
+    for (Executor* executor : {static_cast<Executor*>(nullptr), &three}) {
+      const std::string where = what + " isa=" + isa + (executor ? " threads=3" : " threads=1");
+      Result<QuantizedTensor> q = quantize(v, o, key, shape, executor);
+      ASSERT_TRUE(q.isOk()) << where << ": " << q.status().message();
+      const testing::ReferenceQuantized r =
+          testing::referenceQuantize(v, o, q.value().blockSize, philox, key.step);
+      ASSERT_EQ(bitsOf(q.value().scales), bitsOf(r.scales)) << where;
+      ASSERT_EQ(bitsOf(q.value().zeroPoints), bitsOf(r.zeroPoints)) << where;
+      ASSERT_EQ(q.value().words, r.words) << where;
+      ASSERT_EQ((q.value().flags & kFlagNonFinite) != 0, r.nonFinite) << where;
+      std::vector<float> decoded(v.size());
+      ASSERT_TRUE(dequantize(q.value(), decoded, executor).isOk()) << where;
+      ASSERT_EQ(bitsOf(decoded), bitsOf(testing::referenceDequantize(q.value()))) << where;
+    }
+  }
+}
+
+TEST(QuantKernels, EveryCodecBitWidthAndBlockLayoutMatchesTheReference) {
+  const Case cases[] = {
+      {"linear:bits=8,mode=sym,block=4096", 10007, {}},
+      {"linear:bits=4,mode=asym,block=512", 10007, {}},
+      {"linear:bits=3,mode=asym", 4097, {}},
+      {"linear:bits=5,mode=sym,block=3", 1000, {}},
+      {"linear:bits=7,mode=asym,block=100,rounding=nearest", 9001, {}},
+      {"linear:bits=2,mode=sym,rounding=nearest", 65, {}},
+      {"linear:bits=6,mode=sym,block=1", 77, {}},
+      {"percentile:bits=8,mode=sym,p=99.9,block=4096", 10007, {}},
+      {"percentile:bits=4,mode=asym,p=99,block=1000", 9001, {}},
+      {"percentile:bits=8,mode=asym,p=60", 20011, {}},  // order statistics by nth_element
+      {"percentile:bits=6,mode=sym,p=75,rounding=nearest", 20011, {}},
+      {"percentile:bits=8,mode=sym,p=100,block=7", 64, {}},
+      {"dynamic:block=4096", 10007, {}},
+      {"dynamic:block=1000,rounding=nearest", 5000, {}},
+      {"rowwise:bits=8", 6 * 1000, {6, 1000}},
+      {"rowwise:bits=4,rounding=nearest", 3 * 4099, {3, 4099}},
+      {"rowwise:bits=3", 5 * 17, {5, 17}},
+      {"fp16", 10007, {}},
+      {"bf16", 4099, {}},
+      {"fp16", 1, {}},
+  };
+  for (const Case& c : cases) {
+    std::vector<float> v = edgyValues(c.n, static_cast<uint32_t>(c.n));
+    expectMatchesReference(v, spec(c.spec), c.shape, c.spec);
+  }
+}
+
+TEST(QuantKernels, NonFiniteBlocksZerosAndExtremesMatchTheReference) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> v = edgyValues(3000, 5);
+  v[10] = nan;             // block 0 of 512
+  v[600] = -inf;           // block 1
+  uint32_t payload = 0x7FC01234u;  // a NaN with a payload (the casts keep none of it)
+  std::memcpy(&v[2000], &payload, 4);
+  payload = 0xFF812345u;   // a signalling NaN, negative
+  std::memcpy(&v[2001], &payload, 4);
+  // Block 5 (2560..3071): non-negative with its minimum a zero, -0 first, so that the vector
+  // min's sign of zero must follow the sequential loop's.
+  for (int64_t i = 2560; i < 3000; ++i) v[i] = std::fabs(v[i]);
+  v[2600] = -0.0f;
+  v[2700] = 0.0f;
+  for (const char* s : {"linear:bits=4,mode=asym,block=512", "linear:bits=8,block=512",
+                        "rowwise:bits=4,block=512", "dynamic:block=512", "fp16", "bf16",
+                        "percentile:bits=8,mode=asym,p=99,block=512"}) {
+    expectMatchesReference(v, spec(s), {}, s);
+  }
+  const std::vector<float> zeros(1000, 0.0f);
+  for (const char* s : {"linear:bits=4,mode=asym", "linear:bits=8", "rowwise:bits=4",
+                        "dynamic", "percentile:bits=8"}) {
+    expectMatchesReference(zeros, spec(s), {}, std::string(s) + " all zero");
+  }
+}
+
+// Every fp16 code decodes as fromFp16 (the vector path must keep signalling NaNs' bits).
+TEST(QuantKernels, EveryHalfAndBfloat16CodeDecodesAsTheReference) {
+  for (const char* s : {"fp16", "bf16"}) {
+    QuantizedTensor q;
+    q.options = spec(s);
+    q.count = 65536;
+    q.shape = {q.count};
+    q.blockSize = 1;
+    q.words.resize(65536 / 4);
+    for (uint32_t h = 0; h < 65536; ++h) {
+      q.words[h / 4] |= static_cast<uint64_t>(h) << (16 * (h % 4));
+    }
+    for (const char* isa : {"generic", "avx2", "avx512"}) {
+      if (!qsgd::selectKernels(isa).isOk()) continue;
+      ScopedIsa scoped(isa);
+      std::vector<float> decoded(q.count);
+      ASSERT_TRUE(dequantize(q, decoded).isOk());
+      EXPECT_EQ(bitsOf(decoded), bitsOf(testing::referenceDequantize(q))) << s << " " << isa;
+    }
+  }
+}
+
+// The dynamic code by lookup against the binary search, for a comb of floats over [-1, 1], every
+// map value and its neighbours: in one block whose absmax is 1, so y = x exactly.
+TEST(QuantKernels, DynamicLookupAgreesWithTheBinarySearchOverMinusOneToOne) {
+  std::vector<float> v = {1.0f, -1.0f};
+  for (uint32_t u = 0; u < 0x3F800000u; u += 997) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    v.push_back(x);
+    v.push_back(-x);
+  }
+  for (const float m : dynamicMap()) {
+    for (const float x : {m, std::nextafter(m, -2.0f), std::nextafter(m, 2.0f)}) {
+      if (std::fabs(x) <= 1.0f) v.push_back(x);
+    }
+  }
+  const auto map = dynamicMap();
+  for (size_t i = 0; i + 1 < map.size(); ++i) v.push_back((map[i] + map[i + 1]) / 2);
+  for (const char* s : {"dynamic:rounding=nearest", "dynamic"}) {
+    QuantOptions o = spec(s);
+    o.blockSize = static_cast<int64_t>(v.size());
+    expectMatchesReference(v, o, {}, s);
+  }
+}
+
+}  // namespace
+}  // namespace qcomm
