@@ -15,10 +15,16 @@
 #include "qcomm/communicator.h"
 #include "qcomm/codec.h"
 #include "qcomm/wire.h"
+#include "held.h"
 
 namespace py = pybind11;
 
 namespace qcomm::python {
+
+template <>
+struct HeldName<EncodedTensor> {
+  static constexpr const char* value = "qcomm.EncodedTensor";
+};
 
 void defineCuda(py::module_& m);        // cuda_binding.cc
 void defineQuantizers(py::module_& m);  // quant_binding.cc
@@ -37,15 +43,12 @@ void check(const Status& status) {
   if (!status.isOk()) raise(status);
 }
 
-// The fields of an EncodedTensor as a plain dict (numpy arrays for words and scales).
-py::dict toFields(const EncodedTensor& e) {
+// The fields of a held EncodedTensor as a plain dict; words and scales view its vectors.
+py::dict toFields(const EncodedTensor& e, const py::capsule& owner) {
+  EncodedTensor& held = const_cast<EncodedTensor&>(e);  // the capsule's: arrays may write to it
   py::dict d;
-  py::array_t<uint64_t> words(static_cast<py::ssize_t>(e.words.size()));
-  if (!e.words.empty()) std::memcpy(words.mutable_data(), e.words.data(), 8 * e.words.size());
-  py::array_t<double> scales(static_cast<py::ssize_t>(e.scales.size()));
-  if (!e.scales.empty()) std::memcpy(scales.mutable_data(), e.scales.data(), 8 * e.scales.size());
-  d["words"] = words;
-  d["scales"] = scales;
+  d["words"] = viewOf(held.words, owner);
+  d["scales"] = viewOf(held.scales, owner);
   d["bits"] = e.bits;
   d["layout"] = std::string(layoutName(e.layout));
   d["norm"] = std::string(normKindName(e.norm));
@@ -55,6 +58,32 @@ py::dict toFields(const EncodedTensor& e) {
   d["shape"] = py::tuple(py::cast(e.shape));
   d["flags"] = e.flags;
   return d;
+}
+
+py::dict toFields(EncodedTensor&& e) {
+  EncodedTensor* held = nullptr;
+  const py::capsule owner = hold(std::move(e), &held);
+  return toFields(*held, owner);
+}
+
+// The held tensor behind `words` when every field still matches it (the words may have been
+// written through the array: they are read where they lie), else null.
+const EncodedTensor* heldMatch(const py::array_t<uint64_t>& words, const py::array_t<double>& scales,
+                               int bits, Layout layout, NormKind norm, DType dtype,
+                               int64_t bucketSize, int64_t count, const std::vector<int64_t>& shape) {
+  const EncodedTensor* e = heldBy<EncodedTensor>(words);
+  if (e == nullptr || e->words.data() != words.data() ||
+      static_cast<py::ssize_t>(e->words.size()) != words.size() ||
+      static_cast<py::ssize_t>(e->scales.size()) != scales.size() || e->bits != bits ||
+      e->layout != layout || e->norm != norm || e->dtype != dtype || e->bucketSize != bucketSize ||
+      e->count != count || e->shape != shape) {
+    return nullptr;
+  }
+  if (!e->scales.empty() &&
+      std::memcmp(e->scales.data(), scales.data(), 8 * e->scales.size()) != 0) {
+    return nullptr;
+  }
+  return e;
 }
 
 EncodedTensor fromFields(py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
@@ -80,35 +109,62 @@ EncodedTensor fromFields(py::array_t<uint64_t, py::array::c_style | py::array::f
   return e;
 }
 
+// Encodes x; with `out` (the words of an earlier code of the same geometry) into that code's
+// held tensor, whose arrays then show the new code.
 template <typename T>
 py::dict encodeArray(py::array_t<T, py::array::c_style> x, int bits, int64_t bucketSize,
-                     const std::string& norm, const std::string& layout, uint64_t seed,
-                     uint32_t rank, uint32_t tensorId, uint64_t step, Executor* executor) {
+                     const std::string& norm, const std::string& layout, int randomBits,
+                     uint64_t seed, uint32_t rank, uint32_t tensorId, uint64_t step,
+                     Executor* executor, std::optional<py::array> out) {
   QsgdOptions options;
   options.bits = bits;
   options.bucketSize = bucketSize;
   options.norm = unwrap(parseNormKind(norm));
   options.layout = unwrap(parseLayout(layout));
+  options.randomBits = randomBits;
   std::vector<int64_t> shape(x.shape(), x.shape() + x.ndim());
   const std::span<const T> values(x.data(), static_cast<size_t>(x.size()));
-  Result<EncodedTensor> e = invalidArgument("not run");
+  const RandomKey key{seed, rank, tensorId, step};
+  EncodedTensor* target = nullptr;
+  if (out.has_value()) {
+    target = heldBy<EncodedTensor>(*out);
+    if (target == nullptr) {
+      throw py::value_error("encode: out must be a code from qcomm.encode (its buffers are "
+                            "reused), got arrays qcomm did not make");
+    }
+    const QsgdGeometry g = unwrap(qsgdGeometry(values.size(), options));
+    const DType dtype = std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
+    if (static_cast<int64_t>(target->words.size()) != g.wordCount ||
+        static_cast<int64_t>(target->scales.size()) != g.numBuckets || target->dtype != dtype) {
+      throw py::value_error(
+          "encode: out holds " + std::to_string(target->words.size()) + " words and " +
+          std::to_string(target->scales.size()) + " scales of " +
+          std::string(dtypeName(target->dtype)) + " but this code needs " +
+          std::to_string(g.wordCount) + " and " + std::to_string(g.numBuckets) + " of " +
+          std::string(dtypeName(dtype)));
+    }
+  }
+  Status status;
+  EncodedTensor fresh;
   {
     py::gil_scoped_release release;
-    e = qsgdEncode(values, options, RandomKey{seed, rank, tensorId, step}, executor, shape);
+    status = qsgdEncodeInto(values, options, key, executor, target ? target : &fresh, shape);
   }
-  EncodedTensor encoded = unwrap(std::move(e));
-  if (x.ndim() == 0) encoded.shape.clear();  // a 0-d array stays 0-d
-  return toFields(encoded);
+  check(status);
+  EncodedTensor& e = target ? *target : fresh;
+  if (x.ndim() == 0) e.shape.clear();  // a 0-d array stays 0-d
+  return target ? toFields(*target, ownerOf(*out)) : toFields(std::move(fresh));
 }
 
 template <typename T>
-py::array_t<T> decodeTo(const EncodedTensor& e, Executor* executor) {
-  py::array_t<T> out(e.shape);
+py::array decodeTo(const EncodedTensor& e, std::optional<py::array> out, Executor* executor) {
+  py::array result = out.has_value() ? *out : py::array(py::array_t<T>(e.count));
+  T* data = outputBuffer<T>(result, e.count, "decode");
   {
     py::gil_scoped_release release;
-    check(qsgdDecode(e, std::span<T>(out.mutable_data(), static_cast<size_t>(e.count)), executor));
+    check(qsgdDecode(e, std::span<T>(data, static_cast<size_t>(e.count)), executor));
   }
-  return out;
+  return result;
 }
 
 // The torch hook's hot path, without dicts: float32 values straight to a wire message (no CRC:
@@ -234,11 +290,21 @@ PYBIND11_MODULE(_qcomm, m) {
            py::array_t<double, py::array::c_style | py::array::forcecast> scales, int bits,
            const std::string& layout, const std::string& norm, const std::string& dtype,
            int64_t bucketSize, int64_t count, const std::vector<int64_t>& shape, uint32_t flags,
-           const std::string& outDtype, Executor* executor) -> py::object {
-          const EncodedTensor e =
-              fromFields(words, scales, bits, layout, norm, dtype, bucketSize, count, shape, flags);
-          if (outDtype == "float32") return decodeTo<float>(e, executor);
-          return decodeTo<double>(e, executor);
+           const std::string& outDtype, Executor* executor,
+           std::optional<py::array> out) -> py::object {
+          const EncodedTensor* held =
+              heldMatch(words, scales, bits, unwrap(parseLayout(layout)),
+                        unwrap(parseNormKind(norm)),
+                        dtype == "float64" ? DType::kFloat64 : DType::kFloat32, bucketSize, count,
+                        shape);
+          EncodedTensor copy;
+          if (held == nullptr) {
+            copy = fromFields(words, scales, bits, layout, norm, dtype, bucketSize, count, shape,
+                              flags);
+            held = &copy;
+          }
+          if (outDtype == "float32") return decodeTo<float>(*held, out, executor);
+          return decodeTo<double>(*held, out, executor);
         });
   m.def("to_wire", [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> words,
                       py::array_t<double, py::array::c_style | py::array::forcecast> scales,

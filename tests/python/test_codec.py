@@ -174,3 +174,50 @@ def test_torch_tensors_are_accepted_when_torch_is_installed():
     t = torch.linspace(-1, 1, 50)
     code = qcomm.encode(t, 8, seed=0)
     assert np.abs(qcomm.decode(code) - t.numpy()).max() <= code["norm"] / 255
+
+
+def test_encode_and_decode_reuse_buffers_with_out():
+    x = np.random.default_rng(3).standard_normal((64, 33)).astype(np.float32)
+    kwargs = dict(seed=5, bucket_size=128, norm="max", layout="compact")
+    fresh = qcomm.encode(x, 4, step=1, **kwargs)
+    code = qcomm.encode(x, 4, step=0, **kwargs)
+    words = code["neo"]
+    again = qcomm.encode(x, 4, step=1, out=code, **kwargs)
+    assert np.shares_memory(again["neo"], words)           # no new buffer
+    np.testing.assert_array_equal(again["neo"], fresh["neo"])
+    np.testing.assert_array_equal(words, fresh["neo"])     # the earlier code now holds it
+    out = np.empty(x.size, np.float32)
+    y = qcomm.decode(again, out=out)
+    assert y.shape == x.shape and np.shares_memory(y, out)
+    np.testing.assert_array_equal(y, qcomm.decode(fresh))
+    with pytest.raises(ValueError, match="needs"):
+        qcomm.encode(x[:10], 4, out=code, **kwargs)        # another geometry
+    with pytest.raises(ValueError, match="did not make"):
+        qcomm.encode(x, 4, out={"neo": np.zeros(3, np.uint64)}, **kwargs)
+    with pytest.raises(ValueError, match="holds 10 values"):
+        qcomm.decode(code, out=np.empty(10, np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        qcomm.decode(code, out=np.empty(x.size, np.int32))
+
+
+def test_decode_reads_the_words_where_they_lie():
+    x = np.random.default_rng(4).standard_normal(1000).astype(np.float32)
+    code = qcomm.encode(x, 4, seed=1, bucket_size=100, layout="compact")
+    code["neo"][3] ^= np.uint64(0xF0)                      # written through the array
+    copied = dict(code, neo=code["neo"].copy())            # an array qcomm did not make
+    np.testing.assert_array_equal(qcomm.decode(code), qcomm.decode(copied))
+
+
+def test_random_bits_16_is_a_code_option_that_travels():
+    x = np.random.default_rng(5).standard_normal(4096).astype(np.float32)
+    c32 = qcomm.encode(x, 4, seed=9, bucket_size=512, norm="max", layout="compact")
+    c16 = qcomm.encode(x, 4, seed=9, bucket_size=512, norm="max", layout="compact",
+                       random_bits=16)
+    assert c32["random_bits"] == 32 and c16["random_bits"] == 16
+    assert not np.array_equal(c16["neo"], c32["neo"])
+    assert np.max(np.abs(qcomm.decode(c16) - x)) <= np.max(c16["norm"]) / 15 * 1.0001
+    back = qcomm.from_bytes(qcomm.to_bytes(c16))
+    assert back["random_bits"] == 16
+    np.testing.assert_array_equal(back["neo"], c16["neo"])
+    with pytest.raises(ValueError, match="random_bits must be 32 or 16, got 24"):
+        qcomm.encode(x, 4, random_bits=24)

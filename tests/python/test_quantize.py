@@ -130,3 +130,25 @@ def test_bad_arguments_name_what_is_wrong():
         qcomm.quantization_error(x, x, "rmse")
     with pytest.raises(ValueError, match="unknown format version 0"):
         qcomm.Quantized.from_bytes(b"QMCW" + bytes(100))
+
+
+def test_quantize_and_dequantize_reuse_buffers_with_out():
+    x = np.random.default_rng(6).standard_normal((32, 100)).astype(np.float32)
+    kwargs = dict(codec="linear", bits=4, mode="asym", block=256, rounding="stochastic", seed=3)
+    fresh = qcomm.quantize(x, step=2, **kwargs)
+    q = qcomm.quantize(x, step=0, **kwargs)
+    words = q.words
+    again = qcomm.quantize(x, step=2, out=q, **kwargs)
+    assert again is q and np.shares_memory(q.words, words)
+    np.testing.assert_array_equal(q.words, fresh.words)
+    np.testing.assert_array_equal(q.codes, fresh.codes)
+    out = np.empty(x.size, np.float32)
+    y = qcomm.dequantize(q, out=out)
+    assert y.shape == x.shape and np.shares_memory(y, out)
+    np.testing.assert_array_equal(y, qcomm.dequantize(fresh))
+    with pytest.raises(ValueError, match="out holds 3200 float32 values"):
+        qcomm.quantize(x[:5], out=q, **kwargs)
+    with pytest.raises(ValueError, match="holds 7 values"):
+        qcomm.dequantize(q, out=np.empty(7, np.float32))
+    with pytest.raises(TypeError, match="qcomm.Quantized"):
+        qcomm.quantize(x, out=words, **kwargs)

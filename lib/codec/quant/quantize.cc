@@ -429,6 +429,13 @@ Status quantizeInto(std::span<const float> values, const QuantOptions& options, 
   return quantizeImpl(values, options, key, shape, executor, out);
 }
 
+Status quantizeInto(std::span<const double> values, const QuantOptions& options,
+                    const RandomKey& key, std::span<const int64_t> shape, Executor* executor,
+                    QuantizedTensor* out) {
+  if (out == nullptr) return invalidArgument("quantizeInto needs an output tensor, got null");
+  return quantizeImpl(values, options, key, shape, executor, out);
+}
+
 Result<QuantizedTensor> quantize(std::span<const double> values, const QuantOptions& options,
                                  const RandomKey& key, std::span<const int64_t> shape,
                                  Executor* executor) {

@@ -66,6 +66,9 @@ Result<QuantizedTensor> quantize(std::span<const double> values, const QuantOpti
 // qsgdEncodeInto does for QSGD. On error `out` holds no valid tensor.
 Status quantizeInto(std::span<const float> values, const QuantOptions& options, const RandomKey& key,
                     std::span<const int64_t> shape, Executor* executor, QuantizedTensor* out);
+Status quantizeInto(std::span<const double> values, const QuantOptions& options,
+                    const RandomKey& key, std::span<const int64_t> shape, Executor* executor,
+                    QuantizedTensor* out);
 
 Status dequantize(const QuantizedTensor& q, std::span<float> out, Executor* executor = nullptr);
 Status dequantize(const QuantizedTensor& q, std::span<double> out, Executor* executor = nullptr);

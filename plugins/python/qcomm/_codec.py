@@ -21,6 +21,7 @@ from ._cuda import _decode_cuda, _encode_cuda, _host_array, _on_cuda
 _LAYOUTS = ("seed", "compact")
 _NORMS = ("l2", "max")
 _FLAG_NONFINITE = 1
+_FLAG_RANDOM16 = 1 << 2
 
 _executor_lock = threading.Lock()
 _executor = None
@@ -73,7 +74,7 @@ def _as_array(x):
 
 
 def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layout="seed", *,
-           rank=0, tensor_id=0, step=0):
+           rank=0, tensor_id=0, step=0, random_bits=32, out=None):
     """QSGD-encodes a float32 or float64 array of any shape.
 
     quantization_level: q, 1..16 bits per magnitude (s = 2^q - 1 levels).
@@ -82,8 +83,17 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
     bucket_size: values per bucket (each with its own norm); None is the whole tensor.
     norm: 'l2' (the paper's and the seed's) or 'max' (lower variance).
     layout: 'seed' (2-bit sign, bit-compatible with the seed notebook) or 'compact' (1-bit sign).
+    random_bits: 32 (the seed's draws) or 16 (half the Philox work; bias at most 2^-16 of a step,
+        docs/format.md).
+    out: an earlier code of this function with the same geometry (values, bits, layout, bucket,
+        dtype): its buffers are reused, no allocation, and it then holds the new code.
     """
+    random_bits = _int_arg("random_bits", random_bits, 16, 32)
+    if random_bits not in (16, 32):
+        raise ValueError(f"random_bits must be 32 or 16, got {random_bits}")
     if _on_cuda(x):
+        if random_bits != 32 or out is not None:
+            raise ValueError("random_bits=16 and out= are for CPU arrays; CUDA encode draws 32 bits")
         return _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank,
                             tensor_id, step)
     array = _as_array(x)
@@ -95,9 +105,12 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
         quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step)
     if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         array = array.copy(order="C")
+    if out is not None and not (isinstance(out, Mapping) and "neo" in out):
+        raise TypeError(f"encode: out must be a code dict from qcomm.encode, got "
+                        f"{type(out).__name__}")
     coder = _qcomm.encode_f32 if array.dtype == np.float32 else _qcomm.encode_f64
-    fields = coder(array, bits, bucket, norm, layout, seed, rank, tensor_id, step,
-                   _shared_executor())
+    fields = coder(array, bits, bucket, norm, layout, random_bits, seed, rank, tensor_id, step,
+                   _shared_executor(), None if out is None else out["neo"])
     return _to_code(fields)
 
 
@@ -120,6 +133,7 @@ def _to_code(f):
         "bucket_size": bucket,
         "dtype": f["dtype"],
         "nonfinite": bool(f["flags"] & _FLAG_NONFINITE),
+        "random_bits": 16 if f["flags"] & _FLAG_RANDOM16 else 32,
     }
 
 
@@ -181,22 +195,37 @@ def _fields(code):
         raise ValueError(f"code['neo'] holds {words.size} words but {count} values at {bits} bits "
                          f"({layout} layout, buckets of {bucket}) need {word_count}")
     flags = _FLAG_NONFINITE if np.isnan(scales).any() else 0
+    random_bits = code.get("random_bits", 32)
+    if random_bits not in (16, 32):
+        raise ValueError(f"code['random_bits'] must be 32 or 16, got {random_bits!r}")
+    if random_bits == 16:
+        flags |= _FLAG_RANDOM16
     return (words.astype(np.uint64, copy=False), scales, bits, layout, norm_kind, dtype, bucket,
             count, list(shape), flags)
 
 
-def decode(code, dtype=None):
+def decode(code, dtype=None, out=None):
     """Decodes a code dict (from qcomm.encode, qcomm.from_bytes or the seed notebook's encode).
 
     Returns an array of the code's shape, float32 or float64 like the encoded tensor (float64 for
-    the seed notebook's codes), or `dtype` if given.
+    the seed notebook's codes), or `dtype` if given. out: a writable C-contiguous float32 or
+    float64 array of as many values, written in place and returned in the code's shape (its
+    dtype is the output's).
     """
     if isinstance(code, Mapping) and _on_cuda(code.get("neo")):
+        if out is not None:
+            raise ValueError("out= is for CPU codes")
         return _decode_cuda(code, dtype)
     fields = _fields(code)
-    out = _choice("dtype", np.dtype(dtype).name if dtype is not None else fields[5],
-                  ("float32", "float64"))
-    return _qcomm.decode(*fields, out, _shared_executor()).reshape(fields[8])
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"decode: out must be a numpy array, got {type(out).__name__}")
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            raise ValueError(f"decode: dtype={np.dtype(dtype).name} but out is {out.dtype}")
+        dtype = out.dtype
+    name = _choice("dtype", np.dtype(dtype).name if dtype is not None else fields[5],
+                   ("float32", "float64"))
+    return _qcomm.decode(*fields, name, _shared_executor(), out).reshape(fields[8])
 
 
 def to_bytes(code, crc=True):

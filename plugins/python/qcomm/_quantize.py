@@ -18,7 +18,7 @@ import secrets
 import numpy as np
 
 from . import _qcomm
-from ._codec import _int_arg
+from ._codec import _int_arg, _shared_executor
 
 _CODECS = ("linear", "percentile", "dynamic", "rowwise", "fp16", "bf16")
 
@@ -32,6 +32,11 @@ class Quantized:
 
     @property
     def codes(self):
+        """The notes' integer codes, unpacked from the words when first asked for."""
+        if "codes" not in self._fields:
+            fields = dict(self._fields)
+            fields["shape"] = (int(np.prod(self.shape)),)
+            self._fields["codes"] = _qcomm.unpack_codes(fields)
         return self._fields["codes"].reshape(self.shape)
 
     def _per_block(self, key):
@@ -108,12 +113,13 @@ def _spec(codec, bits, mode, rounding, block, percentile):
 
 
 def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block=None,
-             percentile=99.9, axis=-1, seed=None, rank=0, tensor_id=0, step=0):
+             percentile=99.9, axis=-1, seed=None, rank=0, tensor_id=0, step=0, out=None):
     """Quantizes a float32 or float64 array (or CPU torch tensor).
 
     bits: 2..8 (default 8; dynamic is 8, casts 16). block: values per block (default: the whole
     tensor; dynamic 4096). rowwise: one block per row of the last dimension; axis=None treats the
-    whole tensor as one row (note 004's layer-wise example).
+    whole tensor as one row (note 004's layer-wise example). out: an earlier result of the same
+    codec, shape and dtype: its buffers are reused (no allocation) and it then holds the new code.
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
@@ -135,19 +141,34 @@ def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block
     rank = _int_arg("rank", rank, 0, (1 << 32) - 1)
     tensor_id = _int_arg("tensor_id", tensor_id, 0, (1 << 32) - 1)
     step = _int_arg("step", step, 0, (1 << 64) - 1)
+    if out is not None and not isinstance(out, Quantized):
+        raise TypeError(f"quantize: out must be a qcomm.Quantized, got {type(out).__name__}")
     coder = _qcomm.quantize_f32 if array.dtype == np.float32 else _qcomm.quantize_f64
-    fields = coder(array.reshape(-1), spec, shape, seed, rank, tensor_id, step)
+    fields = coder(array.reshape(-1), spec, shape, seed, rank, tensor_id, step,
+                   _shared_executor(), None if out is None else out._fields["words"])
     fields["shape"] = tuple(array.shape)
-    return Quantized(fields)
+    if out is None:
+        return Quantized(fields)
+    out._fields = fields  # the same buffers, now the new code
+    return out
 
 
-def dequantize(q):
-    """The values a Quantized stands for, in its shape and dtype (float32 or float64)."""
+def dequantize(q, out=None):
+    """The values a Quantized stands for, in its shape and dtype (float32 or float64).
+
+    out: a writable C-contiguous float32 or float64 array of as many values, written in place and
+    returned in q's shape (its dtype is the output's).
+    """
     if not isinstance(q, Quantized):
         raise TypeError(f"dequantize expects a qcomm.Quantized, got {type(q).__name__}")
     fields = dict(q._fields)
     fields["shape"] = (int(np.prod(q.shape)),)
-    return _qcomm.dequantize(fields).reshape(q.shape)
+    if out is not None and not isinstance(out, np.ndarray):
+        raise TypeError(f"dequantize: out must be a numpy array, got {type(out).__name__}")
+    dtype = out.dtype.name if out is not None else fields["dtype"]
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dequantize: out must be float32 or float64, got {dtype}")
+    return _qcomm.dequantize(fields, dtype, _shared_executor(), out).reshape(q.shape)
 
 
 def quantization_error(x, y, kind="mse"):
