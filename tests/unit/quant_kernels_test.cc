@@ -109,6 +109,13 @@ TEST(QuantKernels, EveryCodecBitWidthAndBlockLayoutMatchesTheReference) {
       {"fp16", 10007, {}},
       {"bf16", 4099, {}},
       {"fp16", 1, {}},
+      // Several tasks of 16 tiles (65536 values): blocks across task boundaries, scaled by both
+      // tasks (fused) or in a pass of their own (blocks over 16384 values).
+      {"linear:bits=4,mode=asym,block=3000", 200003, {}},
+      {"percentile:bits=8,mode=asym,p=99,block=7000", 140001, {}},
+      {"linear:bits=6,mode=sym,block=20000", 150001, {}},
+      {"dynamic:block=5000", 140001, {}},
+      {"bf16", 140001, {}},
   };
   for (const Case& c : cases) {
     std::vector<float> v = edgyValues(c.n, static_cast<uint32_t>(c.n));
