@@ -44,11 +44,10 @@ void check(const Status& status) {
 }
 
 // The fields of a held EncodedTensor as a plain dict; words and scales view its vectors.
-py::dict toFields(const EncodedTensor& e, const py::capsule& owner) {
-  EncodedTensor& held = const_cast<EncodedTensor&>(e);  // the capsule's: arrays may write to it
+py::dict toFields(EncodedTensor& e, const py::capsule& owner) {
   py::dict d;
-  d["words"] = viewOf(held.words, owner);
-  d["scales"] = viewOf(held.scales, owner);
+  d["words"] = viewOf(e.words, owner);
+  d["scales"] = viewOf(e.scales, owner);
   d["bits"] = e.bits;
   d["layout"] = std::string(layoutName(e.layout));
   d["norm"] = std::string(normKindName(e.norm));

@@ -183,9 +183,9 @@ def test_encode_and_decode_reuse_buffers_with_out():
     code = qcomm.encode(x, 4, step=0, **kwargs)
     words = code["neo"]
     again = qcomm.encode(x, 4, step=1, out=code, **kwargs)
-    assert np.shares_memory(again["neo"], words)           # no new buffer
+    assert again is code and np.shares_memory(again["neo"], words)   # no new buffer
     np.testing.assert_array_equal(again["neo"], fresh["neo"])
-    np.testing.assert_array_equal(words, fresh["neo"])     # the earlier code now holds it
+    np.testing.assert_array_equal(again["norm"], fresh["norm"])     # every key is the new code
     out = np.empty(x.size, np.float32)
     y = qcomm.decode(again, out=out)
     assert y.shape == x.shape and np.shares_memory(y, out)
@@ -194,6 +194,8 @@ def test_encode_and_decode_reuse_buffers_with_out():
         qcomm.encode(x[:10], 4, out=code, **kwargs)        # another geometry
     with pytest.raises(ValueError, match="did not make"):
         qcomm.encode(x, 4, out={"neo": np.zeros(3, np.uint64)}, **kwargs)
+    with pytest.raises(TypeError, match="code dict from qcomm.encode"):
+        qcomm.encode(x, 4, out={"neo": [1, 2]}, **kwargs)
     with pytest.raises(ValueError, match="holds 10 values"):
         qcomm.decode(code, out=np.empty(10, np.float32))
     with pytest.raises(ValueError, match="float32"):
@@ -219,5 +221,6 @@ def test_random_bits_16_is_a_code_option_that_travels():
     back = qcomm.from_bytes(qcomm.to_bytes(c16))
     assert back["random_bits"] == 16
     np.testing.assert_array_equal(back["neo"], c16["neo"])
-    with pytest.raises(ValueError, match="random_bits must be 32 or 16, got 24"):
-        qcomm.encode(x, 4, random_bits=24)
+    for bad in (24, 8, True, "16"):
+        with pytest.raises(ValueError, match="random_bits must be 32 or 16, got"):
+            qcomm.encode(x, 4, random_bits=bad)

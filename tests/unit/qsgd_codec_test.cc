@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 
+#include "support/scoped_isa.h"
 #include "codec/qsgd_cpu_kernels.h"
 #include "qcomm/codec.h"
 #include "reference_encoder.h"
@@ -48,12 +49,7 @@ QsgdOptions opts(int bits, Layout layout, NormKind norm = NormKind::kL2, int64_t
   return o;
 }
 
-// Sets QCOMM_CPU_ISA for one scope.
-class ScopedIsa {
- public:
-  explicit ScopedIsa(const char* isa) { setenv("QCOMM_CPU_ISA", isa, 1); }
-  ~ScopedIsa() { unsetenv("QCOMM_CPU_ISA"); }
-};
+using testing::ScopedIsa;
 
 // ---- hand-computed words (max norm with |v| on exact levels: no randomness involved) ----------
 

@@ -15,6 +15,7 @@
 #include "codec/qsgd_cpu_kernels.h"
 #include "qcomm/executor.h"
 #include "qcomm/quantizers.h"
+#include "support/scoped_isa.h"
 #include "unit/quant_reference.h"
 
 namespace qcomm {
@@ -26,11 +27,7 @@ QuantOptions spec(const char* text) {
   return o.isOk() ? o.value() : QuantOptions{};
 }
 
-class ScopedIsa {
- public:
-  explicit ScopedIsa(const char* isa) { setenv("QCOMM_CPU_ISA", isa, 1); }
-  ~ScopedIsa() { unsetenv("QCOMM_CPU_ISA"); }
-};
+using testing::ScopedIsa;
 
 std::vector<uint64_t> bitsOf(const std::vector<double>& v) {
   std::vector<uint64_t> out(v.size());

@@ -86,11 +86,11 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
     random_bits: 32 (the seed's draws) or 16 (half the Philox work; bias at most 2^-16 of a step,
         docs/format.md).
     out: an earlier code of this function with the same geometry (values, bits, layout, bucket,
-        dtype): its buffers are reused, no allocation, and it then holds the new code.
+        dtype): its buffers are reused, no allocation, and that dict is returned holding the new
+        code.
     """
-    random_bits = _int_arg("random_bits", random_bits, 16, 32)
-    if random_bits not in (16, 32):
-        raise ValueError(f"random_bits must be 32 or 16, got {random_bits}")
+    if isinstance(random_bits, bool) or random_bits not in (16, 32):
+        raise ValueError(f"random_bits must be 32 or 16, got {random_bits!r}")
     if _on_cuda(x):
         if random_bits != 32 or out is not None:
             raise ValueError("random_bits=16 and out= are for CPU arrays; CUDA encode draws 32 bits")
@@ -105,13 +105,17 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
         quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step)
     if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         array = array.copy(order="C")
-    if out is not None and not (isinstance(out, Mapping) and "neo" in out):
+    if out is not None and not (isinstance(out, dict) and isinstance(out.get("neo"), np.ndarray)):
         raise TypeError(f"encode: out must be a code dict from qcomm.encode, got "
                         f"{type(out).__name__}")
     coder = _qcomm.encode_f32 if array.dtype == np.float32 else _qcomm.encode_f64
     fields = coder(array, bits, bucket, norm, layout, random_bits, seed, rank, tensor_id, step,
                    _shared_executor(), None if out is None else out["neo"])
-    return _to_code(fields)
+    if out is None:
+        return _to_code(fields)
+    out.clear()  # the same buffers, now the new code: every key, not just the words
+    out.update(_to_code(fields))
+    return out
 
 
 def _to_code(f):
