@@ -431,6 +431,54 @@ TEST(QsgdDecodeMean, BitIdenticalToDecodingAndAddingInOrder) {
   }
 }
 
+// The fused kernel (CpuKernels::decodeMeanBucketF32: whole buckets straight from the words) on
+// every ISA against decoding and adding with the generic kernels: every width, both layouts,
+// section tails (buckets that leave the last sections empty), scales small enough to need the
+// post factor, the seed's sign field 3 (factor 2) and both mean paths (x * 1/P for powers of two,
+// x / P otherwise).
+TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
+  for (int bits = kMinBits; bits <= kMaxBits; ++bits) {
+    for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+      for (int64_t bucket : {5, 7, 100, 512, 3000}) {
+        const QsgdOptions o = opts(bits, layout, NormKind::kMax, bucket);
+        const int64_t n = 2 * bucket + 3;
+        std::vector<EncodedTensor> codes;
+        for (int r = 0; r < 8; ++r) {
+          std::vector<float> v = gaussian(n, 300 + r, r == 2 ? 1e-31f : 1.0f);
+          for (int64_t i = r; i < n; i += 11) v[i] = 0.0f;  // the seed's sign field 1
+          codes.push_back(encodeOrDie(v, o, {5, uint32_t(r), 0, 2}));
+        }
+        if (layout == Layout::kSeed) {  // sign field 3 in section 0 of a few words of code 1
+          const int k = qsgd::valuesPerWord(bits, layout), width = qsgd::codeWidth(bits, layout);
+          for (size_t w = 0; w < codes[1].words.size(); w += 3) {
+            codes[1].words[w] |= uint64_t{3} << (qsgd::slotShift(0, k, width) + bits);
+          }
+        }
+        for (int p : {1, 2, 3, 5, 8}) {
+          const std::vector<EncodedTensor> some(codes.begin(), codes.begin() + p);
+          std::vector<const EncodedTensor*> views;
+          for (const EncodedTensor& e : some) views.push_back(&e);
+          std::vector<float> want;
+          {
+            ScopedIsa scoped("generic");
+            want = meanByHand(some);
+          }
+          for (const char* isa : {"generic", "avx2", "avx512"}) {
+            if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+            ScopedIsa scoped(isa);
+            std::vector<float> got(n, -1.0f);
+            ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
+            expectSameBits(got, want,
+                           std::string(isa) + " bits " + std::to_string(bits) + " " +
+                               std::string(layoutName(layout)) + " bucket " +
+                               std::to_string(bucket) + " P " + std::to_string(p));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(QsgdDecodeMean, ResidualAndNonFiniteBuckets) {
   std::vector<float> input = gaussian(5000, 1);
   input[1234] = std::numeric_limits<float>::infinity();  // bucket 2 of 512 is non-finite
