@@ -62,7 +62,8 @@ quant::DynamicLookup makeDynamicLookup(const std::array<float, 256>& map) {
     const float least = std::max(floatOfKey(k << 16), -1.0f);
     const float most = std::min(floatOfKey((k << 16) | 0xFFFFu), 1.0f);
     if (!(least <= most)) {
-      t.index[k] = 255;  // wholly outside [-1, 1], or NaN: never looked up by a finite block
+      // Wholly outside [-1, 1], or NaN: never looked up by a finite block.
+      t.record[k] = {255, t.map[254], t.map[255], t.map[256]};
       continue;
     }
     const int first = lowerBound(map, least);
@@ -70,7 +71,8 @@ quant::DynamicLookup makeDynamicLookup(const std::array<float, 256>& map) {
     // out (see the header); a violation is a programming error caught by the unit tests, which
     // compare every code with the binary search's.
     if (lowerBound(map, most) - first > 1) std::abort();
-    t.index[k] = std::min(first, 255);
+    const int lo = std::min(first, 255);
+    t.record[k] = {lo, t.map[std::max(lo - 1, 0)], t.map[lo], t.map[lo + 1]};
   }
   return t;
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "codec/quant/quant_cpu_kernels.h"
 #include "codec/quant_format.h"
 #include "qcomm/quantizers.h"
 
@@ -15,7 +16,6 @@ template <typename T>
 BlockParams<T> linearParams(const T* v, int64_t n, const QuantOptions& options);
 template <typename T>
 BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& options);
-struct QuantCpuKernels;
 // float32 with the vector kernels' selection (the same parameters).
 BlockParams<float> percentileParams(const float* v, int64_t n, const QuantOptions& options,
                                     const QuantCpuKernels& kernels);
@@ -28,10 +28,11 @@ BlockParams<T> rowwiseParams(const T* v, int64_t n, const QuantOptions& options)
 // each value of the 16 high bits of a float's order-preserving key (bits | sign, or ~bits when
 // negative) the first map index >= the least float with those bits. Every such range of floats in
 // [-1, 1] holds at most one map value (checked when built; relative map spacing >= 1.4% against
-// ranges of 2^-7), so the first index >= y is index[key] + (map[index[key]] < y).
+// ranges of 2^-7), so the first index >= y is lo + (map[lo] < y) with lo = record[key].lo. The
+// record (DynamicRecord, quant_cpu_kernels.h) also carries the map values around lo.
 struct DynamicLookup {
   float map[257];
-  int32_t index[65536];
+  DynamicRecord record[65536];
 };
 const DynamicLookup& dynamicLookup();
 

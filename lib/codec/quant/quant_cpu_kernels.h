@@ -21,6 +21,17 @@ struct BlockStatsF32 {
 };
 
 // One run of values inside one block: the codec and the block's parameters.
+// One key's record of the dynamic codec's lookup (see DynamicLookup in quant_codecs.h): the map
+// values around lo ride along so that a SIMD coder reads one 16-byte record per value with a
+// plain load instead of four gathers.
+struct DynamicRecord {
+  int32_t lo;       // the first map index >= the least float of the key's range, in [0, 255]
+  float below;      // map[lo - 1] (map[0] when lo == 0: unused, the code is then 0)
+  float at;         // map[lo]
+  float above;      // map[lo + 1] (map[256] = +inf when lo == 255)
+};
+static_assert(sizeof(DynamicRecord) == 16);
+
 struct RunF32 {
   QuantKind kind = QuantKind::kLinear;
   bool symmetric = true;
@@ -29,7 +40,7 @@ struct RunF32 {
   float scale = 0;  // finite (non-finite blocks are not coded)
   float zero = 0;
   const float* map = nullptr;           // dynamic: the 256 map values, then +inf
-  const int32_t* dynamicIndex = nullptr;  // dynamic: DynamicLookup::index (quant_codecs.h)
+  const DynamicRecord* dynamicRecord = nullptr;  // dynamic: DynamicLookup::record (quant_codecs.h)
 };
 
 // How the percentile selection sees a value x: x, |x| or -x.

@@ -86,7 +86,7 @@ quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
   run.scale = p.scale;
   run.zero = p.zero;
   run.map = lookup.map;
-  run.dynamicIndex = lookup.index;
+  run.dynamicRecord = lookup.record;
   return run;
 }
 
