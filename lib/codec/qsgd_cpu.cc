@@ -507,8 +507,8 @@ Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<flo
       std::vector<qsgd::DecodeScaleF32> scales(codes.size());
       for (int64_t b = b0; b < b1; ++b) {
         const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
-        // The fused kernel takes buckets in one tile, with finite scales and no residual.
-        bool fused = residual.residualOf < 0 && bk.sectionLength <= kWordTile;
+        // The fused kernel takes buckets in one tile, with finite scales.
+        bool fused = bk.sectionLength <= kWordTile;
         for (size_t c = 0; fused && c < codes.size(); ++c) {
           const double scale = codes[c]->scales[b];
           fused = !isNan(scale);
@@ -531,6 +531,15 @@ Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<flo
           kernels->decodeMeanBucketF32(words.data(), scales.data(), static_cast<int>(codes.size()),
                                        bk.sectionLength, bk.count, e.bits, e.layout,
                                        out.data() + bk.begin);
+          if (residual.residualOf >= 0) {  // residual = input - own decoded code
+            float mine[qsgd::kMaxValuesPerWord * kWordTile];
+            decodeWords(*kernels, *codes[residual.residualOf], bk,
+                        codes[residual.residualOf]->scales[b], kk, width, 0, bk.sectionLength,
+                        mine);
+            const float* in = residual.input.data() + bk.begin;
+            float* res = residual.residual.data() + bk.begin;
+            for (int64_t i = 0; i < bk.count; ++i) res[i] = in[i] - mine[i];
+          }
         } else {
           decodeMeanWords(*kernels, codes, bk, b, kk, width, 0, bk.sectionLength, residual,
                           out.data());

@@ -434,8 +434,8 @@ TEST(QsgdDecodeMean, BitIdenticalToDecodingAndAddingInOrder) {
 // The fused kernel (CpuKernels::decodeMeanBucketF32: whole buckets straight from the words) on
 // every ISA against decoding and adding with the generic kernels: every width, both layouts,
 // section tails (buckets that leave the last sections empty), scales small enough to need the
-// post factor, the seed's sign field 3 (factor 2) and both mean paths (x * 1/P for powers of two,
-// x / P otherwise).
+// post factor, the seed's sign field 3 (factor 2), both mean paths (x * 1/P for powers of two,
+// x / P otherwise) and the error-feedback residual of one code, written in place.
 TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
   for (int bits = kMinBits; bits <= kMaxBits; ++bits) {
     for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
@@ -454,6 +454,18 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
             codes[1].words[w] |= uint64_t{3} << (qsgd::slotShift(0, k, width) + bits);
           }
         }
+        // residualInput - decode(code c) for every c, by the generic kernels.
+        const std::vector<float> residualInput = gaussian(n, 77);
+        std::vector<std::vector<float>> wantResidual;
+        {
+          ScopedIsa scoped("generic");
+          for (const EncodedTensor& e : codes) {
+            const std::vector<float> d = decodeOrDie(e);
+            std::vector<float> r(n);
+            for (int64_t i = 0; i < n; ++i) r[i] = residualInput[i] - d[i];
+            wantResidual.push_back(std::move(r));
+          }
+        }
         for (int p : {1, 2, 3, 5, 8}) {
           const std::vector<EncodedTensor> some(codes.begin(), codes.begin() + p);
           std::vector<const EncodedTensor*> views;
@@ -466,12 +478,18 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
           for (const char* isa : {"generic", "avx2", "avx512"}) {
             if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
             ScopedIsa scoped(isa);
+            const std::string what = std::string(isa) + " bits " + std::to_string(bits) + " " +
+                                     std::string(layoutName(layout)) + " bucket " +
+                                     std::to_string(bucket) + " P " + std::to_string(p);
             std::vector<float> got(n, -1.0f);
             ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
-            expectSameBits(got, want,
-                           std::string(isa) + " bits " + std::to_string(bits) + " " +
-                               std::string(layoutName(layout)) + " bucket " +
-                               std::to_string(bucket) + " P " + std::to_string(p));
+            expectSameBits(got, want, what);
+            // With the residual of the last code, written over its input (in place).
+            std::vector<float> inPlace = residualInput;
+            std::fill(got.begin(), got.end(), -1.0f);
+            ASSERT_TRUE(qsgdDecodeMean(views, got, nullptr, {p - 1, inPlace, inPlace}).isOk());
+            expectSameBits(got, want, what + " (with residual)");
+            expectSameBits(inPlace, wantResidual[p - 1], what + " residual");
           }
         }
       }
