@@ -13,7 +13,7 @@ python=/usr/bin/python3  # Debian's interpreter, the one with numpy and pytest
 packages=(
   build-essential cmake ninja-build pkg-config iproute2
   libboost-serialization-dev librandom123-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin
+  libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libgloo-dev
   python3 python3-dev python3-numpy python3-pytest pybind11-dev python3-pybind11 python3-sklearn
   python3-matplotlib python3-torch
 )

@@ -1,0 +1,80 @@
+// The Gloo transport: qcomm on hosts without MPI. Ranks find each other through a key-value
+// store (the rendezvous of torchrun-style jobs: a file on a shared file system, an in-process
+// table for ranks that are threads, or any store a front end adapts, such as torch's c10d store),
+// then talk over Gloo's TCP transport. Link qcomm::gloo.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qcomm/transport.h"
+
+namespace qcomm::transport {
+
+// A rendezvous store: set once, get (waiting until the key is set, up to the timeout), wait for
+// keys. Implementations are shared by every rank of a process that uses them and must be safe to
+// call from several threads.
+class KeyValueStore {
+ public:
+  virtual ~KeyValueStore() = default;
+  virtual Status set(const std::string& key, const std::vector<char>& value) = 0;
+  virtual Result<std::vector<char>> get(const std::string& key,
+                                        std::chrono::milliseconds timeout) = 0;
+  virtual Status wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) = 0;
+};
+
+// Files in `directory` (created if missing), one per key: ranks in several processes, or hosts
+// sharing a file system.
+Result<std::shared_ptr<KeyValueStore>> makeFileStore(const std::string& directory);
+// A table in this process: ranks that are threads.
+std::shared_ptr<KeyValueStore> makeMemoryStore();
+
+struct GlooOptions {
+  // The address this rank listens on and announces to the others (a host name or an IP address;
+  // empty: this host's name). `iface` (e.g. "eth0") picks the interface's address instead.
+  std::string hostname;
+  std::string iface;
+  // Every store access, connection and collective fails with a clear error after this long
+  // (a dead or missing rank never hangs the others).
+  std::chrono::milliseconds timeout = std::chrono::seconds(30);
+  // Prefix of this group's keys, so that several groups share one store.
+  std::string prefix = "qcomm";
+};
+
+class GlooTransport final : public Transport {
+ public:
+  // Connects rank `rank` of `size` (a full mesh of TCP pairs) through `store`; returns when every
+  // rank has connected, or an error naming the rank and what failed.
+  static Result<std::unique_ptr<GlooTransport>> create(std::shared_ptr<KeyValueStore> store,
+                                                       int rank, int size,
+                                                       const GlooOptions& options = {});
+  ~GlooTransport() override;
+  GlooTransport(const GlooTransport&) = delete;
+  GlooTransport& operator=(const GlooTransport&) = delete;
+
+  int rank() const override;
+  int size() const override;
+  std::string_view name() const override { return "gloo"; }
+  // Host memory; driven by one thread at a time, any thread (operations complete when started).
+  Capabilities capabilities() const override { return {false, true}; }
+
+  Result<std::unique_ptr<Request>> iallgatherv(std::span<const uint8_t> send,
+                                               std::span<uint8_t> recv,
+                                               std::span<const size_t> recvCounts) override;
+  Result<std::unique_ptr<Request>> ialltoallv(std::span<const uint8_t> send,
+                                              std::span<const size_t> sendCounts,
+                                              std::span<uint8_t> recv,
+                                              std::span<const size_t> recvCounts) override;
+  Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) override;
+  Status barrier() override;
+
+  struct State;
+
+ private:
+  explicit GlooTransport(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace qcomm::transport

@@ -1,0 +1,266 @@
+#include "qcomm/gloo_transport.h"
+
+#include <gloo/allgatherv.h>
+#include <gloo/allreduce.h>
+#include <gloo/alltoallv.h>
+#include <gloo/barrier.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/file_store.h>
+#include <gloo/rendezvous/hash_store.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/transport/tcp/device.h>
+#include <unistd.h>
+
+#include <climits>
+#include <exception>
+#include <filesystem>
+#include <stdexcept>
+
+namespace qcomm::transport {
+namespace {
+
+// Gloo reports failures by exceptions; qcomm by Status. A timeout is its own code.
+Status fromException(const std::exception& e, std::string_view what) {
+  const std::string text = e.what();
+  if (text.find("Timed out") != std::string::npos || text.find("timed out") != std::string::npos ||
+      text.find("imeout") != std::string::npos) {
+    return deadlineExceeded(what, ": ", text);
+  }
+  return ioError(what, ": ", text);
+}
+
+// A KeyValueStore over one of Gloo's own stores.
+class GlooBackedStore final : public KeyValueStore {
+ public:
+  explicit GlooBackedStore(std::unique_ptr<gloo::rendezvous::Store> store)
+      : store_(std::move(store)) {}
+
+  Status set(const std::string& key, const std::vector<char>& value) override {
+    try {
+      store_->set(key, value);
+      return Status::ok();
+    } catch (const std::exception& e) {
+      return fromException(e, strCat("store: setting '", key, "'"));
+    }
+  }
+  Result<std::vector<char>> get(const std::string& key,
+                                std::chrono::milliseconds timeout) override {
+    try {
+      store_->wait({key}, timeout);
+      return store_->get(key);
+    } catch (const std::exception& e) {
+      return fromException(e, strCat("store: getting '", key, "'"));
+    }
+  }
+  Status wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) override {
+    try {
+      store_->wait(keys, timeout);
+      return Status::ok();
+    } catch (const std::exception& e) {
+      return fromException(e, strCat("store: waiting for ", keys.size(), " keys"));
+    }
+  }
+
+ private:
+  std::unique_ptr<gloo::rendezvous::Store> store_;
+};
+
+// Gloo's view of a KeyValueStore, under this group's prefix; errors go back as exceptions.
+class PrefixedStoreForGloo final : public gloo::rendezvous::Store {
+ public:
+  PrefixedStoreForGloo(KeyValueStore& store, std::string prefix,
+                       std::chrono::milliseconds timeout)
+      : store_(store), prefix_(std::move(prefix) + "/"), timeout_(timeout) {}
+
+  void set(const std::string& key, const std::vector<char>& data) override {
+    check(store_.set(prefix_ + key, data));
+  }
+  std::vector<char> get(const std::string& key) override {
+    Result<std::vector<char>> value = store_.get(prefix_ + key, timeout_);
+    check(value.status());
+    return std::move(*value);
+  }
+  void wait(const std::vector<std::string>& keys) override { wait(keys, timeout_); }
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
+    std::vector<std::string> prefixed;
+    for (const std::string& k : keys) prefixed.push_back(prefix_ + k);
+    check(store_.wait(prefixed, timeout));
+  }
+
+ private:
+  static void check(const Status& status) {
+    if (!status.isOk()) throw std::runtime_error(status.message());
+  }
+  KeyValueStore& store_;
+  std::string prefix_;
+  std::chrono::milliseconds timeout_;
+};
+
+std::string thisHost() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
+  return name;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<KeyValueStore>> makeFileStore(const std::string& directory) {
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (error) {
+    return ioError("file store: cannot create directory '", directory, "': ", error.message());
+  }
+  try {
+    return std::shared_ptr<KeyValueStore>(std::make_shared<GlooBackedStore>(
+        std::make_unique<gloo::rendezvous::FileStore>(directory)));
+  } catch (const std::exception& e) {
+    return fromException(e, strCat("file store in '", directory, "'"));
+  }
+}
+
+std::shared_ptr<KeyValueStore> makeMemoryStore() {
+  return std::make_shared<GlooBackedStore>(std::make_unique<gloo::rendezvous::HashStore>());
+}
+
+struct GlooTransport::State {
+  std::shared_ptr<KeyValueStore> store;  // kept alive while the group lives
+  std::shared_ptr<gloo::transport::Device> device;
+  std::shared_ptr<gloo::rendezvous::Context> context;
+  GlooOptions options;
+  int rank = 0;
+  int size = 1;
+  uint32_t tag = 0;  // one per operation: Gloo matches messages by tag
+
+  std::string where(std::string_view op) const {
+    return strCat("gloo transport, rank ", rank, " of ", size, ": ", op);
+  }
+};
+
+GlooTransport::GlooTransport(std::unique_ptr<State> state) : state_(std::move(state)) {}
+GlooTransport::~GlooTransport() = default;
+
+Result<std::unique_ptr<GlooTransport>> GlooTransport::create(std::shared_ptr<KeyValueStore> store,
+                                                             int rank, int size,
+                                                             const GlooOptions& options) {
+  if (store == nullptr) return invalidArgument("gloo transport: no store");
+  if (size < 1 || rank < 0 || rank >= size) {
+    return invalidArgument("gloo transport: rank ", rank, " of ", size,
+                           " (needs 0 <= rank < size)");
+  }
+  if (options.timeout.count() <= 0) {
+    return invalidArgument("gloo transport: timeout must be positive, got ",
+                           options.timeout.count(), " ms");
+  }
+  auto state = std::make_unique<State>();
+  state->store = std::move(store);
+  state->options = options;
+  state->rank = rank;
+  state->size = size;
+  gloo::transport::tcp::attr attr;
+  attr.hostname = options.iface.empty() && options.hostname.empty() ? thisHost() : options.hostname;
+  attr.iface = options.iface;
+  try {
+    state->device = gloo::transport::tcp::CreateDevice(attr);
+  } catch (const std::exception& e) {
+    return fromException(e, state->where(strCat("no TCP device on '",
+                                                attr.iface.empty() ? attr.hostname : attr.iface,
+                                                "'")));
+  }
+  try {
+    state->context = std::make_shared<gloo::rendezvous::Context>(rank, size);
+    state->context->setTimeout(options.timeout);
+    PrefixedStoreForGloo prefixed(*state->store, options.prefix, options.timeout);
+    state->context->connectFullMesh(prefixed, state->device);
+  } catch (const std::exception& e) {
+    return fromException(e, state->where(strCat("connecting to the other ", size - 1,
+                                                " ranks through the store (prefix '",
+                                                options.prefix, "')")));
+  }
+  return std::unique_ptr<GlooTransport>(new GlooTransport(std::move(state)));
+}
+
+int GlooTransport::rank() const { return state_->rank; }
+int GlooTransport::size() const { return state_->size; }
+
+Result<std::unique_ptr<Request>> GlooTransport::iallgatherv(std::span<const uint8_t> send,
+                                                            std::span<uint8_t> recv,
+                                                            std::span<const size_t> recvCounts) {
+  State& s = *state_;
+  if (recvCounts.size() != static_cast<size_t>(s.size) || send.size() != recvCounts[s.rank] ||
+      recv.size() != total(recvCounts)) {
+    return invalidArgument(s.where("allgatherv"), ": sends ", send.size(), " bytes into ",
+                           recv.size(), " with ", recvCounts.size(), " counts summing to ",
+                           total(recvCounts));
+  }
+  if (recv.empty()) return std::unique_ptr<Request>(new CompletedRequest());
+  try {
+    gloo::AllgathervOptions opts(s.context);
+    opts.setInput(const_cast<uint8_t*>(send.data()), send.size());
+    opts.setOutput(recv.data(), std::vector<size_t>(recvCounts.begin(), recvCounts.end()));
+    opts.setTag(s.tag++);
+    gloo::allgatherv(opts);
+  } catch (const std::exception& e) {
+    return fromException(e, s.where(strCat("allgatherv of ", recv.size(), " bytes")));
+  }
+  return std::unique_ptr<Request>(new CompletedRequest());
+}
+
+Result<std::unique_ptr<Request>> GlooTransport::ialltoallv(std::span<const uint8_t> send,
+                                                           std::span<const size_t> sendCounts,
+                                                           std::span<uint8_t> recv,
+                                                           std::span<const size_t> recvCounts) {
+  State& s = *state_;
+  if (sendCounts.size() != static_cast<size_t>(s.size) ||
+      recvCounts.size() != static_cast<size_t>(s.size) || send.size() != total(sendCounts) ||
+      recv.size() != total(recvCounts)) {
+    return invalidArgument(s.where("alltoallv"), ": ", send.size(), " bytes in ",
+                           sendCounts.size(), " blocks, ", recv.size(), " bytes out in ",
+                           recvCounts.size(), " blocks");
+  }
+  try {
+    gloo::AlltoallvOptions opts(s.context);
+    std::vector<int64_t> in(sendCounts.begin(), sendCounts.end());
+    std::vector<int64_t> out(recvCounts.begin(), recvCounts.end());
+    uint8_t dummy = 0;  // Gloo wants a buffer even for zero bytes
+    opts.setInput(send.empty() ? &dummy : const_cast<uint8_t*>(send.data()), std::move(in));
+    opts.setOutput(recv.empty() ? &dummy : recv.data(), std::move(out));
+    opts.setTag(s.tag++);
+    gloo::alltoallv(opts);
+  } catch (const std::exception& e) {
+    return fromException(e, s.where(strCat("alltoallv of ", send.size(), " bytes out, ",
+                                           recv.size(), " in")));
+  }
+  return std::unique_ptr<Request>(new CompletedRequest());
+}
+
+Result<std::unique_ptr<Request>> GlooTransport::iallreduceSum(std::span<float> data) {
+  State& s = *state_;
+  if (data.empty() || s.size == 1) return std::unique_ptr<Request>(new CompletedRequest());
+  try {
+    gloo::AllreduceOptions opts(s.context);
+    opts.setOutput(data.data(), data.size());
+    opts.setReduceFunction(
+        static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+    opts.setTag(s.tag++);
+    gloo::allreduce(opts);
+  } catch (const std::exception& e) {
+    return fromException(e, s.where(strCat("allreduce of ", data.size(), " floats")));
+  }
+  return std::unique_ptr<Request>(new CompletedRequest());
+}
+
+Status GlooTransport::barrier() {
+  State& s = *state_;
+  try {
+    gloo::BarrierOptions opts(s.context);
+    opts.setTag(s.tag++);
+    gloo::barrier(opts);
+  } catch (const std::exception& e) {
+    return fromException(e, s.where("barrier"));
+  }
+  return Status::ok();
+}
+
+}  // namespace qcomm::transport
