@@ -28,6 +28,7 @@ struct HeldName<EncodedTensor> {
 
 void defineCuda(py::module_& m);        // cuda_binding.cc
 void defineQuantizers(py::module_& m);  // quant_binding.cc
+void defineEngine(py::module_& m);      // engine_binding.cc (with Gloo)
 
 namespace {
 
@@ -327,6 +328,12 @@ PYBIND11_MODULE(_qcomm, m) {
   });
   defineCuda(m);
   defineQuantizers(m);
+#if defined(QCOMM_HAVE_GLOO)
+  defineEngine(m);
+  m.attr("built_with_gloo") = true;
+#else
+  m.attr("built_with_gloo") = false;
+#endif
   m.def("encode_message", &encodeMessage);
   m.def("encode_message_spec", &encodeMessageSpec);
   m.def("canonical_codec_spec", &canonicalSpec);

@@ -5,35 +5,47 @@ One line on an existing DDP model::
     import qcomm.torch
     qcomm.torch.register(ddp_model, bits=4)
 
-The hook encodes each gradient bucket with qcomm's codec (zero-copy through DLPack for CPU
-float32 buckets), exchanges the wire messages with torch.distributed collectives on uint8
-tensors (works with gloo and nccl process groups), decodes them, averages in rank order (every
-rank gets bit-identical gradients) and returns the Future DDP expects. CUDA buckets, when qcomm
-was built with CUDA, are encoded and decoded on their device by the CUDA codec (the same words)
-and their words and scales all-gathered as device tensors; without CUDA they are staged through
-host memory.
+The hook hands each CPU gradient bucket to qcomm's engine, the C++ Communicator (its chunked
+pipeline, error feedback, agreement checks) over qcomm's Gloo transport, and returns at once a
+Future that completes when the averaged bucket is written back. Encoding, exchange, decoding and
+error feedback run on the engine's worker thread without the GIL while autograd goes on with the
+next buckets; DDP launches buckets in the same order on every rank and the engine keeps that
+order, so ranks agree and every rank gets bit-identical gradients. The engine joins the ranks
+through a rendezvous store: `store=` (any torch.distributed store), or by default a TCPStore that
+rank 0 of the process group starts and announces through the group (public API only; its address
+is $MASTER_ADDR, else this host's name). The transport listens on $GLOO_SOCKET_IFNAME's address
+when set (torch's own Gloo convention), else on this host's name.
 
 - Before `start_iter` (DDP rebuilds its buckets after the first iteration) and for buckets under
-  `min_compress_numel` values it runs a plain allreduce.
-- `algorithm`: 'allgather' (one quantization), 'sra' (scatter-reduce-allgather through
-  all_to_all, bandwidth-optimal) or 'auto' (sra from 3 ranks on, when the backend has
-  all_to_all; otherwise allgather, with a warning if sra was asked for).
-- Error feedback keeps one residual per bucket index, reset when a bucket's size changes, saved
-  with `state_dict()` / `load_state_dict()`.
+  `min_compress_numel` values it runs the process group's plain allreduce.
+- `algorithm`: 'allgather' (one quantization), 'sra' (scatter-reduce-allgather, bandwidth-optimal)
+  or 'auto' (the Communicator's choice by size and ranks).
+- Error feedback keeps one residual per bucket index inside the engine, reset when a bucket's size
+  changes, saved with `state_dict()` / `load_state_dict()` (with the step, so a resumed job
+  produces the words of one that never stopped).
 - `codec` takes any codec spec the Communicator takes (e.g. "linear:bits=8,mode=asym",
-  "dynamic", "rowwise:bits=4,block=512", "fp16") instead of QSGD's options; CUDA buckets then
-  go through host memory (the CUDA kernels are QSGD's).
+  "dynamic", "rowwise:bits=4,block=512", "fp16") instead of QSGD's options.
 - float16 / bfloat16 buckets are compressed from a float32 copy and cast back.
 - A NaN or Inf on any rank makes that QSGD bucket NaN on every rank, so GradScaler-style overflow
   skipping still skips on every rank together.
+- A configuration that differs between ranks fails the first compressed step on every rank; a
+  rank that dies fails the others' futures within `timeout` seconds (default: torch's default
+  process group timeout).
+- CUDA buckets, when qcomm was built with CUDA, are encoded and decoded on their device by the
+  CUDA codec (QSGD options only) and exchanged with the process group's all_gather; otherwise
+  they are staged through host memory into the engine.
 """
 
+import datetime
 import numbers
-import warnings
+import os
+import queue
+import socket
+import threading
 
-import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed import constants as _constants
 
 from . import _codec, _qcomm
 
@@ -64,8 +76,11 @@ class QsgdState:
 
     def __init__(self, process_group=None, bits=4, bucket_size=512, norm="max", layout="compact",
                  algorithm="auto", error_feedback=True, start_iter=2, min_compress_numel=16384,
-                 seed=0, codec=None):
+                 seed=0, codec=None, timeout=None, store=None):
         self.process_group = process_group
+        # store: the rendezvous of the engine's Gloo transport (a torch.distributed store);
+        # None: a TCPStore started by rank 0 of the process group.
+        self.store = store
         # codec: any spec the Communicator takes ("linear:bits=8,mode=asym", "dynamic", "fp16",
         # "qsgd:bits=2,...") instead of QSGD from bits/bucket_size/norm/layout.
         if codec is not None and not isinstance(codec, str):
@@ -86,9 +101,43 @@ class QsgdState:
         self.start_iter = _check_int("start_iter", start_iter, 0)
         self.min_compress_numel = _check_int("min_compress_numel", min_compress_numel, 0)
         self.seed = _check_int("seed", seed, 0, (1 << 64) - 1)
+        if timeout is None:
+            timeout = _constants.default_pg_timeout.total_seconds()
+        if isinstance(timeout, datetime.timedelta):
+            timeout = timeout.total_seconds()
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+            raise ValueError(f"qcomm.torch: timeout must be a positive number of seconds, "
+                             f"got {timeout!r}")
+        self.timeout = float(timeout)
         self.iter = 0
-        self.residuals = {}
-        self._warned = False
+        self.residuals = {}  # CUDA buckets' error feedback (the engine keeps the CPU ones)
+        self._engine = None
+        self._engine_state = None  # loaded before the engine exists: applied when it starts
+        self._completer = None
+
+    def engine_codec(self):
+        """The codec spec the engine runs."""
+        if self.codec is not None:
+            return self.codec
+        return (f"qsgd:bits={self.bits},bucket={self.bucket_size},norm={self.norm},"
+                f"layout={self.layout}")
+
+    def _engine_for(self, group):
+        if self._engine is None:
+            rank, world = dist.get_rank(group), dist.get_world_size(group)
+            store = self.store if self.store is not None else _rendezvous_store(group, self)
+            try:
+                engine = _qcomm.Engine(store, rank, world, self.engine_codec(), self.algorithm,
+                                       self.error_feedback, self.seed, 0, self.timeout,
+                                       iface=os.environ.get("GLOO_SOCKET_IFNAME", ""))
+            except (RuntimeError, ValueError, TimeoutError) as e:
+                raise type(e)(f"qcomm.torch: {e}") from None
+            if self._engine_state is not None:
+                engine.load_state(self._engine_state)
+                self._engine_state = None
+            self._engine = engine
+            self._completer = _Completer()
+        return self._engine
 
     def config(self):
         return dict(bits=self.bits, bucket_size=self.bucket_size, norm=self.norm,
@@ -97,8 +146,10 @@ class QsgdState:
                     min_compress_numel=self.min_compress_numel, seed=self.seed, codec=self.codec)
 
     def state_dict(self):
+        engine = self._engine.save_state() if self._engine is not None else self._engine_state
         return {"config": self.config(), "iter": self.iter,
-                "residuals": {k: v.clone() for k, v in self.residuals.items()}}
+                "residuals": {k: v.clone() for k, v in self.residuals.items()},
+                "engine": engine}
 
     def load_state_dict(self, state):
         if state.get("config") != self.config():
@@ -106,85 +157,56 @@ class QsgdState:
                              f"a hook configured with {self.config()}")
         self.iter = int(state["iter"])
         self.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
+        engine = state.get("engine")
+        if engine is not None and self._engine is not None:
+            self._engine.load_state(engine)
+        else:
+            self._engine_state = engine
 
 
-def _to_numpy(x):
-    """A zero-copy, read-only numpy view of a contiguous CPU tensor (through DLPack)."""
-    return np.from_dlpack(x.detach())
+def _rendezvous_store(group, state):
+    """A TCPStore for the engine: rank 0 of `group` starts it on a free port and announces the
+    address through the group (all_gather_object: public API), the others connect."""
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    timeout = datetime.timedelta(seconds=state.timeout)
+    address, store = None, None
+    if rank == 0:
+        host = os.environ.get("MASTER_ADDR") or socket.gethostname()
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        store = dist.TCPStore(host, port, world, True, timeout, wait_for_workers=False)
+        address = (host, port)
+    everyone = [None] * world
+    dist.all_gather_object(everyone, address, group=group)
+    if rank != 0:
+        store = dist.TCPStore(everyone[0][0], everyone[0][1], world, False, timeout)
+    return store
 
 
-def _output(x):
-    """A zero-copy, writable numpy view of a contiguous CPU tensor the hook allocated (numpy's
-    DLPack import is read-only)."""
-    assert x.device.type == "cpu" and x.is_contiguous()
-    return x.detach().numpy()
+class _Completer:
+    """Completes the hook's Futures in submission order: waits (without the GIL) on the engine's
+    handle, casts back into the bucket when it was staged, sets the result or the error."""
 
+    def __init__(self):
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="qcomm-hook", daemon=True)
+        self._thread.start()
 
-def _encode(state, values, rank, tensor_id):
-    """The wire message (no CRC) of float32 `values`, as a uint8 tensor."""
-    if state.codec is not None:
-        message = _qcomm.encode_message_spec(_to_numpy(values), state.codec, state.seed, rank,
-                                             tensor_id, state.iter, _codec._shared_executor())
-    else:
-        message = _qcomm.encode_message(_to_numpy(values), state.bits, state.bucket_size,
-                                        state.norm, state.layout, state.seed, rank, tensor_id,
-                                        state.iter, _codec._shared_executor())
-    return torch.from_numpy(message)
+    def put(self, pending, future, bucket, work):
+        self._queue.put((pending, future, bucket, work))
 
-
-def _decode_mean(received, sizes, out, own=-1, values=None, residual=None):
-    """out = the mean of the messages laid end to end in `received`, summed in rank order; with
-    `own`, also residual = values - decode(message own)."""
-    _qcomm.decode_mean(_to_numpy(received), sizes, _output(out), own,
-                       None if values is None else _to_numpy(values),
-                       None if residual is None else _output(residual),
-                       _codec._shared_executor())
-
-
-def _has_all_to_all(group):
-    return dist.get_backend(group) in ("gloo", "nccl", "mpi")
-
-
-def _allgather(state, group, work, index, residual):
-    world = dist.get_world_size(group)
-    rank = dist.get_rank(group)
-    message = _encode(state, work, rank, index)
-    gathered = torch.empty(world * message.numel(), dtype=torch.uint8)
-    dist.all_gather(list(gathered.chunk(world)), message, group=group)
-    mean = torch.empty_like(work)
-    _decode_mean(gathered, [message.numel()] * world, mean, rank, work if residual is not None
-                 else None, residual)
-    return mean
-
-
-def _sra(state, group, work, index, residual):
-    world = dist.get_world_size(group)
-    rank = dist.get_rank(group)
-    n = work.numel()
-    bounds = [n * j // world for j in range(world + 1)]
-    parts = [_encode(state, work[bounds[j]:bounds[j + 1]], rank, index) for j in range(world)]
-    if residual is not None:  # what this rank's codes decode to: only error feedback needs it
-        for j, part in enumerate(parts):
-            _decode_mean(part, [part.numel()], torch.empty(bounds[j + 1] - bounds[j]), 0,
-                         work[bounds[j]:bounds[j + 1]], residual[bounds[j]:bounds[j + 1]])
-    send = torch.cat(parts)
-    recv_sizes = [parts[rank].numel()] * world  # every rank's message about part `rank`
-    recv = torch.empty(sum(recv_sizes), dtype=torch.uint8)
-    dist.all_to_all_single(recv, send, recv_sizes, [p.numel() for p in parts], group=group)
-    mean = torch.empty(bounds[rank + 1] - bounds[rank])
-    _decode_mean(recv, recv_sizes, mean)
-    mine = _encode(state, mean, rank, index | 0x80000000)
-    # all_gather needs equal sizes: pad to the largest part's message.
-    size = max(_encode_size(state, bounds[j + 1] - bounds[j]) for j in range(world))
-    gathered = torch.zeros(world * size, dtype=torch.uint8)
-    padded = torch.zeros(size, dtype=torch.uint8)
-    padded[:mine.numel()] = mine
-    dist.all_gather(list(gathered.chunk(world)), padded, group=group)
-    out = torch.empty_like(work)
-    for j in range(world):
-        length = _encode_size(state, bounds[j + 1] - bounds[j])
-        _decode_mean(gathered[j * size:j * size + length], [length], out[bounds[j]:bounds[j + 1]])
-    return out
+    def _run(self):
+        while True:
+            pending, future, bucket, work = self._queue.get()
+            try:
+                pending.wait()
+                if work is not bucket:
+                    bucket.copy_(work.to(device=bucket.device, dtype=bucket.dtype))
+            except Exception as e:  # noqa: BLE001: every failure belongs to the Future
+                future.set_exception(RuntimeError(f"qcomm.torch: {e}"))
+                continue
+            future.set_result(bucket)
 
 
 def _cuda_allgather(state, group, tensor, index):
@@ -218,22 +240,6 @@ def _cuda_allgather(state, group, tensor, index):
     return total / world
 
 
-_SIZE_CACHE = {}
-
-
-def _encode_size(state, count):
-    key = (count, state.bits, state.bucket_size, state.layout, state.codec)
-    if key not in _SIZE_CACHE:
-        probe = np.zeros(count, dtype=np.float32)
-        if state.codec is not None:
-            size = _qcomm.encode_message_spec(probe, state.codec, 0, 0, 0, 0, None).size
-        else:
-            size = _qcomm.encode_message(probe, state.bits, state.bucket_size, state.norm,
-                                         state.layout, 0, 0, 0, 0, None).size
-        _SIZE_CACHE[key] = size
-    return _SIZE_CACHE[key]
-
-
 def qsgd_hook(state, bucket):
     """The DDP communication hook: returns a Future holding the averaged bucket."""
     group = state.process_group if state.process_group is not None else dist.group.WORLD
@@ -256,31 +262,19 @@ def qsgd_hook(state, bucket):
         future = torch.futures.Future()
         future.set_result(advance(tensor))
         return future
-    # CUDA buckets are staged through host memory when qcomm was built without CUDA.
-    work = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
-    if work.data_ptr() == tensor.data_ptr():
-        work = work.clone()  # the bucket is overwritten with the result below
-    residual = None
-    if state.error_feedback:
-        residual = state.residuals.get(index)
-        if residual is None or residual.numel() != work.numel():
-            residual = torch.zeros_like(work)  # new or resized bucket: start afresh
-            state.residuals[index] = residual
-        work += residual  # the residual is then overwritten with this step's error
-    algorithm = state.algorithm
-    if algorithm == "auto":
-        algorithm = "sra" if world >= 3 and _has_all_to_all(group) else "allgather"
-    elif algorithm == "sra" and not _has_all_to_all(group):
-        if not state._warned:
-            warnings.warn(f"qcomm.torch: the {dist.get_backend(group)} backend has no all_to_all; "
-                          "using the allgather algorithm instead of sra")
-            state._warned = True
-        algorithm = "allgather"
-    run = _sra if algorithm == "sra" else _allgather
-    mean = run(state, group, work, index, residual)
-    tensor.copy_(mean.to(tensor.dtype))
+    engine = state._engine_for(group)
+    # The engine averages float32 host memory in place: the bucket itself when it is one, else a
+    # staged copy (CUDA without qcomm's CUDA codec, float16/bfloat16) cast back on completion.
+    if tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.is_contiguous():
+        work = tensor
+    else:
+        work = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        if work.data_ptr() == tensor.data_ptr():
+            work = work.clone()
+    pending = engine.submit(work.data_ptr(), work.numel(), f"bucket{index}")
     future = torch.futures.Future()
-    future.set_result(advance(tensor))
+    state._completer.put(pending, future, tensor, work)
+    advance(None)
     return future
 
 

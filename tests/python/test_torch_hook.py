@@ -125,8 +125,8 @@ class FakeBucket:
     """What the hook uses of DDP's GradBucket. gloo in torch 1.13 cannot broadcast bf16
     parameters, so DDP itself cannot run a bf16 model there; the hook can still be driven."""
 
-    def __init__(self, tensor, index=0):
-        self._tensor, self._index = tensor, index
+    def __init__(self, tensor, index=0, last=True):
+        self._tensor, self._index, self._last = tensor, index, last
 
     def buffer(self):
         return self._tensor
@@ -135,7 +135,7 @@ class FakeBucket:
         return self._index
 
     def is_last(self):
-        return True
+        return self._last
 
 
 def check_bfloat16_buckets(rank, world):
@@ -161,19 +161,37 @@ def test_bfloat16_buckets_are_compressed_from_float32_and_cast_back():
 
 
 def check_state_round_trip(rank, world):
-    ddp = torch.nn.parallel.DistributedDataParallel(make_model())
-    state = qcomm.torch.register(ddp, start_iter=1, min_compress_numel=0, bits=2)
-    for step in range(3):
-        ddp.zero_grad()
-        x, y = batch(rank, step)
-        torch.nn.functional.cross_entropy(ddp(x), y).backward()
-    assert state.iter == 3 and state.residuals, "error feedback kept no residual"
+    options = dict(start_iter=1, min_compress_numel=0, bits=2)
+    g = torch.Generator().manual_seed(rank)
+    steps = [torch.randn(3001, generator=g) for _ in range(6)]
+
+    def run(state, first, count):
+        # Two buckets per step, as DDP hands them over (index 1 is the step's last).
+        out = []
+        for values in steps[first:first + count]:
+            state_bucket = [FakeBucket(values[:2000].clone(), 0, False),
+                            FakeBucket(values[2000:].clone(), 1, True)]
+            futures = [qcomm.torch.qsgd_hook(state, b) for b in state_bucket]
+            out.append(torch.cat([f.wait() for f in futures]))
+        return out
+
+    straight = run(qcomm.torch.QsgdState(**options), 0, 6)
+    # The same job stopped after 3 steps and resumed from a checkpoint into a fresh state gives
+    # the words of the job that never stopped: the engine's step and residuals are saved.
+    state = qcomm.torch.QsgdState(**options)
+    run(state, 0, 3)
     saved = state.state_dict()
-    fresh = qcomm.torch.QsgdState(start_iter=1, min_compress_numel=0, bits=2)
+    assert state.iter == 3 and saved["engine"], "no engine state (error feedback, step) saved"
+    fresh = qcomm.torch.QsgdState(**options)
     fresh.load_state_dict(saved)
-    assert fresh.iter == 3
-    for k, v in saved["residuals"].items():
-        assert torch.equal(fresh.residuals[k], v)
+    again = run(fresh, 3, 3)
+    assert fresh.iter == 6
+    for step, (a, b) in enumerate(zip(again, straight[3:]), start=3):
+        assert torch.equal(a, b), f"step {step} after resuming differs from the straight run"
+    # Without the engine's state the words differ (the test can fail).
+    amnesic = qcomm.torch.QsgdState(**options)
+    amnesic.load_state_dict(dict(saved, engine=None))
+    assert not torch.equal(run(amnesic, 3, 1)[0], straight[3])
     other = qcomm.torch.QsgdState(bits=4)
     with pytest.raises(ValueError, match="cannot load into a hook configured with"):
         other.load_state_dict(saved)
@@ -297,3 +315,78 @@ def test_a_bad_codec_spec_fails_at_registration():
         qcomm.torch.QsgdState(codec="linear:bits=12")
     with pytest.raises(TypeError, match="codec must be a codec spec string"):
         qcomm.torch.QsgdState(codec=8)
+
+
+def check_many_buckets_out_of_order(rank, world):
+    # Nine buckets of mixed sizes submitted back to back (the hook returns before any is done),
+    # waited on in reverse: each is the mean within the bound and the same on every rank.
+    state = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0, bits=4,
+                                  error_feedback=False)
+    sizes = [5, 513, 20000, 1, 70001, 3000, 512, 9999, 40000]
+    g = torch.Generator().manual_seed(rank)
+    values = [torch.randn(n, generator=g) for n in sizes]
+    futures = [qcomm.torch.qsgd_hook(state, FakeBucket(v.clone(), i, i == len(sizes) - 1))
+               for i, v in enumerate(values)]
+    results = [f.wait() for f in reversed(futures)][::-1]
+    for v, got in zip(values, results):
+        everyone = [torch.empty_like(v) for _ in range(world)]
+        dist.all_gather(everyone, v)
+        exact = sum(everyone) / world
+        bound = sum(e.abs().max() for e in everyone) / 15 / world
+        assert (got - exact).abs().max() <= bound + 1e-6
+        gathered = [torch.empty_like(got) for _ in range(world)]
+        dist.all_gather(gathered, got)
+        assert all(torch.equal(x, got) for x in gathered), "ranks differ"
+    assert state.iter == 1
+
+
+def test_many_buckets_complete_in_any_wait_order():
+    spawn(check_many_buckets_out_of_order, 3)
+
+
+def check_mismatched_configuration(rank, world):
+    state = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0, bits=4 if rank == 0 else 2,
+                                  timeout=20)
+    with pytest.raises(RuntimeError, match="qcomm.torch: communicator configuration differs "
+                                           "between ranks: rank 1 has 'qsgd:bits=2.* but rank 0 "
+                                           "has 'qsgd:bits=4"):
+        qcomm.torch.qsgd_hook(state, FakeBucket(torch.ones(1000)))
+
+
+def test_a_configuration_that_differs_between_ranks_fails_on_every_rank():
+    spawn(check_mismatched_configuration, 2)
+
+
+def check_killed_rank(rank, world):
+    state = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0, timeout=10)
+    qcomm.torch.qsgd_hook(state, FakeBucket(torch.ones(1000))).wait()  # both ranks are up
+    if rank == 1:
+        os._exit(0)  # dies without a word
+    import time
+    start = time.monotonic()
+    future = qcomm.torch.qsgd_hook(state, FakeBucket(torch.ones(1000), 0, True))
+    with pytest.raises(RuntimeError, match="qcomm.torch: gloo transport, rank 0 of 2"):
+        future.wait()
+    assert time.monotonic() - start < 60, "the error took longer than the timeout allows"
+
+
+def test_a_killed_rank_fails_the_others_futures_in_bounded_time():
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_entry_tolerant, args=(r, 2, port, check_killed_rank))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert procs[1].exitcode == 0
+    assert procs[0].exitcode == 0, "rank 0 did not see the error (or hung)"
+
+
+def _entry_tolerant(rank, world, port, fn):
+    """Like _entry, without destroy_process_group (the peer is gone)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    fn(rank, world)
+    os._exit(0)
