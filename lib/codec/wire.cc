@@ -43,8 +43,13 @@ Result<size_t> wireSize(const EncodedTensor& e) {
     return invalidArgument("tensor has ", e.shape.size(), " dimensions; the wire format allows ",
                            kWireMaxDims);
   }
-  return kWireHeaderBytes + 8 * e.shape.size() + padTo8(scaleBytes(e.dtype) * e.scales.size()) +
-         8 * e.words.size();
+  return wireSize(e.shape.size(), e.dtype, static_cast<int64_t>(e.scales.size()),
+                  static_cast<int64_t>(e.words.size()));
+}
+
+size_t wireSize(size_t dims, DType dtype, int64_t buckets, int64_t words) {
+  return kWireHeaderBytes + 8 * dims + padTo8(scaleBytes(dtype) * static_cast<size_t>(buckets)) +
+         8 * static_cast<size_t>(words);
 }
 
 Status writeWire(const EncodedTensor& e, const WireOptions& options, std::span<uint8_t> out) {
@@ -89,6 +94,12 @@ Result<std::vector<uint8_t>> toWire(const EncodedTensor& e, const WireOptions& o
 }
 
 Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
+  EncodedTensor e;
+  QCOMM_RETURN_IF_ERROR(fromWireInto(message, &e));
+  return e;
+}
+
+Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out) {
   const size_t size = message.size();
   const uint8_t* p = message.data();
   QCOMM_ASSIGN_OR_RETURN(const size_t headerBytes, wire::checkHeaderPrefix(message));
@@ -96,7 +107,7 @@ Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
   if (p[8] != static_cast<uint8_t>(CodecId::kQsgd)) {
     return dataLoss("codec id ", int{p[8]}, " is unknown (1 is qsgd)");
   }
-  EncodedTensor e;
+  EncodedTensor& e = *out;
   e.bits = p[9];
   if (e.bits < kMinBits || e.bits > kMaxBits) {
     return dataLoss("bits field is ", e.bits, ", outside [", kMinBits, ", ", kMaxBits, "]");
@@ -153,8 +164,7 @@ Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
   }
   e.words.resize(g->wordCount);
   if (g->wordCount > 0) std::memcpy(e.words.data(), scales + scaleArea, 8 * e.words.size());
-  QCOMM_RETURN_IF_ERROR(validateEncoded(e));
-  return e;
+  return validateEncoded(e);
 }
 
 }  // namespace qcomm

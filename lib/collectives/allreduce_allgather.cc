@@ -6,42 +6,31 @@
 #include "collectives/schedule.h"
 
 namespace qcomm::collectives {
-namespace {
-
-struct Slot {
-  EncodedTensor encoded;
-  std::vector<uint8_t> send, recv;
-  std::vector<size_t> counts;
-  std::unique_ptr<transport::Request> request;
-  int64_t begin = 0, end = 0;
-};
-
-}  // namespace
 
 Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
                           std::span<float> output) {
   const int64_t n = static_cast<int64_t>(input.size());
   const int p = ctx.transport.size();
   const int me = ctx.transport.rank();
-  Slot slots[2];
+  Workspace::Slot* slots = ctx.workspace->slots;
 
   // Encodes chunk c and starts its all-gather.
   auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
-    Slot& s = slots[c % 2];
+    Workspace::Slot& s = slots[c % 2];
     s.begin = begin;
     s.end = end;
     QCOMM_RETURN_IF_ERROR(encodeMessage(ctx, input.subspan(s.begin, s.end - s.begin), me,
                                         ctx.tensorId, &s.encoded, &s.send));
-    s.counts.assign(p, s.send.size());  // same config and size everywhere: same message size
+    s.recvCounts.assign(p, s.send.size());  // same config and size everywhere: same size
     s.recv.resize(s.send.size() * p);
     ctx.stats->bytesSent += s.send.size() * (p - 1);
     ctx.stats->bytesReceived += s.send.size() * (p - 1);
-    QCOMM_ASSIGN_OR_RETURN(s.request, ctx.transport.iallgatherv(s.send, s.recv, s.counts));
+    QCOMM_ASSIGN_OR_RETURN(s.request, ctx.transport.iallgatherv(s.send, s.recv, s.recvCounts));
     return Status::ok();
   };
   // Waits for chunk c and writes its mean (and this rank's residual).
   auto finish = [&](int64_t c) -> Status {
-    Slot& s = slots[c % 2];
+    Workspace::Slot& s = slots[c % 2];
     QCOMM_RETURN_IF_ERROR(s.request->wait());
     const int64_t m = s.end - s.begin;
     DecodeMeanResidual residual;

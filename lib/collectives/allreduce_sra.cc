@@ -13,27 +13,22 @@ namespace {
 // The re-encoded means use their own random stream.
 constexpr uint32_t kOwnerStream = 0x80000000u;
 
-struct Slot {
-  int64_t begin = 0, end = 0;
-  std::vector<int64_t> bounds;  // part j is [bounds[j], bounds[j+1]) within the chunk
-  std::vector<size_t> sendCounts, recvCounts;
-  std::vector<uint8_t> send, recv;
-  std::unique_ptr<transport::Request> request;
-};
-
 }  // namespace
 
 Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::span<float> output) {
   const int64_t n = static_cast<int64_t>(input.size());
   const int p = ctx.transport.size();
   const int me = ctx.transport.rank();
-  Slot slots[2];
-  EncodedTensor scratch;
-  std::vector<uint8_t> message;
-  std::vector<float> decoded, mean;
+  // Slot::bounds: part j is [bounds[j], bounds[j+1]) within the chunk.
+  Workspace& w = *ctx.workspace;
+  Workspace::Slot* slots = w.slots;
+  EncodedTensor& scratch = w.scratch;
+  std::vector<uint8_t>& message = w.message;
+  std::vector<float>& decoded = w.decoded;
+  std::vector<float>& mean = w.mean;
 
   auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
-    Slot& s = slots[c % 2];
+    Workspace::Slot& s = slots[c % 2];
     s.begin = begin;
     s.end = end;
     const int64_t m = s.end - s.begin;
@@ -65,7 +60,7 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
   };
 
   auto finish = [&](int64_t c) -> Status {
-    Slot& s = slots[c % 2];
+    Workspace::Slot& s = slots[c % 2];
     QCOMM_RETURN_IF_ERROR(s.request->wait());
     // Reduce part `me`: decode the P codes and average in rank order.
     const int64_t mine = s.bounds[me + 1] - s.bounds[me];
@@ -78,11 +73,13 @@ Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::spa
     QCOMM_RETURN_IF_ERROR(
         encodeMessage(ctx, mean, me, ctx.tensorId ^ kOwnerStream, &scratch, &message));
     // Gather every owner's re-encoded mean; message sizes follow from the part sizes.
-    std::vector<size_t> counts(p);
+    std::vector<size_t>& counts = w.counts;
+    counts.resize(p);
     for (int r = 0; r < p; ++r) {
       QCOMM_ASSIGN_OR_RETURN(counts[r], messageSize(ctx, s.bounds[r + 1] - s.bounds[r]));
     }
-    std::vector<uint8_t> gathered(transport::total(counts));
+    std::vector<uint8_t>& gathered = w.gathered;
+    gathered.resize(transport::total(counts));
     ctx.stats->bytesSent += message.size() * (p - 1);
     ctx.stats->bytesReceived += gathered.size() - message.size();
     QCOMM_RETURN_IF_ERROR(ctx.transport.allgatherv(message, gathered, counts));

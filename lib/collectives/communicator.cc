@@ -135,7 +135,11 @@ Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::vector<NamedTenso
 
 Communicator::Communicator(transport::Transport& transport, CommunicatorOptions options,
                            CodecConfig codec, Executor* executor)
-    : transport_(transport), options_(std::move(options)), codec_(codec), executor_(executor) {}
+    : transport_(transport),
+      options_(std::move(options)),
+      codec_(codec),
+      executor_(executor),
+      workspace_(std::make_unique<collectives::Workspace>()) {}
 
 Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport& transport,
                                                            const CommunicatorOptions& options,
@@ -189,7 +193,8 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
                                    options_.chunkNumel,
                                    {},
                                    {},
-                                   &stats_};
+                                   &stats_,
+                                   workspace_.get()};
   std::span<const float> input = data;
   if (options_.errorFeedback && algorithm != Algorithm::kUncompressed) {
     // g' = g + e; the schedule sends Q(g') and leaves e = g' - D(Q(g')).

@@ -39,16 +39,7 @@ Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count) {
     return quantWireSize(q);
   }
   QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(count, ctx.codec.qsgd));
-  EncodedTensor shape;
-  shape.bits = ctx.codec.qsgd.bits;
-  shape.layout = ctx.codec.qsgd.layout;
-  shape.norm = ctx.codec.qsgd.norm;
-  shape.bucketSize = g.bucketSize;
-  shape.count = count;
-  shape.shape = {count};
-  shape.scales.assign(g.numBuckets, 0.0);
-  shape.words.assign(g.wordCount, 0);
-  return wireSize(shape);
+  return wireSize(1, DType::kFloat32, g.numBuckets, g.wordCount);  // a flat float32 tensor
 }
 
 Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std::span<float> out) {
@@ -61,16 +52,17 @@ Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> message
   const auto message = [&](int r) { return messages.subspan(r * size, size); };
   const std::string where = strCat("rank ", ctx.transport.rank(), ": ");
   if (ctx.codec.isQsgd) {
-    std::vector<EncodedTensor> codes(ranks);
-    std::vector<const EncodedTensor*> views(ranks);
+    std::vector<EncodedTensor>& codes = ctx.workspace->codes;
+    std::vector<const EncodedTensor*>& views = ctx.workspace->views;
+    if (codes.size() < static_cast<size_t>(ranks)) codes.resize(ranks);
+    views.resize(ranks);
     for (int r = 0; r < ranks; ++r) {
-      Result<EncodedTensor> e = fromWire(message(r));
-      if (!e.isOk()) return e.status().withContext(strCat(where, "message from rank ", r, ": "));
-      if (e->count != static_cast<int64_t>(out.size())) {
-        return dataLoss(where, "message from rank ", r, " holds ", e->count, " values where ",
-                        out.size(), " were expected");
+      const Status parsed = fromWireInto(message(r), &codes[r]);
+      if (!parsed.isOk()) return parsed.withContext(strCat(where, "message from rank ", r, ": "));
+      if (codes[r].count != static_cast<int64_t>(out.size())) {
+        return dataLoss(where, "message from rank ", r, " holds ", codes[r].count,
+                        " values where ", out.size(), " were expected");
       }
-      codes[r] = std::move(*e);
       views[r] = &codes[r];
     }
     return qsgdDecodeMean(views, out, ctx.executor, residual).withContext(where);

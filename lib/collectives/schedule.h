@@ -13,6 +13,26 @@
 
 namespace qcomm::collectives {
 
+// Buffers the schedules reuse from call to call (the Communicator owns one; its calls run one at
+// a time): after the first call of a size nothing is allocated, so no fresh page is touched.
+struct Workspace {
+  struct Slot {
+    EncodedTensor encoded;
+    std::vector<int64_t> bounds;
+    std::vector<size_t> sendCounts, recvCounts;
+    std::vector<uint8_t> send, recv;
+    std::unique_ptr<transport::Request> request;
+    int64_t begin = 0, end = 0;
+  };
+  Slot slots[2];  // the two-deep pipeline
+  EncodedTensor scratch;
+  std::vector<uint8_t> message, gathered;
+  std::vector<size_t> counts;
+  std::vector<float> decoded, mean;
+  std::vector<EncodedTensor> codes;  // parsed received messages
+  std::vector<const EncodedTensor*> views;
+};
+
 struct ScheduleContext {
   transport::Transport& transport;
   Executor* executor;
@@ -28,6 +48,7 @@ struct ScheduleContext {
   std::span<float> residual;
   std::span<float> ownerResidual;
   CommunicatorStats* stats;
+  Workspace* workspace;
 };
 
 // output = mean over ranks of input (input and output may be the same span).

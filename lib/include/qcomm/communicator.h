@@ -21,6 +21,10 @@
 
 namespace qcomm {
 
+namespace collectives {
+struct Workspace;
+}  // namespace collectives
+
 enum class Algorithm {
   kAuto,          // selectAlgorithm() decides per call
   kAllgather,     // every rank's codes to every rank: one quantization
@@ -142,6 +146,7 @@ class Communicator {
   std::map<std::string, std::vector<float>> residuals_;
   std::map<std::string, std::vector<float>> ownerResiduals_;
   std::vector<float> work_;  // reused scratch
+  std::unique_ptr<collectives::Workspace> workspace_;  // the schedules' reused buffers
   struct Worker;
   std::unique_ptr<Worker> worker_;  // started by the first asynchronous call
   Status drain();

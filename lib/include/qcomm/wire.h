@@ -28,12 +28,18 @@ uint64_t configHash(const EncodedTensor& encoded);
 
 // Exact size of the message for `encoded`.
 Result<size_t> wireSize(const EncodedTensor& encoded);
+// The same from the geometry alone: `dims` shape dimensions, `buckets` scales of `dtype`,
+// `words` words.
+size_t wireSize(size_t dims, DType dtype, int64_t buckets, int64_t words);
 // Writes the message into `out`, which must be exactly wireSize() bytes.
 Status writeWire(const EncodedTensor& encoded, const WireOptions& options, std::span<uint8_t> out);
 Result<std::vector<uint8_t>> toWire(const EncodedTensor& encoded, const WireOptions& options = {});
 
 // Parses and validates a message. Errors are DataLoss and name the field that is wrong.
 Result<EncodedTensor> fromWire(std::span<const uint8_t> message);
+// The same into `out`, reusing its buffers (no allocation once they have held this size); on an
+// error `out` holds a partly parsed message.
+Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out);
 
 // CRC32C (Castagnoli), hardware-accelerated where the CPU has it.
 uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
