@@ -56,4 +56,31 @@ inline int64_t firstOutOfBound(const std::vector<float>& result, int worldSize, 
   return -1;
 }
 
+// Two tensors reduced blocking or asynchronously (waited on in reverse), then a blocking third
+// that must wait for them; out = the three results, end to end. The same on every transport.
+inline Status reduceTwoThenOne(transport::Transport& t, bool useAsync, std::vector<float>* out) {
+  CommunicatorOptions o;
+  o.minCompressNumel = 0;
+  o.errorFeedback = true;
+  QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+  std::vector<float> a = inputOf(t.rank(), 70000, 1);
+  std::vector<float> b = inputOf(t.rank(), 3000, 2);
+  if (useAsync) {
+    QCOMM_ASSIGN_OR_RETURN(const PendingAllreduce first, comm->allreduceMeanAsync(a, "a"));
+    QCOMM_ASSIGN_OR_RETURN(const PendingAllreduce second, comm->allreduceMeanAsync(b, "b"));
+    QCOMM_RETURN_IF_ERROR(second.wait());
+    QCOMM_RETURN_IF_ERROR(first.wait());
+  } else {
+    QCOMM_RETURN_IF_ERROR(comm->allreduceMean(a, "a"));
+    QCOMM_RETURN_IF_ERROR(comm->allreduceMean(b, "b"));
+  }
+  // A blocking call after asynchronous ones waits for them and keeps the order.
+  std::vector<float> c = inputOf(t.rank(), 600, 3);
+  QCOMM_RETURN_IF_ERROR(comm->allreduceMean(c, "c"));
+  *out = a;
+  out->insert(out->end(), b.begin(), b.end());
+  out->insert(out->end(), c.begin(), c.end());
+  return Status::ok();
+}
+
 }  // namespace qcomm::testing

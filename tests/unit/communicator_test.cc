@@ -352,32 +352,8 @@ TEST(Communicator, AsynchronousCallsEqualBlockingOnesInSubmissionOrder) {
   for (bool useAsync : {false, true}) {
     expectAllOk(transport::spawn(p,
                                  [&](transport::Transport& t) -> Status {
-                                   CommunicatorOptions o;
-                                   o.minCompressNumel = 0;
-                                   o.errorFeedback = true;
-                                   QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
-                                   std::vector<float> a = testing::inputOf(t.rank(), 70000, 1);
-                                   std::vector<float> b = testing::inputOf(t.rank(), 3000, 2);
-                                   if (useAsync) {
-                                     QCOMM_ASSIGN_OR_RETURN(const PendingAllreduce first,
-                                                            comm->allreduceMeanAsync(a, "a"));
-                                     QCOMM_ASSIGN_OR_RETURN(const PendingAllreduce second,
-                                                            comm->allreduceMeanAsync(b, "b"));
-                                     QCOMM_RETURN_IF_ERROR(second.wait());
-                                     QCOMM_RETURN_IF_ERROR(first.wait());
-                                   } else {
-                                     QCOMM_RETURN_IF_ERROR(comm->allreduceMean(a, "a"));
-                                     QCOMM_RETURN_IF_ERROR(comm->allreduceMean(b, "b"));
-                                   }
-                                   // A blocking call after asynchronous ones waits for them and
-                                   // keeps the order.
-                                   std::vector<float> c = testing::inputOf(t.rank(), 600, 3);
-                                   QCOMM_RETURN_IF_ERROR(comm->allreduceMean(c, "c"));
-                                   auto& out = useAsync ? async[t.rank()] : blocking[t.rank()];
-                                   out = a;
-                                   out.insert(out.end(), b.begin(), b.end());
-                                   out.insert(out.end(), c.begin(), c.end());
-                                   return Status::ok();
+                                   return testing::reduceTwoThenOne(
+                                       t, useAsync, &(useAsync ? async : blocking)[t.rank()]);
                                  }),
                 useAsync ? "async" : "blocking");
   }

@@ -106,27 +106,12 @@ TEST(GlooTransport, AsynchronousCallsEqualBlockingOnes) {
   constexpr int p = 3;
   std::vector<std::vector<float>> blocking(p), async(p);
   for (bool useAsync : {false, true}) {
-    expectAllOk(spawnGloo(p, [&](Transport& t) -> Status {
-      CommunicatorOptions o;
-      o.minCompressNumel = 0;
-      o.errorFeedback = true;
-      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
-      std::vector<float> a = testing::inputOf(t.rank(), 70000, 1);
-      std::vector<float> b = testing::inputOf(t.rank(), 3000, 2);
-      if (useAsync) {
-        QCOMM_ASSIGN_OR_RETURN(const PendingAllreduce first, comm->allreduceMeanAsync(a, "a"));
-        QCOMM_ASSIGN_OR_RETURN(const PendingAllreduce second, comm->allreduceMeanAsync(b, "b"));
-        QCOMM_RETURN_IF_ERROR(second.wait());
-        QCOMM_RETURN_IF_ERROR(first.wait());
-      } else {
-        QCOMM_RETURN_IF_ERROR(comm->allreduceMean(a, "a"));
-        QCOMM_RETURN_IF_ERROR(comm->allreduceMean(b, "b"));
-      }
-      auto& out = useAsync ? async[t.rank()] : blocking[t.rank()];
-      out = a;
-      out.insert(out.end(), b.begin(), b.end());
-      return Status::ok();
-    }), useAsync ? "async" : "blocking");
+    expectAllOk(spawnGloo(p,
+                          [&](Transport& t) -> Status {
+                            return testing::reduceTwoThenOne(
+                                t, useAsync, &(useAsync ? async : blocking)[t.rank()]);
+                          }),
+                useAsync ? "async" : "blocking");
   }
   EXPECT_EQ(async, blocking);
   for (int r = 1; r < p; ++r) EXPECT_EQ(async[r], async[0]) << r;
