@@ -5,9 +5,11 @@
 
 namespace qcomm::collectives {
 
-Status runPipelined(const ScheduleContext& ctx, int64_t n,
-                    const std::function<Status(int64_t, int64_t, int64_t)>& start,
-                    const std::function<Status(int64_t)>& finish) {
+namespace {
+
+Status pipeline(const ScheduleContext& ctx, int64_t n,
+                const std::function<Status(int64_t, int64_t, int64_t)>& start,
+                const std::function<Status(int64_t)>& finish) {
   const int64_t chunk = std::max<int64_t>(1, ctx.chunkNumel);
   const int64_t chunks = (n + chunk - 1) / chunk;
   for (int64_t c = 0; c < chunks; ++c) {
@@ -16,6 +18,18 @@ Status runPipelined(const ScheduleContext& ctx, int64_t n,
   }
   if (chunks > 0) QCOMM_RETURN_IF_ERROR(finish(chunks - 1));
   return Status::ok();
+}
+
+}  // namespace
+
+Status runPipelined(const ScheduleContext& ctx, int64_t n,
+                    const std::function<Status(int64_t, int64_t, int64_t)>& start,
+                    const std::function<Status(int64_t)>& finish) {
+  const Status status = pipeline(ctx, n, start, finish);
+  // A request left by a failed chunk ends with this call (as when the slots were its locals),
+  // not with the next one that reuses the workspace.
+  for (Workspace::Slot& slot : ctx.workspace->slots) slot.request.reset();
+  return status;
 }
 
 Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
