@@ -145,7 +145,8 @@ void defineEngine(py::module_& m) {
       // worker thread. The caller keeps the memory alive until the returned handle's wait().
       .def("submit",
            [](Engine& e, uintptr_t address, int64_t n, const std::string& key) {
-             if (n < 0) throw py::value_error("submit: negative size");
+             if (n < 0) throw py::value_error("submit: " + std::to_string(n) + " values");
+             if (address == 0 && n > 0) throw py::value_error("submit: a null address");
              Result<PendingAllreduce> p{PendingAllreduce()};
              {
                py::gil_scoped_release release;
