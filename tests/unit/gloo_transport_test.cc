@@ -150,6 +150,15 @@ TEST(GlooTransport, ARankThatDiesMidJobFailsTheOthersCollective) {
       << results[0].message();
 }
 
+// A rank that is done the moment its transport exists closes its sockets at once; the others'
+// create must still succeed (it used to fail with "Connection closed by peer" under load).
+TEST(GlooTransport, RanksThatLeaveRightAfterCreateDoNotBreakTheOthers) {
+  for (int round = 0; round < 40; ++round) {
+    expectAllOk(spawnGloo(3, [](Transport&) { return Status::ok(); }),
+                strCat("round ", round));
+  }
+}
+
 TEST(GlooTransport, BadArgumentsGetClearErrors) {
   EXPECT_EQ(GlooTransport::create(nullptr, 0, 1).status().message(), "gloo transport: no store");
   EXPECT_EQ(GlooTransport::create(makeMemoryStore(), 2, 2).status().message(),

@@ -173,6 +173,12 @@ Result<std::unique_ptr<GlooTransport>> GlooTransport::create(std::shared_ptr<Key
     state->context->setTimeout(options.timeout);
     PrefixedStoreForGloo prefixed(*state->store, options.prefix, options.timeout);
     state->context->connectFullMesh(prefixed, state->device);
+    // connectFullMesh can return on one side of a pair before the other side has read the
+    // handshake; a rank that then finishes and closes its sockets breaks its peer's connect.
+    // One barrier makes create return only once every rank is connected.
+    gloo::BarrierOptions opts(state->context);
+    opts.setTag(state->tag++);
+    gloo::barrier(opts);
   } catch (const std::exception& e) {
     return fromException(e, state->where(strCat("connecting to the other ", size - 1,
                                                 " ranks through the store (prefix '",
