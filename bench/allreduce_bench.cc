@@ -8,6 +8,9 @@
 // |result - exact mean| / max |exact mean|). algbw is uncompressed bytes / time; busbw =
 // algbw * 2(P-1)/P. #wrong counts values outside the quantization bound (0 for MPI_Allreduce
 // means: within float rounding). Inputs come from (rank, index), so every rank checks locally.
+// host_tx: bytes per call sent out of the busiest host's network interfaces (all but lo, read
+// from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
+// rows name the algorithm auto chose ("auto:sra").
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -64,8 +68,21 @@ struct Row {
   std::string algorithm, codec;
   double seconds, algbw, busbw;
   int64_t wrong;
-  double wireBytes, ratio, err;
+  double wireBytes, ratio, err, hostTx;
 };
+
+// Bytes sent so far by this host's network interfaces, loopback excepted.
+double interfaceTxBytes() {
+  double total = 0.0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+    if (entry.path().filename() == "lo") continue;
+    std::ifstream in(entry.path() / "statistics" / "tx_bytes");
+    double bytes = 0.0;
+    if (in >> bytes) total += bytes;
+  }
+  return total;
+}
 
 }  // namespace
 
@@ -89,7 +106,14 @@ int main(int argc, char** argv) {
   app.add_option("-n,--iters", iters, "timed iterations")->capture_default_str();
   app.add_option("-w,--warmup", warmup, "untimed iterations")->capture_default_str();
   app.add_option("--codec", codec, "codec spec")->capture_default_str();
-  app.add_option("--algorithms", algorithms, "any of mpi, allgather, sra")->delimiter(',');
+  app.add_option("--algorithms", algorithms,
+                 "any of mpi, allgather, sra, hierarchical, uncompressed, auto")
+      ->delimiter(',');
+  int ranksPerHost = 0;
+  app.add_option("--ranks-per-host", ranksPerHost,
+                 "force ranks [0,K) onto host 0, ... for hierarchical and auto (0: MPI's "
+                 "shared-memory domains)")
+      ->capture_default_str();
   app.add_option("--chunk", chunk, "pipelining chunk (values)")->capture_default_str();
   app.add_option("--json", jsonPath, "write every row to this file (rank 0)");
   std::string device = "cpu", deviceTransport = "auto";
@@ -136,12 +160,18 @@ int main(int argc, char** argv) {
   if (!executor.isOk()) return fail(executor.status());
 
   const double busFactor = p > 1 ? 2.0 * (p - 1) / p : 1.0;
+  // One rank per host reads its interfaces.
+  MPI_Comm hostComm;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &hostComm);
+  int hostRank = 0;
+  MPI_Comm_rank(hostComm, &hostRank);
+  MPI_Comm_free(&hostComm);
   if (rank == 0) {
     std::printf("# qcomm allreduce benchmark: %d ranks, codec %s, %d iters after %d warm-up\n", p,
                 codec.c_str(), iters, warmup);
-    std::printf("%12s %12s %6s %6s %5s %11s %8s %8s %7s  %-10s %-44s %12s %7s %9s\n", "size",
-                "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
-                "algorithm", "codec", "wire_bytes", "ratio", "err");
+    std::printf("%12s %12s %6s %6s %5s %11s %8s %8s %7s  %-17s %-44s %12s %7s %9s %12s\n",
+                "size", "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
+                "algorithm", "codec", "wire_bytes", "ratio", "err", "host_tx");
   }
   std::vector<Row> rows;
   for (double b = double(minBytes); b <= double(maxBytes) * 1.0001; b *= factor) {
@@ -165,6 +195,7 @@ int main(int argc, char** argv) {
       options.minCompressNumel = 0;
       options.chunkNumel = chunk;
       options.checkSizes = false;  // time the collective alone
+      options.ranksPerHost = ranksPerHost;
       if (name != "mpi") {
         auto algorithm = qcomm::parseAlgorithm(name);
         if (!algorithm.isOk()) return fail(algorithm.status());
@@ -173,8 +204,12 @@ int main(int argc, char** argv) {
         if (!created.isOk()) return fail(created.status());
         comm = std::move(*created);
       }
-      double seconds = 0.0;
+      double seconds = 0.0, txBefore = 0.0;
       for (int it = 0; it < warmup + iters; ++it) {
+        if (it == warmup) {
+          MPI_Barrier(MPI_COMM_WORLD);
+          txBefore = interfaceTxBytes();
+        }
         std::copy(input.begin(), input.end(), data.begin());
         MPI_Barrier(MPI_COMM_WORLD);
         const auto t0 = std::chrono::steady_clock::now();
@@ -190,13 +225,16 @@ int main(int argc, char** argv) {
         if (it >= warmup) seconds += dt;
       }
       seconds /= iters;
+      MPI_Barrier(MPI_COMM_WORLD);
+      double hostTx = hostRank == 0 ? (interfaceTxBytes() - txBefore) / iters : 0.0;
+      MPI_Allreduce(MPI_IN_PLACE, &hostTx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       // Check against the exact mean: a quantized result is within one step of every rank's
       // code (max|x| <= 1, so step <= 1/s) plus, for sra, one step of the mean.
       double err = 0.0, bound = 1e-6;
       if (comm) {
         const double step = qcomm::codecStepBound(*qcomm::parseAnyCodecSpec(codec));
-        bound = step + (name == "sra" ? 2.0 * step : 0.0) + 1e-6;
+        bound = step + (name == "allgather" ? 0.0 : 2.0 * step) + 1e-6;
       }
       int64_t wrong = 0;
       for (int64_t i = 0; i < count; ++i) {
@@ -209,9 +247,11 @@ int main(int argc, char** argv) {
       const double modelBytes = busFactor * bytes;
       double wire = modelBytes;
       if (comm) wire = double(comm->stats().bytesReceived) / (warmup + iters);
+      std::string label = name;
+      if (name == "auto") label += ":" + std::string(qcomm::algorithmName(comm->algorithmFor(count)));
       Row row{bytes,
               count,
-              name,
+              label,
               comm ? qcomm::anyCodecSpec(*qcomm::parseAnyCodecSpec(codec)) : "none",
               seconds,
               bytes / seconds / 1e9,
@@ -219,13 +259,15 @@ int main(int argc, char** argv) {
               wrong,
               wire,
               modelBytes / wire,
-              maxExact > 0 ? err / maxExact : err};
+              maxExact > 0 ? err / maxExact : err,
+              hostTx};
       if (rank == 0) {
         std::printf(
-            "%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-10s %-44s %12.0f %7.2f %9.2e\n",
+"%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-17s %-44s %12.0f %7.2f %9.2e "
+            "%12.0f\n",
             (long long)row.bytes, (long long)row.count, "float", "mean", -1, row.seconds * 1e6,
             row.algbw, row.busbw, (long long)row.wrong, row.algorithm.c_str(), row.codec.c_str(),
-            row.wireBytes, row.ratio, row.err);
+            row.wireBytes, row.ratio, row.err, row.hostTx);
         std::fflush(stdout);
       }
       rows.push_back(row);
@@ -245,7 +287,8 @@ int main(int argc, char** argv) {
                              {"wrong", r.wrong},
                              {"wire_bytes", r.wireBytes},
                              {"ratio", r.ratio},
-                             {"err", r.err}});
+                             {"err", r.err},
+                             {"host_tx_bytes", r.hostTx}});
     }
     std::ofstream(jsonPath) << out.dump(2) << "\n";
   }

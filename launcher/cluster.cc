@@ -45,6 +45,7 @@ Status ClusterSpec::validate() const {
                            "' must be a lowercase letter then up to 7 letters or digits");
   }
   if (hosts < 1 || hosts > 64) return invalidArgument("hosts must be in [1, 64], got ", hosts);
+  if (slots < 1 || slots > 64) return invalidArgument("slots must be in [1, 64], got ", slots);
   if (!std::regex_match(link, kRate)) {
     return invalidArgument("link rate '", link, "' is not a tc rate such as 500mbit or 1gbit");
   }
@@ -100,8 +101,10 @@ std::vector<Argv> clusterUpPlan(const ClusterSpec& s) {
 
 std::string clusterHostfile(const ClusterSpec& s) {
   std::string text = "# qcomm emulated cluster '" + s.prefix + "': " + std::to_string(s.hosts) +
-                     " hosts, " + s.link + " links\n";
-  for (int h = 0; h < s.hosts; ++h) text += s.addressOf(h) + " slots=1\n";
+                     " hosts x " + std::to_string(s.slots) + " slots, " + s.link + " links\n";
+  for (int h = 0; h < s.hosts; ++h) {
+    text += s.addressOf(h) + " slots=" + std::to_string(s.slots) + "\n";
+  }
   return text;
 }
 
@@ -115,18 +118,20 @@ std::string clusterAgentScript(const ClusterSpec& s) {
   }
   text +=
       "  *) echo \"qcomm cluster agent: unknown host $host\" >&2; exit 1 ;;\nesac\n"
-      // Every namespace shares /tmp and the hostname, so Open MPI's per-host session
-      // directories would collide: each host's daemon gets its own.
+      // Every namespace shares /tmp, /dev/shm and the hostname, so Open MPI's per-host session
+      // directories and vader's shared-memory segments would collide (ranks crash in
+      // MPI_Comm_dup): each host's daemon, and the ranks it starts, get their own.
       "tmp=" +
       s.stateDir() +
       "/tmp/$ns\nmkdir -p \"$tmp\"\n"
-      "exec ip netns exec \"$ns\" env OMPI_MCA_orte_tmpdir_base=\"$tmp\" sh -c \"$*\"\n";
+      "exec ip netns exec \"$ns\" env OMPI_MCA_orte_tmpdir_base=\"$tmp\" "
+      "OMPI_MCA_btl_vader_backing_directory=\"$tmp\" sh -c \"$*\"\n";
   return text;
 }
 
 std::string clusterSpecText(const ClusterSpec& s) {
-  return "prefix=" + s.prefix + "\nhosts=" + std::to_string(s.hosts) + "\nlink=" + s.link +
-         "\nsubnet=" + s.subnet + "\n";
+  return "prefix=" + s.prefix + "\nhosts=" + std::to_string(s.hosts) +
+         "\nslots=" + std::to_string(s.slots) + "\nlink=" + s.link + "\nsubnet=" + s.subnet + "\n";
 }
 
 Result<ClusterSpec> parseClusterSpecText(const std::string& text) {
@@ -137,6 +142,7 @@ Result<ClusterSpec> parseClusterSpecText(const std::string& text) {
     const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
     if (key == "prefix") s.prefix = value;
     if (key == "hosts") s.hosts = std::atoi(value.c_str());
+    if (key == "slots") s.slots = std::atoi(value.c_str());
     if (key == "link") s.link = value;
     if (key == "subnet") s.subnet = value;
   }
@@ -192,7 +198,7 @@ Status clusterUp(const ClusterSpec& spec) {
     if (clusterSpecText(*existing) != clusterSpecText(spec)) {
       return failedPrecondition(
           "cluster '", spec.prefix, "' is already up with a different shape (", existing->hosts,
-          " hosts, ", existing->link, "); run qcomm cluster down ", spec.prefix, " first");
+          " hosts x ", existing->slots, " slots, ", existing->link, "); run qcomm cluster down ", spec.prefix, " first");
     }
     if (static_cast<int>(namespaces.size()) == spec.hosts) return Status::ok();
   } else if (!namespaces.empty() || !links.empty()) {
@@ -260,7 +266,8 @@ Result<std::string> clusterStatus(const std::string& prefix, const std::string& 
   QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> links, leftoverLinks(prefix));
   std::string text;
   if (spec.isOk()) {
-    text += "cluster " + prefix + ": " + std::to_string(spec->hosts) + " hosts, " + spec->link +
+    text += "cluster " + prefix + ": " + std::to_string(spec->hosts) + " hosts x " +
+            std::to_string(spec->slots) + " slots, " + spec->link +
             " links, subnet " + spec->subnet + ".0/24\nhostfile " + spec->hostfile() + "\n";
   } else {
     text += "cluster " + prefix + ": no state in " + stateRoot + "\n";

@@ -15,6 +15,7 @@ namespace qcomm::launcher {
 struct ClusterSpec {
   std::string prefix = "qcomm";
   int hosts = 4;
+  int slots = 1;                     // ranks per host (shared memory among them)
   std::string link = "1gbit";        // tc rate syntax: 500mbit, 1gbit, 2gbit
   std::string subnet = "10.231.77";  // first three octets of a /24
   std::string stateRoot = "/run/qcomm";

@@ -31,14 +31,16 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
   if (!r.cluster.empty()) {
     const ClusterSpec& s = *c.cluster;
     const std::string subnet = s.subnet + ".0/24";
+    // Ranks of one host talk over shared memory (vader), hosts over TCP on the shaped links.
     argv.insert(argv.end(), {"--hostfile", s.hostfile(), "--mca", "plm_rsh_agent", s.agent(),
-                             "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", subnet,
+                             "--mca", "btl", s.slots > 1 ? "self,vader,tcp" : "self,tcp",
+                             "--mca", "btl_tcp_if_include", subnet,
                              "--mca", "oob_tcp_if_include", subnet,
                              // Several daemons start on one machine at once; Open MPI 4.1's
                              // shared topology segment (mapped at a fixed "hole") then crashes
                              // some of them in hwloc_shmem_topology_write. Skip the sharing.
                              "--mca", "rtc_hwloc_vmhole", "none"});
-    slots = s.hosts;
+    slots = s.hosts * s.slots;
   } else if (!r.hostfile.empty()) {
     argv.insert(argv.end(), {"--hostfile", r.hostfile});
     slots = 0;  // the hostfile decides
@@ -171,6 +173,9 @@ void addClusterCommand(CLI::App& app, int& exitCode) {
   up->add_option("hosts", spec->hosts, "number of hosts")->required();
   up->add_option("--link", spec->link, "link rate (tc syntax: 500mbit, 1gbit, 2gbit)")
       ->capture_default_str();
+  up->add_option("--slots", spec->slots,
+                 "ranks per host: they share memory inside it, the shaped link between hosts")
+      ->capture_default_str();
   up->add_option("--prefix,--name", spec->prefix, "cluster name (prefix of everything it creates)")
       ->capture_default_str();
   up->add_option("--subnet", spec->subnet, "first three octets of its /24")->capture_default_str();
@@ -178,9 +183,10 @@ void addClusterCommand(CLI::App& app, int& exitCode) {
     const Status s = clusterUp(*spec);
     if (s.isOk()) {
       std::printf(
-          "cluster %s up: %d hosts on %s links; run on it with qcomm run --cluster %s "
-          "--np %d PROGRAM\n",
-          spec->prefix.c_str(), spec->hosts, spec->link.c_str(), spec->prefix.c_str(), spec->hosts);
+          "cluster %s up: %d hosts x %d slots on %s links; run on it with qcomm run --cluster "
+          "%s --np %d PROGRAM\n",
+          spec->prefix.c_str(), spec->hosts, spec->slots, spec->link.c_str(),
+          spec->prefix.c_str(), spec->hosts * spec->slots);
     }
     exitCode = report(s, "cluster up");
   });

@@ -33,16 +33,19 @@ std::string_view algorithmName(Algorithm algorithm) {
       return "sra";
     case Algorithm::kUncompressed:
       return "uncompressed";
+    case Algorithm::kHierarchical:
+      return "hierarchical";
   }
   return "unknown";
 }
 
 Result<Algorithm> parseAlgorithm(std::string_view name) {
   for (Algorithm a :
-       {Algorithm::kAuto, Algorithm::kAllgather, Algorithm::kSra, Algorithm::kUncompressed}) {
+       {Algorithm::kAuto, Algorithm::kAllgather, Algorithm::kSra, Algorithm::kUncompressed,
+        Algorithm::kHierarchical}) {
     if (name == algorithmName(a)) return a;
   }
-  return invalidArgument("algorithm must be auto, allgather, sra or uncompressed, got '",
+  return invalidArgument("algorithm must be auto, allgather, sra, uncompressed or hierarchical, got '",
                          std::string(name), "'");
 }
 
@@ -121,6 +124,7 @@ Status CommunicatorOptions::validate() const {
   }
   if (chunkNumel < 1) return invalidArgument("chunkNumel must be >= 1, got ", chunkNumel);
   if (algorithmName(algorithm) == "unknown") return invalidArgument("unknown algorithm");
+  if (ranksPerHost < 0) return invalidArgument("ranksPerHost must be >= 0, got ", ranksPerHost);
   return Status::ok();
 }
 
@@ -129,7 +133,7 @@ std::string CommunicatorOptions::describe() const {
   return strCat(parsed.isOk() ? anyCodecSpec(*parsed) : codec, " algorithm=", algorithmName(algorithm),
                 " error_feedback=", errorFeedback ? 1 : 0, " seed=", seed,
                 " min_compress=", minCompressNumel, " chunk=", chunkNumel,
-                " check_sizes=", checkSizes ? 1 : 0);
+                " check_sizes=", checkSizes ? 1 : 0, " ranks_per_host=", ranksPerHost);
 }
 
 Algorithm selectAlgorithm(int64_t count, int worldSize, const transport::Capabilities& /*caps*/,

@@ -10,6 +10,7 @@
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <istream>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "collectives/schedule.h"
+#include "qcomm/env.h"
 
 namespace qcomm {
 namespace {
@@ -157,20 +159,86 @@ Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport&
     }
   }
   CodecConfig codec = *parseAnyCodecSpec(options.codec);
-  return std::unique_ptr<Communicator>(new Communicator(transport, options, codec, executor));
+  std::unique_ptr<Communicator> comm(new Communicator(transport, options, codec, executor));
+  QCOMM_ASSIGN_OR_RETURN(const int64_t debug, knobInt(Knob::kDebug, 0, 1));
+  comm->debug_ = debug == 1 && transport.rank() == 0;
+  QCOMM_RETURN_IF_ERROR(comm->setUpHierarchy());
+  if (options.algorithm == Algorithm::kAuto && transport.size() > 1) {
+    QCOMM_RETURN_IF_ERROR(comm->measure());
+  }
+  return comm;
 }
 
-Status Communicator::checkAgreement(std::string_view what, const std::string& mine) {
-  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> hashes, transport_.allgatherU64(fnv1a(mine)));
+Status Communicator::setUpHierarchy() {
+  const int p = transport_.size(), me = transport_.rank();
+  int perHost = options_.ranksPerHost;
+  if (perHost == 0) {
+    QCOMM_ASSIGN_OR_RETURN(const int64_t knob, knobInt(Knob::kRanksPerHost, 0, 1 << 20));
+    perHost = static_cast<int>(knob);
+  }
+  std::vector<int> hosts;
+  if (perHost > 0) {
+    hosts = blockHosts(p, perHost);
+  } else {
+    QCOMM_ASSIGN_OR_RETURN(hosts, transport_.hostOfRanks());
+  }
+  QCOMM_ASSIGN_OR_RETURN(layout_, makeHostLayout(hosts, me));
+  if (debug_) std::fprintf(stderr, "qcomm: %d ranks on %s\n", p, layout_.describe().c_str());
+  const bool wanted = options_.algorithm == Algorithm::kHierarchical ||
+                      options_.algorithm == Algorithm::kAuto;
+  if (!wanted || p == 1 || (layout_.hosts > 1 && !layout_.multiLevel())) return Status::ok();
+  // Every rank splits (the calls are collective); a transport that cannot split leaves `auto`
+  // without the hierarchical algorithm and fails a pinned one.
+  Result<std::unique_ptr<transport::Transport>> intra = transport_.split(layout_.host, me);
+  if (intra.isOk() && layout_.hosts > 1) {
+    Result<std::unique_ptr<transport::Transport>> cross = transport_.split(
+        layout_.localRank < layout_.slices ? layout_.localRank : -1, layout_.host);
+    if (!cross.isOk()) return cross.status().withContext("hierarchical allreduce: ");
+    cross_ = std::move(*cross);
+  }
+  if (!intra.isOk()) {
+    if (options_.algorithm == Algorithm::kAuto) return Status::ok();
+    return intra.status().withContext("hierarchical allreduce: ");
+  }
+  intra_ = std::move(*intra);
+  return Status::ok();
+}
+
+Algorithm Communicator::algorithmFor(int64_t count) const {
+  const int p = transport_.size();
+  Algorithm algorithm = selectAlgorithm(count, p, transport_.capabilities(), options_);
+  if (options_.algorithm == Algorithm::kAuto && measured_ && p > 1 &&
+      count >= options_.minCompressNumel) {
+    algorithm = fastestAlgorithm(predictAllreduce(count, layout_, costParameters_),
+                                 intra_ != nullptr && layout_.multiLevel());
+  }
+  if (algorithm == Algorithm::kHierarchical && intra_ == nullptr) algorithm = Algorithm::kSra;
+  return algorithm;
+}
+
+Status Communicator::checkAgreement(std::string_view what, const std::string& mine,
+                                    std::string_view algorithm) {
+  const std::string both = strCat(mine, "\n", algorithm);
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> hashes, transport_.allgatherU64(fnv1a(both)));
   bool same = true;
   for (uint64_t h : hashes) same &= h == hashes[0];
   if (same) return Status::ok();
-  // Rare path: fetch the descriptions to say exactly what differs.
-  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> all, transport_.allgatherStrings(mine));
+  // Rare path: fetch the descriptions to say exactly what differs, the tensors first.
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> all, transport_.allgatherStrings(both));
+  auto tensors = [](const std::string& text) { return text.substr(0, text.rfind('\n')); };
+  auto algorithmOf = [](const std::string& text) { return text.substr(text.rfind('\n') + 1); };
   for (int r = 0; r < static_cast<int>(all.size()); ++r) {
-    if (all[r] != all[0]) {
-      return invalidArgument(what, ": rank ", r, " has ", all[r], " but rank 0 has ", all[0],
-                             " (seen from rank ", transport_.rank(), ")");
+    if (tensors(all[r]) != tensors(all[0])) {
+      return invalidArgument(what, ": rank ", r, " has ", tensors(all[r]), " but rank 0 has ",
+                             tensors(all[0]), " (seen from rank ", transport_.rank(), ")");
+    }
+  }
+  for (int r = 0; r < static_cast<int>(all.size()); ++r) {
+    if (algorithmOf(all[r]) != algorithmOf(all[0])) {
+      return failedPrecondition(what, ": rank ", r, " would run ", algorithmOf(all[r]), " on ",
+                                tensors(all[r]), " but rank 0 would run ", algorithmOf(all[0]),
+                                " (seen from rank ", transport_.rank(),
+                                "; did only some ranks load a checkpoint?)");
     }
   }
   return internalError(what, ": hashes differ but descriptions agree");
@@ -180,8 +248,19 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
   ++stats_.calls;
   const uint64_t step = step_++;
   const int64_t n = static_cast<int64_t>(data.size());
-  const Algorithm algorithm =
-      selectAlgorithm(n, transport_.size(), transport_.capabilities(), options_);
+  const Algorithm algorithm = algorithmFor(n);
+  stats_.lastAlgorithm = algorithm;
+  stats_.lastPrediction = measured_ ? predictAllreduce(n, layout_, costParameters_)
+                                    : AlgorithmCosts{};
+  if (debug_) {
+    const AlgorithmCosts& c = stats_.lastPrediction;
+    std::fprintf(stderr,
+                 "qcomm: step %llu '%s' %lld values: %s (predicted ms: uncompressed %.3f "
+                 "allgather %.3f sra %.3f hierarchical %.3f)\n",
+                 static_cast<unsigned long long>(step), key.c_str(), static_cast<long long>(n),
+                 std::string(algorithmName(algorithm)).c_str(), c.uncompressed * 1e3,
+                 c.allgather * 1e3, c.sra * 1e3, c.hierarchical * 1e3);
+  }
   QCOMM_ASSIGN_OR_RETURN(const WireOptions wire, WireOptions::fromEnvironment());
   collectives::ScheduleContext ctx{transport_,
                                    executor_,
@@ -194,31 +273,52 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
                                    {},
                                    {},
                                    &stats_,
-                                   workspace_.get()};
+                                   workspace_.get(),
+                                   &layout_,
+                                   intra_.get(),
+                                   cross_.get()};
   std::span<const float> input = data;
   if (options_.errorFeedback && algorithm != Algorithm::kUncompressed) {
-    // g' = g + e; the schedule sends Q(g') and leaves e = g' - D(Q(g')).
+    // g' = g + e; the schedule sends Q(g') and leaves e = g' - D(Q(g')). The hierarchical
+    // schedule adds e itself, to the host sums it compresses.
     ctx.residual = residualFor(residuals_, key, data.size());
-    if (algorithm == Algorithm::kSra)
+    if (algorithm == Algorithm::kSra || algorithm == Algorithm::kHierarchical)
       ctx.ownerResidual = residualFor(ownerResiduals_, key, data.size());
-    work_.resize(data.size());
-    for (int64_t i = 0; i < n; ++i) work_[i] = data[i] + ctx.residual[i];
-    input = work_;
+    if (algorithm != Algorithm::kHierarchical) {
+      work_.resize(data.size());
+      for (int64_t i = 0; i < n; ++i) work_[i] = data[i] + ctx.residual[i];
+      input = work_;
+    }
   }
+  const uint64_t sentBefore = stats_.bytesSent;
+  Status status;
   switch (algorithm) {
     case Algorithm::kAllgather:
-      return collectives::allreduceAllgather(ctx, input, data);
+      status = collectives::allreduceAllgather(ctx, input, data);
+      break;
     case Algorithm::kSra:
-      return collectives::allreduceSra(ctx, input, data);
+      status = collectives::allreduceSra(ctx, input, data);
+      break;
+    case Algorithm::kHierarchical:
+      return collectives::allreduceHierarchical(ctx, input, data);  // counts its own
     default:
-      return collectives::allreduceUncompressed(ctx, input, data);
+      status = collectives::allreduceUncompressed(ctx, input, data);
   }
+  // Flat algorithms address every other rank alike: the share on other hosts crossed.
+  if (layout_.hosts > 1) {
+    const int p = transport_.size(), others = p - layout_.localSize();
+    stats_.bytesSentAcrossHosts += (stats_.bytesSent - sentBefore) * others / (p - 1);
+  }
+  return status;
 }
 
 Status Communicator::reduceChecked(std::span<float> data, const std::string& key) {
   if (options_.checkSizes) {
-    QCOMM_RETURN_IF_ERROR(
-        checkAgreement("allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values")));
+    // The algorithm too: ranks that measured differently (say, one resumed from a checkpoint and
+    // one not) must fail here rather than issue different collectives.
+    QCOMM_RETURN_IF_ERROR(checkAgreement(
+        "allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values"),
+        algorithmName(algorithmFor(static_cast<int64_t>(data.size())))));
   }
   return reduce(data, key);
 }
@@ -235,8 +335,15 @@ Status Communicator::allreduceMean(std::span<const NamedTensor> tensors) {
 
 Status Communicator::reduceList(std::span<const NamedTensor> tensors) {
   std::string description = strCat(tensors.size(), " tensors:");
-  for (const NamedTensor& t : tensors) description += strCat(" '", t.name, "' of ", t.data.size());
-  if (options_.checkSizes) QCOMM_RETURN_IF_ERROR(checkAgreement("allreduceMean", description));
+  int64_t large = 0;
+  for (const NamedTensor& t : tensors) {
+    description += strCat(" '", t.name, "' of ", t.data.size());
+    if (static_cast<int64_t>(t.data.size()) >= options_.minCompressNumel) large += t.data.size();
+  }
+  if (options_.checkSizes) {
+    QCOMM_RETURN_IF_ERROR(
+        checkAgreement("allreduceMean", description, algorithmName(algorithmFor(large))));
+  }
   // Large tensors share one compressed message, small ones one uncompressed allreduce.
   for (const bool large : {true, false}) {
     std::vector<float> fused;
@@ -262,7 +369,12 @@ Status Communicator::saveState(std::ostream& out) {
   QCOMM_RETURN_IF_ERROR(drain());
   try {
     boost::archive::binary_oarchive archive(out);
-    archive << options_.describe() << step_ << residuals_ << ownerResiduals_;
+    // What auto measured travels too, so that a resumed job chooses as the one it resumes.
+    std::vector<double> costs;
+    if (measured_) {
+      for (double* field : costFields(costParameters_)) costs.push_back(*field);
+    }
+    archive << options_.describe() << step_ << residuals_ << ownerResiduals_ << costs;
   } catch (const std::exception& e) {
     return ioError("saving communicator state: ", e.what());
   }
@@ -274,15 +386,25 @@ Status Communicator::loadState(std::istream& in) {
   std::string describe;
   uint64_t step = 0;
   std::map<std::string, std::vector<float>> residuals, ownerResiduals;
+  std::vector<double> costs;
   try {
     boost::archive::binary_iarchive archive(in);
-    archive >> describe >> step >> residuals >> ownerResiduals;
+    archive >> describe >> step >> residuals >> ownerResiduals >> costs;
   } catch (const std::exception& e) {
     return dataLoss("loading communicator state: malformed archive (", e.what(), ")");
   }
   if (describe != options_.describe()) {
     return failedPrecondition("loading communicator state: saved with '", describe,
                               "' but this communicator is '", options_.describe(), "'");
+  }
+  const size_t fieldCount = costFields(costParameters_).size();
+  if (!costs.empty() && costs.size() != fieldCount) {
+    return dataLoss("loading communicator state: ", costs.size(), " cost parameters where ",
+                    fieldCount, " were expected");
+  }
+  if (!costs.empty() && measured_) {
+    size_t i = 0;
+    for (double* field : costFields(costParameters_)) *field = costs[i++];
   }
   step_ = step;
   residuals_ = std::move(residuals);

@@ -8,6 +8,7 @@
 
 #include "qcomm/codec.h"
 #include "qcomm/communicator.h"
+#include "qcomm/topology.h"
 #include "qcomm/transport.h"
 #include "qcomm/wire.h"
 
@@ -31,6 +32,10 @@ struct Workspace {
   std::vector<float> decoded, mean;
   std::vector<EncodedTensor> codes;  // parsed received messages
   std::vector<const EncodedTensor*> views;
+  struct Hierarchy {  // the hierarchical schedule's own, untouched by the cross-host schedule
+    std::vector<size_t> sendCounts, recvCounts, counts;
+    std::vector<float> gathered, hostSum, result;
+  } hierarchy;
 };
 
 struct ScheduleContext {
@@ -49,6 +54,11 @@ struct ScheduleContext {
   std::span<float> ownerResidual;
   CommunicatorStats* stats;
   Workspace* workspace;
+  // The hierarchical schedule's groups: the ranks of this host, and (owners of a slice) the
+  // ranks of other hosts that own the same slice.
+  const HostLayout* layout = nullptr;
+  transport::Transport* intra = nullptr;
+  transport::Transport* cross = nullptr;
 };
 
 // output = mean over ranks of input (input and output may be the same span).
@@ -57,6 +67,10 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
 Status allreduceSra(ScheduleContext& ctx, std::span<const float> input, std::span<float> output);
 Status allreduceUncompressed(ScheduleContext& ctx, std::span<const float> input,
                              std::span<float> output);
+Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
+                             std::span<float> output);
+// What the hierarchical schedule runs among hosts on a slice of `count` values.
+Algorithm crossHostAlgorithm(int64_t count, int hosts);
 
 // The two-deep pipeline every chunked schedule uses: n values are cut into chunks of
 // ctx.chunkNumel; start(c, begin, end) (encode, start the transfer) of chunk c + 1 runs before

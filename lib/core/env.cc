@@ -7,13 +7,18 @@
 namespace qcomm {
 namespace {
 
-constexpr std::array<KnobInfo, 3> kKnobs = {{
+constexpr std::array<KnobInfo, 5> kKnobs = {{
     {Knob::kNumThreads, "QCOMM_NUM_THREADS", "0",
      "threads used by CPU codecs; 0 means one per available core"},
     {Knob::kCpuIsa, "QCOMM_CPU_ISA", "auto",
      "CPU codec kernels: auto, generic, avx2 or avx512 (words are identical on all of them)"},
     {Knob::kWireCrc, "QCOMM_WIRE_CRC", "1",
      "1 appends a CRC32C of the payload to every wire message, 0 leaves it out"},
+    {Knob::kRanksPerHost, "QCOMM_RANKS_PER_HOST", "0",
+     "ranks per host for hierarchical allreduce and auto (ranks [0,K) on host 0, ...); 0 asks "
+     "the transport"},
+    {Knob::kDebug, "QCOMM_DEBUG", "0",
+     "1 prints, on rank 0, the host layout, what auto measured and each call's choice"},
 }};
 
 }  // namespace

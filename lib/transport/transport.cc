@@ -1,4 +1,7 @@
+#include <unistd.h>
+
 #include <cstring>
+#include <map>
 #include <numeric>
 
 #include "qcomm/transport.h"
@@ -13,6 +16,29 @@ std::vector<size_t> displacements(std::span<const size_t> counts) {
 
 size_t total(std::span<const size_t> counts) {
   return std::accumulate(counts.begin(), counts.end(), size_t{0});
+}
+
+std::vector<int> numberHosts(std::span<const std::string> hostNames) {
+  std::map<std::string, int> numbers;
+  std::vector<int> hosts;
+  for (const std::string& name : hostNames) {
+    hosts.push_back(numbers.emplace(name, static_cast<int>(numbers.size())).first->second);
+  }
+  return hosts;
+}
+
+Result<std::vector<int>> Transport::hostOfRanks() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) {
+    return ioError("rank ", rank(), ": gethostname failed");
+  }
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> names, allgatherStrings(name));
+  return numberHosts(names);
+}
+
+Result<std::unique_ptr<Transport>> Transport::split(int /*color*/, int /*key*/) {
+  return unimplemented("the ", name(), " transport cannot split into sub-groups (rank ", rank(),
+                       ")");
 }
 
 Status Transport::allgatherv(std::span<const uint8_t> send, std::span<uint8_t> recv,

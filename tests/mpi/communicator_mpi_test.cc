@@ -81,6 +81,83 @@ TEST(MpiCommunicator, EveryAlgorithmWithinTheBoundAndIdenticalOnAllRanks) {
   }
 }
 
+TEST(MpiTransport, SplitAndHostsFollowMpi) {
+  auto t = world();
+  const int p = t->size(), me = t->rank();
+  // One machine: every rank shares memory with every other.
+  Result<std::vector<int>> hosts = t->hostOfRanks();
+  ASSERT_TRUE(hosts.isOk()) << hosts.status().toString();
+  EXPECT_EQ(*hosts, std::vector<int>(p, 0));
+  // Even and odd ranks, reversed by key; the last rank of an odd world sits out.
+  const int color = (p % 2 == 1 && me == p - 1) ? -1 : me % 2;
+  Result<std::unique_ptr<transport::Transport>> sub = t->split(color, -me);
+  ASSERT_TRUE(sub.isOk()) << sub.status().toString();
+  if (color < 0) {
+    EXPECT_EQ(*sub, nullptr);
+    return;
+  }
+  const int members = (p - (p % 2)) / 2;
+  ASSERT_EQ((*sub)->size(), members);
+  EXPECT_EQ((*sub)->rank(), members - 1 - me / 2);
+  std::vector<float> x = {1.0f};
+  ASSERT_TRUE((*sub)->allreduceSum(x).isOk());
+  EXPECT_EQ(x[0], float(members));
+}
+
+// Hosts forced by ranksPerHost (CI has one machine): every grouping the world size allows.
+TEST(MpiCommunicator, HierarchicalOverForcedHostGroupings) {
+  auto t = world();
+  const int p = t->size();
+  for (int perHost = 1; perHost <= p; ++perHost) {
+    for (bool feedback : {false, true}) {
+      for (int64_t n : {int64_t{0}, int64_t{3}, int64_t{1001}, int64_t{200000}}) {
+        CommunicatorOptions o;
+        o.codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact";
+        o.algorithm = Algorithm::kHierarchical;
+        o.minCompressNumel = 0;
+        o.chunkNumel = 70000;
+        o.ranksPerHost = perHost;
+        o.errorFeedback = feedback;
+        auto comm = Communicator::create(*t, o);
+        ASSERT_TRUE(comm.isOk()) << comm.status().toString();
+        const std::string what = strCat((*comm)->layout().describe(), " n=", n,
+                                        feedback ? " with feedback" : "");
+        for (int step = 0; step < 2; ++step) {
+          std::vector<float> data = testing::inputOf(t->rank(), n);
+          ASSERT_TRUE((*comm)->allreduceMean(data, "w").isOk()) << what;
+          EXPECT_TRUE(sameOnEveryRank(data)) << what;
+          if (step == 0) {
+            const bool oneHost = perHost >= p;
+            const int64_t bad =
+                testing::firstOutOfBound(data, p, oneHost ? 16 : 4, Algorithm::kSra);
+            EXPECT_EQ(bad, -1) << what << ": value " << bad << " leaves the bound";
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MpiCommunicator, AutoMeasuresAndEveryRankChoosesTheSame) {
+  auto t = world();
+  CommunicatorOptions o;  // auto
+  o.minCompressNumel = 0;
+  o.ranksPerHost = std::max(1, t->size() / 2);
+  auto comm = Communicator::create(*t, o);
+  ASSERT_TRUE(comm.isOk()) << comm.status().toString();
+  ASSERT_NE((*comm)->costParameters(), nullptr);
+  for (int64_t n : {int64_t{100}, int64_t{1} << 16, int64_t{1} << 20}) {
+    std::vector<float> data = testing::inputOf(t->rank(), n);
+    ASSERT_TRUE((*comm)->allreduceMean(data, "w").isOk());
+    EXPECT_TRUE(sameOnEveryRank(data)) << n;
+    uint64_t chosen = static_cast<uint64_t>((*comm)->stats().lastAlgorithm), lo = chosen,
+             hi = chosen;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    EXPECT_EQ(lo, hi) << "ranks chose different algorithms for " << n << " values";
+  }
+}
+
 TEST(MpiCommunicator, EveryQuantizerCodecWorksAndAgreesOnAllRanks) {
   // The block quantizers through both compressed schedules: identical results on every rank and
   // within the codec's step of the exact mean (scaled by the inputs' range; sra adds the owner's

@@ -62,6 +62,7 @@ inline Status reduceTwoThenOne(transport::Transport& t, bool useAsync, std::vect
   CommunicatorOptions o;
   o.minCompressNumel = 0;
   o.errorFeedback = true;
+  o.algorithm = Algorithm::kSra;  // auto could choose differently in the two runs compared
   QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
   std::vector<float> a = inputOf(t.rank(), 70000, 1);
   std::vector<float> b = inputOf(t.rank(), 3000, 2);

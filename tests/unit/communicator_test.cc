@@ -337,7 +337,7 @@ TEST(Communicator, CodecSpecsParseWithClearErrors) {
   EXPECT_EQ(parseCodecSpec("qsgd:bits").status().message(),
             "codec spec 'qsgd:bits': 'bits' is not key=value");
   EXPECT_EQ(parseAlgorithm("ring").status().message(),
-            "algorithm must be auto, allgather, sra or uncompressed, got 'ring'");
+            "algorithm must be auto, allgather, sra, uncompressed or hierarchical, got 'ring'");
 }
 
 }  // namespace

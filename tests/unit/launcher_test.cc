@@ -111,6 +111,33 @@ TEST(Launcher, ClusterPlanNamesAndShapesEveryLink) {
   EXPECT_EQ(parseClusterSpecText(clusterSpecText(s))->hosts, 2);
 }
 
+TEST(Launcher, ClusterWithSeveralSlotsSharesMemoryInsideEachHost) {
+  ClusterSpec s;
+  s.prefix = "qc";
+  s.hosts = 2;
+  s.slots = 2;
+  EXPECT_EQ(clusterHostfile(s).substr(clusterHostfile(s).find('\n') + 1),
+            "10.231.77.1 slots=2\n10.231.77.2 slots=2\n");
+  // Each emulated host's ranks keep their shared-memory files apart from the other hosts'.
+  EXPECT_NE(clusterAgentScript(s).find("OMPI_MCA_btl_vader_backing_directory=\"$tmp\""),
+            std::string::npos);
+  EXPECT_EQ(parseClusterSpecText(clusterSpecText(s))->slots, 2);
+  RunRequest r;
+  r.ranks = 4;
+  r.cluster = "qc";
+  r.program = {"./bench"};
+  RunContext c;
+  c.cluster = s;
+  const Argv argv = *mpirunArgv(r, c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "self,vader,tcp"), argv.end());
+  EXPECT_EQ(std::find(argv.begin(), argv.end(), "--oversubscribe"), argv.end());  // 4 slots
+  r.ranks = 5;
+  const Argv over = *mpirunArgv(r, c);
+  EXPECT_NE(std::find(over.begin(), over.end(), "--oversubscribe"), over.end());
+  s.slots = 0;
+  EXPECT_EQ(s.validate().message(), "slots must be in [1, 64], got 0");
+}
+
 TEST(Launcher, ClusterSpecsAreValidated) {
   ClusterSpec s;
   s.prefix = "Bad_Name";

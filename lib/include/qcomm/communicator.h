@@ -17,6 +17,7 @@
 #include "qcomm/any_codec.h"
 #include "qcomm/codec.h"
 #include "qcomm/executor.h"
+#include "qcomm/topology.h"
 #include "qcomm/transport.h"
 
 namespace qcomm {
@@ -26,10 +27,11 @@ struct Workspace;
 }  // namespace collectives
 
 enum class Algorithm {
-  kAuto,          // selectAlgorithm() decides per call
+  kAuto,          // decided per call: from measurements when the communicator was created
   kAllgather,     // every rank's codes to every rank: one quantization
   kSra,           // scatter-reduce-allgather: bandwidth-optimal, two quantizations
   kUncompressed,  // the transport's float allreduce
+  kHierarchical,  // reduce inside hosts uncompressed, compress only across hosts
 };
 
 std::string_view algorithmName(Algorithm algorithm);
@@ -59,6 +61,10 @@ struct CommunicatorOptions {
   int64_t minCompressNumel = int64_t{1} << 14;  // smaller tensors go uncompressed
   int64_t chunkNumel = int64_t{1} << 22;        // large tensors are pipelined in chunks of this
   bool checkSizes = true;  // agree on tensor names and sizes before every collective
+  // Ranks per host for the hierarchical algorithm and `auto`: ranks [0, K) on host 0, [K, 2K) on
+  // host 1, ... (the last host may have fewer). 0: QCOMM_RANKS_PER_HOST, else the transport says
+  // (MPI: shared-memory domains; gloo: host names).
+  int ranksPerHost = 0;
 
   Status validate() const;
   // One line that every rank must agree on.
@@ -78,6 +84,12 @@ struct CommunicatorStats {
   uint64_t calls = 0;
   uint64_t bytesSent = 0;      // payload this rank handed to the transport
   uint64_t bytesReceived = 0;  // payload delivered to this rank
+  // Of bytesSent, what went to ranks on other hosts.
+  uint64_t bytesSentAcrossHosts = 0;
+  // The last call: the algorithm it ran and, under `auto` with measurements, the prediction
+  // for every algorithm (zeros otherwise).
+  Algorithm lastAlgorithm = Algorithm::kAuto;
+  AlgorithmCosts lastPrediction;
 };
 
 // A started asynchronous allreduce; wait() returns its Status. The data it was given must stay
@@ -123,12 +135,21 @@ class Communicator {
   ~Communicator();
   const CommunicatorOptions& options() const { return options_; }
   const CommunicatorStats& stats() const { return stats_; }
+  const HostLayout& layout() const { return layout_; }
+  // What `auto` measured at creation; null for pinned algorithms and single ranks.
+  const CostParameters* costParameters() const {
+    return measured_ ? &costParameters_ : nullptr;
+  }
+  // The algorithm a call of `count` values runs (the same on every rank).
+  Algorithm algorithmFor(int64_t count) const;
   uint64_t step() const { return step_; }
 
  private:
   Communicator(transport::Transport& transport, CommunicatorOptions options, CodecConfig codec,
                Executor* executor);
-  Status checkAgreement(std::string_view what, const std::string& mine);
+  // Every rank has `mine` and would run `algorithm` on it, or an error on every rank.
+  Status checkAgreement(std::string_view what, const std::string& mine,
+                        std::string_view algorithm);
   // The bodies of the public calls, without waiting for pending asynchronous ones (the worker
   // thread runs these).
   Status reduce(std::span<float> data, const std::string& key);
@@ -147,6 +168,13 @@ class Communicator {
   std::map<std::string, std::vector<float>> ownerResiduals_;
   std::vector<float> work_;  // reused scratch
   std::unique_ptr<collectives::Workspace> workspace_;  // the schedules' reused buffers
+  HostLayout layout_;
+  std::unique_ptr<transport::Transport> intra_, cross_;  // hierarchical: this host, this slice
+  bool measured_ = false;
+  CostParameters costParameters_;
+  bool debug_ = false;  // QCOMM_DEBUG=1
+  Status setUpHierarchy();
+  Status measure();
   struct Worker;
   std::unique_ptr<Worker> worker_;  // started by the first asynchronous call
   Status drain();

@@ -15,6 +15,8 @@ enum class Knob : int {
   kNumThreads = 0,  // QCOMM_NUM_THREADS
   kCpuIsa = 1,      // QCOMM_CPU_ISA
   kWireCrc = 2,     // QCOMM_WIRE_CRC
+  kRanksPerHost = 3,  // QCOMM_RANKS_PER_HOST
+  kDebug = 4,         // QCOMM_DEBUG
 };
 
 struct KnobInfo {

@@ -41,6 +41,8 @@ struct GlooOptions {
   std::chrono::milliseconds timeout = std::chrono::seconds(30);
   // Prefix of this group's keys, so that several groups share one store.
   std::string prefix = "qcomm";
+  // Ranks with the same host share a host (hierarchical allreduce); empty: this host's name.
+  std::string host;
 };
 
 class GlooTransport final : public Transport {
@@ -69,6 +71,11 @@ class GlooTransport final : public Transport {
                                               std::span<const size_t> recvCounts) override;
   Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) override;
   Status barrier() override;
+  // From GlooOptions::host.
+  Result<std::vector<int>> hostOfRanks() override;
+  // A new full mesh among each color's ranks, through the same store (keys under
+  // "<prefix>/split<n>/<color>").
+  Result<std::unique_ptr<Transport>> split(int color, int key) override;
 
   struct State;
 

@@ -12,7 +12,9 @@ namespace qcomm::transport {
 
 class LocalGroup {
  public:
-  explicit LocalGroup(int size);
+  // hostOfRank[r]: the host rank r pretends to run on (for hierarchical algorithms); empty means
+  // all on one host.
+  explicit LocalGroup(int size, std::vector<int> hostOfRank = {});
   ~LocalGroup();
   LocalGroup(const LocalGroup&) = delete;
   LocalGroup& operator=(const LocalGroup&) = delete;
@@ -20,18 +22,21 @@ class LocalGroup {
   int size() const;
   // The transport of `rank` (0 <= rank < size); the group must outlive it.
   std::unique_ptr<Transport> transport(int rank);
-  // Wakes every rank waiting in (or later entering) a collective with an error naming `reason`,
-  // so that one failing rank never leaves the others hanging.
+  // Wakes every rank waiting in (or later entering) a collective, of this group or of any group
+  // split from it, with an error naming `reason`, so that one failing rank never leaves the
+  // others hanging.
   void abort(const Status& reason);
 
   struct State;
 
  private:
-  std::unique_ptr<State> state_;
+  std::shared_ptr<State> state_;
 };
 
 // Runs fn(transport) on `worldSize` threads, one rank each, and returns every rank's Status (in
 // rank order). A rank that fails aborts the group, so the others return instead of waiting.
-std::vector<Status> spawn(int worldSize, const std::function<Status(Transport&)>& fn);
+// hostOfRank as for LocalGroup.
+std::vector<Status> spawn(int worldSize, const std::function<Status(Transport&)>& fn,
+                          std::vector<int> hostOfRank = {});
 
 }  // namespace qcomm::transport

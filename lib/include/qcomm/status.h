@@ -80,6 +80,10 @@ Status deadlineExceeded(const Args&... args) {
   return Status(StatusCode::kDeadlineExceeded, strCat(args...));
 }
 template <typename... Args>
+Status unimplemented(const Args&... args) {
+  return Status(StatusCode::kUnimplemented, strCat(args...));
+}
+template <typename... Args>
 Status internalError(const Args&... args) {
   return Status(StatusCode::kInternal, strCat(args...));
 }

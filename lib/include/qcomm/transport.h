@@ -54,6 +54,15 @@ class Transport {
   virtual Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) = 0;
   virtual Status barrier() = 0;
 
+  // Which host each rank runs on: hosts[r] for every rank r, hosts numbered 0, 1, ... in order of
+  // their first rank. Collective. The default compares host names (gethostname); backends that
+  // know better (MPI: shared-memory domains) override it.
+  virtual Result<std::vector<int>> hostOfRanks();
+  // A transport over the ranks that pass the same color (>= 0), ranked by (key, rank); a rank
+  // passing a negative color takes part in the call and gets nullptr. Collective over all ranks.
+  // The result shares this transport's resources and must not outlive it.
+  virtual Result<std::unique_ptr<Transport>> split(int color, int key);
+
   // Blocking forms.
   Status allgatherv(std::span<const uint8_t> send, std::span<uint8_t> recv,
                     std::span<const size_t> recvCounts);
@@ -75,6 +84,9 @@ class CompletedRequest final : public Request {
  private:
   Status status_;
 };
+
+// Host numbers in order of first appearance: {"b", "a", "b"} -> {0, 1, 0}.
+std::vector<int> numberHosts(std::span<const std::string> hostNames);
 
 // Sum of counts, and the offset of each block, for the v-collectives.
 std::vector<size_t> displacements(std::span<const size_t> counts);

@@ -12,6 +12,7 @@
 #include <gloo/transport/tcp/device.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <exception>
 #include <filesystem>
@@ -132,6 +133,7 @@ struct GlooTransport::State {
   int rank = 0;
   int size = 1;
   uint32_t tag = 0;  // one per operation: Gloo matches messages by tag
+  int splits = 0;    // split calls so far: each gets its own store keys
 
   std::string where(std::string_view op) const {
     return strCat("gloo transport, rank ", rank, " of ", size, ": ", op);
@@ -267,6 +269,41 @@ Status GlooTransport::barrier() {
     return fromException(e, s.where("barrier"));
   }
   return Status::ok();
+}
+
+}  // namespace qcomm::transport
+
+namespace qcomm::transport {
+
+Result<std::vector<int>> GlooTransport::hostOfRanks() {
+  const std::string host = state_->options.host.empty() ? thisHost() : state_->options.host;
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> names, allgatherStrings(host));
+  return numberHosts(names);
+}
+
+Result<std::unique_ptr<Transport>> GlooTransport::split(int color, int key) {
+  State& s = *state_;
+  const int call = s.splits++;
+  // Every rank learns every (color, key) to find its place.
+  const uint64_t mine = (static_cast<uint64_t>(static_cast<uint32_t>(color)) << 32) |
+                        static_cast<uint32_t>(key);
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> all, allgatherU64(mine));
+  if (color < 0) return std::unique_ptr<Transport>();
+  std::vector<std::pair<int, int>> members;  // (key, rank)
+  for (int r = 0; r < s.size; ++r) {
+    if (static_cast<int>(all[r] >> 32) == color) {
+      members.emplace_back(static_cast<int>(static_cast<uint32_t>(all[r])), r);
+    }
+  }
+  std::sort(members.begin(), members.end());
+  const int rank = static_cast<int>(
+      std::find_if(members.begin(), members.end(), [&](auto& m) { return m.second == s.rank; }) -
+      members.begin());
+  GlooOptions options = s.options;
+  options.prefix = strCat(s.options.prefix, "/split", call, "/", color);
+  QCOMM_ASSIGN_OR_RETURN(std::unique_ptr<GlooTransport> sub,
+                         create(s.store, rank, static_cast<int>(members.size()), options));
+  return std::unique_ptr<Transport>(std::move(sub));
 }
 
 }  // namespace qcomm::transport

@@ -2,8 +2,10 @@
 // what it needs; a second barrier frees the senders' buffers. Operations complete eagerly.
 #include "qcomm/local_transport.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -14,9 +16,13 @@ struct LocalGroup::State {
     std::span<const uint8_t> send;
     std::span<const size_t> sendCounts;  // alltoallv only
     std::span<float> data;               // allreduce only
+    int color = 0, key = 0;              // split only
   };
 
-  explicit State(int n) : size(n), posts(n) {}
+  State(int n, std::vector<int> hostOfRank, State* rootState)
+      : size(n), posts(n), hosts(std::move(hostOfRank)), root(rootState ? rootState : this) {
+    if (hosts.empty()) hosts.assign(n, 0);
+  }
 
   // Waits until all ranks arrive (or the group is aborted).
   Status arrive() {
@@ -33,20 +39,34 @@ struct LocalGroup::State {
     return barrierGeneration != generation ? Status::ok() : aborted;
   }
 
+  void abort(const Status& reason) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (aborted.isOk()) aborted = reason;
+    wake.notify_all();
+  }
+
   int size;
   std::vector<Post> posts;
+  std::vector<int> hosts;  // of each rank
+  State* root;             // the group everything was split from
   std::mutex mutex;
   std::condition_variable wake;
   int arrived = 0;
   uint64_t barrierGeneration = 0;
   Status aborted;
+  // A split's new groups, by color, made by each color's first rank (guarded by mutex).
+  std::map<int, std::shared_ptr<State>> splitGroups;
+  // Every group split from this one, directly or not (root only, guarded by mutex): abort
+  // reaches them all.
+  std::vector<std::weak_ptr<State>> descendants;
 };
 
 namespace {
 
 class LocalTransport final : public Transport {
  public:
-  LocalTransport(LocalGroup::State* state, int rank) : state_(state), rank_(rank) {}
+  LocalTransport(std::shared_ptr<LocalGroup::State> state, int rank)
+      : state_(std::move(state)), rank_(rank) {}
 
   int rank() const override { return rank_; }
   int size() const override { return state_->size; }
@@ -132,6 +152,62 @@ class LocalTransport final : public Transport {
     return Status::ok();
   }
 
+  Result<std::vector<int>> hostOfRanks() override {
+    std::vector<std::string> names;
+    for (int h : state_->hosts) names.push_back(std::to_string(h));
+    return numberHosts(names);
+  }
+
+  Result<std::unique_ptr<Transport>> split(int color, int key) override {
+    LocalGroup::State::Post post;
+    post.color = color;
+    post.key = key;
+    std::shared_ptr<LocalGroup::State> mine;
+    int newRank = 0;
+    QCOMM_RETURN_IF_ERROR(exchange(post, Status::ok(), [&]() -> Status {
+      if (color < 0) return Status::ok();
+      std::vector<std::pair<int, int>> members;  // (key, rank) of this color
+      for (int r = 0; r < size(); ++r) {
+        const auto& p = state_->posts[r];
+        if (p.color == color) members.emplace_back(p.key, r);
+      }
+      std::sort(members.begin(), members.end());
+      for (size_t i = 0; i < members.size(); ++i) {
+        if (members[i].second == rank_) newRank = static_cast<int>(i);
+      }
+      std::vector<int> hosts;
+      for (const auto& [k, r] : members) hosts.push_back(state_->hosts[r]);
+      // The color's lowest rank makes the group; the others take it after the second barrier.
+      if (std::min_element(members.begin(), members.end(), [](auto& a, auto& b) {
+            return a.second < b.second;
+          })->second == rank_) {
+        auto group = std::make_shared<LocalGroup::State>(static_cast<int>(members.size()),
+                                                         std::move(hosts), state_->root);
+        {
+          std::lock_guard<std::mutex> lock(state_->root->mutex);
+          state_->root->descendants.push_back(group);
+          if (!state_->root->aborted.isOk()) group->aborted = state_->root->aborted;
+        }
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->splitGroups[color] = std::move(group);
+      }
+      return Status::ok();
+    }).status());
+    if (color >= 0) {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      mine = state_->splitGroups.at(color);
+    }
+    // Once every rank holds its group, the table is emptied for the next split (which cannot
+    // start filling it before every rank has passed this barrier).
+    QCOMM_RETURN_IF_ERROR(state_->arrive());
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->splitGroups.erase(color);
+    }
+    if (color < 0) return std::unique_ptr<Transport>();
+    return std::unique_ptr<Transport>(std::make_unique<LocalTransport>(std::move(mine), newRank));
+  }
+
  private:
   Status checkCounts(std::span<const size_t> counts, const char* op) const {
     if (static_cast<int>(counts.size()) != size()) {
@@ -156,32 +232,40 @@ class LocalTransport final : public Transport {
     return std::unique_ptr<Request>(std::make_unique<CompletedRequest>());
   }
 
-  LocalGroup::State* state_;
+  std::shared_ptr<LocalGroup::State> state_;
   int rank_;
 };
 
 }  // namespace
 
-LocalGroup::LocalGroup(int size) : state_(std::make_unique<State>(size)) {}
+LocalGroup::LocalGroup(int size, std::vector<int> hostOfRank)
+    : state_(std::make_shared<State>(size, std::move(hostOfRank), nullptr)) {}
 LocalGroup::~LocalGroup() = default;
 
 int LocalGroup::size() const { return state_->size; }
 
 std::unique_ptr<Transport> LocalGroup::transport(int rank) {
-  return std::make_unique<LocalTransport>(state_.get(), rank);
+  return std::make_unique<LocalTransport>(state_, rank);
 }
 
 void LocalGroup::abort(const Status& reason) {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  if (state_->aborted.isOk()) {
-    state_->aborted =
-        Status(StatusCode::kFailedPrecondition, strCat("local group aborted: ", reason.message()));
+  const Status aborted(StatusCode::kFailedPrecondition,
+                       strCat("local group aborted: ", reason.message()));
+  std::vector<std::shared_ptr<State>> groups;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (state_->aborted.isOk()) state_->aborted = aborted;
+    state_->wake.notify_all();
+    for (const auto& weak : state_->descendants) {
+      if (auto group = weak.lock()) groups.push_back(std::move(group));
+    }
   }
-  state_->wake.notify_all();
+  for (const auto& group : groups) group->abort(aborted);
 }
 
-std::vector<Status> spawn(int worldSize, const std::function<Status(Transport&)>& fn) {
-  LocalGroup group(worldSize);
+std::vector<Status> spawn(int worldSize, const std::function<Status(Transport&)>& fn,
+                          std::vector<int> hostOfRank) {
+  LocalGroup group(worldSize, std::move(hostOfRank));
   std::vector<Status> results(worldSize);
   std::vector<std::thread> threads;
   for (int r = 0; r < worldSize; ++r) {

@@ -136,3 +136,37 @@ Capabilities MpiTransport::capabilities() const {
 Status MpiTransport::barrier() { return mpiStatus(MPI_Barrier(comm_), "MPI_Barrier", rank_); }
 
 }  // namespace qcomm::transport
+
+namespace qcomm::transport {
+
+Result<std::vector<int>> MpiTransport::hostOfRanks() {
+  MPI_Comm shared = MPI_COMM_NULL;
+  QCOMM_RETURN_IF_ERROR(mpiStatus(
+      MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &shared),
+      "MPI_Comm_split_type", rank_));
+  // A host is named by its lowest rank.
+  int lowest = rank_;
+  const int code = MPI_Allreduce(MPI_IN_PLACE, &lowest, 1, MPI_INT, MPI_MIN, shared);
+  MPI_Comm_free(&shared);
+  QCOMM_RETURN_IF_ERROR(mpiStatus(code, "MPI_Allreduce (host leader)", rank_));
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> leaders,
+                         allgatherU64(static_cast<uint64_t>(lowest)));
+  std::vector<std::string> names;
+  for (uint64_t leader : leaders) names.push_back(std::to_string(leader));
+  return numberHosts(names);
+}
+
+Result<std::unique_ptr<Transport>> MpiTransport::split(int color, int key) {
+  MPI_Comm sub = MPI_COMM_NULL;
+  QCOMM_RETURN_IF_ERROR(
+      mpiStatus(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub),
+                "MPI_Comm_split", rank_));
+  if (sub == MPI_COMM_NULL) return std::unique_ptr<Transport>();
+  MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(sub, &rank);
+  MPI_Comm_size(sub, &size);
+  return std::unique_ptr<Transport>(new MpiTransport(sub, rank, size));
+}
+
+}  // namespace qcomm::transport

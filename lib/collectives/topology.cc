@@ -1,0 +1,118 @@
+// Host layouts and the cost model of `auto` (docs/algorithms.md, "How auto decides").
+#include "qcomm/topology.h"
+
+#include <algorithm>
+#include <map>
+
+#include "qcomm/communicator.h"
+
+namespace qcomm {
+
+int HostLayout::maxLocalSize() const {
+  return *std::max_element(localSizes.begin(), localSizes.end());
+}
+
+std::string HostLayout::describe() const {
+  std::string sizes;
+  for (int l : localSizes) sizes += (sizes.empty() ? "" : ", ") + std::to_string(l);
+  return strCat(hosts, hosts == 1 ? " host x {" : " hosts x {", sizes, "} ranks");
+}
+
+Result<HostLayout> makeHostLayout(std::span<const int> hostOfRank, int rank) {
+  if (hostOfRank.empty() || rank < 0 || rank >= static_cast<int>(hostOfRank.size())) {
+    return invalidArgument("host layout: rank ", rank, " of ", hostOfRank.size(), " ranks");
+  }
+  HostLayout layout;
+  layout.worldSize = static_cast<int>(hostOfRank.size());
+  layout.rank = rank;
+  std::map<int, int> number;  // given host id -> 0, 1, ... by first rank
+  for (int r = 0; r < layout.worldSize; ++r) {
+    const auto [it, added] = number.emplace(hostOfRank[r], static_cast<int>(number.size()));
+    if (added) layout.localSizes.push_back(0);
+    if (r == rank) {
+      layout.host = it->second;
+      layout.localRank = layout.localSizes[it->second];
+    }
+    ++layout.localSizes[it->second];
+  }
+  layout.hosts = static_cast<int>(layout.localSizes.size());
+  layout.slices = *std::min_element(layout.localSizes.begin(), layout.localSizes.end());
+  return layout;
+}
+
+std::vector<int> blockHosts(int worldSize, int ranksPerHost) {
+  std::vector<int> hosts(worldSize);
+  for (int r = 0; r < worldSize; ++r) hosts[r] = r / std::max(1, ranksPerHost);
+  return hosts;
+}
+
+std::array<double*, 11> costFields(CostParameters& c) {
+  return {&c.encodeSecondsPerValue, &c.decodeSecondsPerValue, &c.sumSecondsPerValue,
+          &c.codecLatency,          &c.codeBytesPerValue,     &c.intra.latency,
+          &c.intra.secondsPerByte,  &c.inter.latency,         &c.inter.secondsPerByte,
+          &c.allreduce.latency,     &c.allreduce.secondsPerByte};
+}
+
+double AlgorithmCosts::of(Algorithm algorithm) const {
+  switch (algorithm) {
+    case Algorithm::kAllgather:
+      return allgather;
+    case Algorithm::kSra:
+      return sra;
+    case Algorithm::kHierarchical:
+      return hierarchical;
+    default:
+      return uncompressed;
+  }
+}
+
+AlgorithmCosts predictAllreduce(int64_t count, const HostLayout& layout,
+                                const CostParameters& c) {
+  // Only quantities every rank shares enter here, so every rank predicts the same.
+  const double n = static_cast<double>(count);
+  const double p = layout.worldSize, h = layout.hosts, s = layout.slices;
+  const double l = layout.maxLocalSize();  // the busiest host's link decides
+  const double code = n * c.codeBytesPerValue;  // one rank's whole tensor, encoded
+  const double floats = 4.0 * n;
+  // A flat exchange in which each rank sends `perPeer` bytes to every other rank: the busiest host
+  // sends l(p - l) of them over its link, and each rank (l - 1) to its neighbours.
+  auto flatExchange = [&](double perPeer) {
+    if (layout.hosts == 1) return c.intra.time((p - 1) * perPeer);
+    return c.inter.time(l * (p - l) * perPeer) + (l > 1 ? c.intra.time((l - 1) * perPeer) : 0.0);
+  };
+  AlgorithmCosts out;
+  out.uncompressed = c.allreduce.time(floats);
+  const double passes2 = 2.0 * c.codecLatency, passes4 = 4.0 * c.codecLatency;
+  out.allgather = passes2 + n * c.encodeSecondsPerValue + flatExchange(code) +
+                  p * n * c.decodeSecondsPerValue;
+  out.sra = passes4 + (n + n / p) * c.encodeSecondsPerValue + 2.0 * flatExchange(code / p) +
+            2.0 * n * c.decodeSecondsPerValue;
+  // Hierarchical: reduce-scatter inside hosts, the compressed algorithm across hosts on each
+  // 1/s slice (the s groups share each host's link), allgather inside hosts.
+  const double slice = n / s;
+  double across = 0.0;
+  if (layout.hosts > 1) {
+    if (layout.hosts == 2) {  // allgather among the hosts
+      across = passes2 + slice * c.encodeSecondsPerValue + c.inter.time((h - 1) * code) +
+               h * slice * c.decodeSecondsPerValue;
+    } else {  // sra among the hosts
+      across = passes4 + (slice + slice / h) * c.encodeSecondsPerValue +
+               2.0 * c.inter.time((h - 1) / h * code) + 2.0 * slice * c.decodeSecondsPerValue;
+    }
+  }
+  out.hierarchical = c.intra.time(floats * (l - 1) / s) + l * slice * c.sumSecondsPerValue +
+                     across + c.intra.time(floats);
+  if (layout.hosts > 1 && !layout.multiLevel()) out.hierarchical = out.sra;  // flat sra then
+  return out;
+}
+
+Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical) {
+  Algorithm best = Algorithm::kUncompressed;
+  for (Algorithm a : {Algorithm::kAllgather, Algorithm::kSra, Algorithm::kHierarchical}) {
+    if (a == Algorithm::kHierarchical && !hierarchical) continue;
+    if (costs.of(a) < costs.of(best)) best = a;
+  }
+  return best;
+}
+
+}  // namespace qcomm

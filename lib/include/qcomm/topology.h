@@ -1,0 +1,75 @@
+// Where ranks run, and what each allreduce algorithm costs there: the pure functions behind the
+// hierarchical algorithm and `auto` (docs/algorithms.md, "Hierarchical" and "How auto decides").
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "qcomm/status.h"
+
+namespace qcomm {
+
+enum class Algorithm;
+
+// The ranks grouped by host, seen from one rank.
+struct HostLayout {
+  int worldSize = 1;
+  int rank = 0;
+  int hosts = 1;               // H
+  int host = 0;                // this rank's host (numbered by first rank)
+  int localRank = 0;           // this rank among its host's ranks, in rank order
+  std::vector<int> localSizes; // ranks on each host
+  // Ranks 0..slices-1 of every host own one slice each in the hierarchical algorithm: the fewest
+  // ranks any host has.
+  int slices = 1;
+
+  int localSize() const { return localSizes[host]; }
+  int maxLocalSize() const;
+  // Several hosts, and some host with several ranks: the hierarchical algorithm differs from flat.
+  bool multiLevel() const { return hosts > 1 && maxLocalSize() > 1; }
+  std::string describe() const;  // "2 hosts x {2, 2} ranks"
+};
+
+// hostOfRank[r]: the host of rank r (any numbering: ranks with equal numbers share a host).
+Result<HostLayout> makeHostLayout(std::span<const int> hostOfRank, int rank);
+// Ranks [0, K) on host 0, [K, 2K) on host 1, ...: the grouping forced by ranksPerHost = K.
+std::vector<int> blockHosts(int worldSize, int ranksPerHost);
+
+// A link: a message of b bytes takes latency + b * secondsPerByte.
+struct LinkCost {
+  double latency = 0.0;
+  double secondsPerByte = 0.0;
+  double time(double bytes) const { return latency + bytes * secondsPerByte; }
+};
+
+// What `auto` measures when a communicator is created (every rank ends with the same numbers).
+struct CostParameters {
+  double encodeSecondsPerValue = 0.0;  // the codec's encode, with this rank's executor
+  double decodeSecondsPerValue = 0.0;  // decoding (and averaging) one received value
+  double sumSecondsPerValue = 0.0;     // adding one float (the hierarchical reduce-scatter)
+  double codecLatency = 0.0;           // fixed cost of one encode or decode pass, whatever its size
+  double codeBytesPerValue = 0.5;      // wire bytes per value under the codec
+  LinkCost intra;                      // between ranks of one host (per rank, all at once)
+  LinkCost inter;                      // out of one host (its link, all its ranks together)
+  LinkCost allreduce;                  // the transport's float allreduce over all ranks, per byte
+};
+
+// Every number of `c`, in a fixed order (agreement between ranks, checkpoints).
+std::array<double*, 11> costFields(CostParameters& c);
+
+// Predicted seconds of one allreduce of `count` floats under each algorithm.
+struct AlgorithmCosts {
+  double uncompressed = 0.0, allgather = 0.0, sra = 0.0, hierarchical = 0.0;
+  double of(Algorithm algorithm) const;
+};
+
+AlgorithmCosts predictAllreduce(int64_t count, const HostLayout& layout,
+                                const CostParameters& parameters);
+// The fastest of the predicted algorithms (hierarchical only where `hierarchical` is allowed);
+// ties go to the simpler one (uncompressed, allgather, sra, hierarchical).
+Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
+
+}  // namespace qcomm

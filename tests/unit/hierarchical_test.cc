@@ -1,0 +1,390 @@
+// Hosts with several ranks: host layouts, sub-groups of the local transport, the hierarchical
+// algorithm over groupings {1x4, 2x2, 4x1, 3+1} (identical everywhere, within the quantization
+// bound, error feedback, asynchronous and fused calls), and the cost model behind `auto`.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "qcomm/communicator.h"
+#include "qcomm/local_transport.h"
+#include "qcomm/topology.h"
+#include "support/allreduce_expectations.h"
+
+namespace qcomm {
+namespace {
+
+using testing::inputOf;
+using transport::spawn;
+using transport::Transport;
+
+void expectAllOk(const std::vector<Status>& results, const std::string& what) {
+  for (size_t r = 0; r < results.size(); ++r) {
+    ASSERT_TRUE(results[r].isOk()) << what << " rank " << r << ": " << results[r].toString();
+  }
+}
+
+struct Grouping {
+  const char* name;
+  std::vector<int> hosts;  // of each rank
+};
+
+const std::vector<Grouping> kGroupings = {
+    {"1x4", {0, 0, 0, 0}}, {"2x2", {0, 0, 1, 1}}, {"4x1", {0, 1, 2, 3}}, {"3+1", {0, 0, 0, 1}},
+    {"2+3 interleaved", {0, 1, 0, 1, 1}}};
+
+TEST(HostLayout, GroupsRanksByHostInOrderOfFirstRank) {
+  const std::vector<int> hosts = {7, 3, 7, 3, 3};
+  const HostLayout a = *makeHostLayout(hosts, 3);
+  EXPECT_EQ(a.hosts, 2);
+  EXPECT_EQ(a.host, 1);       // host "3" appears second
+  EXPECT_EQ(a.localRank, 1);  // ranks 1, 3, 4 are on it
+  EXPECT_EQ(a.localSizes, (std::vector<int>{2, 3}));
+  EXPECT_EQ(a.slices, 2);
+  EXPECT_TRUE(a.multiLevel());
+  EXPECT_EQ(a.describe(), "2 hosts x {2, 3} ranks");
+  EXPECT_FALSE(makeHostLayout(std::vector<int>{0, 1, 2}, 0)->multiLevel());  // one rank per host
+  EXPECT_FALSE(makeHostLayout(std::vector<int>{0, 0}, 1)->multiLevel());     // one host
+  EXPECT_EQ(blockHosts(7, 3), (std::vector<int>{0, 0, 0, 1, 1, 1, 2}));
+  EXPECT_EQ(makeHostLayout(std::vector<int>{0, 0}, 2).status().message(),
+            "host layout: rank 2 of 2 ranks");
+}
+
+TEST(LocalTransport, SplitMakesGroupsByColorRankedByKey) {
+  expectAllOk(spawn(5,
+                    [](Transport& t) -> Status {
+                      // Colors: even ranks 0, odd ranks 1, rank 4 none; keys reverse the order.
+                      const int color = t.rank() == 4 ? -1 : t.rank() % 2;
+                      QCOMM_ASSIGN_OR_RETURN(auto sub, t.split(color, -t.rank()));
+                      if (color < 0 && sub != nullptr) return internalError("rank 4 got a group");
+                      if (color >= 0) {
+                        if (sub->size() != 2 || sub->rank() != (t.rank() < 2 ? 1 : 0)) {
+                          return internalError("rank ", t.rank(), ": sub rank ", sub->rank(),
+                                               " of ", sub->size());
+                        }
+                        std::vector<float> x = {static_cast<float>(t.rank())};
+                        QCOMM_RETURN_IF_ERROR(sub->allreduceSum(x));
+                        const float want = color == 0 ? 2.0f : 4.0f;  // 0+2, 1+3
+                        if (x[0] != want) return internalError("sum ", x[0], " want ", want);
+                      }
+                      // A second split of the same transport works as well.
+                      QCOMM_ASSIGN_OR_RETURN(auto all, t.split(0, t.rank()));
+                      QCOMM_ASSIGN_OR_RETURN(auto ranks, all->allgatherU64(t.rank()));
+                      return ranks == std::vector<uint64_t>{0, 1, 2, 3, 4}
+                                 ? Status::ok()
+                                 : internalError("second split out of order");
+                    }),
+              "split");
+  // hostOfRanks reports the grouping the group was made with, numbered by first rank.
+  expectAllOk(spawn(
+                  4,
+                  [](Transport& t) -> Status {
+                    QCOMM_ASSIGN_OR_RETURN(const std::vector<int> hosts, t.hostOfRanks());
+                    return hosts == std::vector<int>{0, 1, 0, 1}
+                               ? Status::ok()
+                               : internalError("hosts ", hosts[0], hosts[1], hosts[2], hosts[3]);
+                  },
+                  {5, 9, 5, 9}),
+              "hosts");
+}
+
+TEST(LocalTransport, AbortReachesRanksWaitingInASubGroup) {
+  const std::vector<Status> results = spawn(3, [](Transport& t) -> Status {
+    QCOMM_ASSIGN_OR_RETURN(auto sub, t.split(0, t.rank()));
+    if (t.rank() == 2) return internalError("rank 2 gives up");
+    return sub->barrier();  // would wait forever for rank 2
+  });
+  EXPECT_EQ(results[2].message(), "rank 2 gives up");
+  for (int r : {0, 1}) {
+    EXPECT_NE(results[r].message().find("rank 2 gives up"), std::string::npos)
+        << results[r].toString();
+  }
+}
+
+CommunicatorOptions hierarchicalOptions(int bits, Layout layout) {
+  CommunicatorOptions o;
+  o.codec = strCat("qsgd:bits=", bits, ",bucket=512,norm=max,layout=", layoutName(layout));
+  o.algorithm = Algorithm::kHierarchical;
+  o.minCompressNumel = 0;
+  o.chunkNumel = 40000;  // the 200000 case pipelines several chunks per slice
+  return o;
+}
+
+TEST(Hierarchical, SweepIsIdenticalEverywhereAndWithinTheQuantizationBound) {
+  for (const Grouping& g : kGroupings) {
+    const int p = static_cast<int>(g.hosts.size());
+    for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{3}, int64_t{513}, int64_t{200000}}) {
+      for (int bits : {2, 4}) {
+        for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+          const std::string what =
+              strCat(g.name, " n=", n, " q=", bits, " ", layoutName(layout));
+          std::vector<std::vector<float>> results(p);
+          std::vector<uint64_t> across(p);
+          expectAllOk(spawn(
+                          p,
+                          [&](Transport& t) -> Status {
+                            QCOMM_ASSIGN_OR_RETURN(
+                                auto comm, Communicator::create(t, hierarchicalOptions(bits, layout)));
+                            std::vector<float> data = inputOf(t.rank(), n);
+                            QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+                            results[t.rank()] = std::move(data);
+                            across[t.rank()] = comm->stats().bytesSentAcrossHosts;
+                            return Status::ok();
+                          },
+                          g.hosts),
+                      what);
+          for (int r = 1; r < p; ++r) ASSERT_EQ(results[r], results[0]) << what << " rank " << r;
+          // One host compresses nothing: the mean is exact up to float rounding.
+          const bool oneHost = g.hosts == std::vector<int>(p, 0);
+          const int64_t bad =
+              testing::firstOutOfBound(results[0], p, oneHost ? 16 : bits, Algorithm::kSra);
+          ASSERT_EQ(bad, -1) << what << ": value " << bad << " leaves the quantization bound";
+          if (oneHost) {
+            for (uint64_t b : across) EXPECT_EQ(b, 0u) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Hierarchical, SendsLessAcrossHostsThanFlatSra) {
+  // 2 hosts x 2 ranks, 2^18 values: flat sra sends each host's ranks' parts to the other host
+  // twice; the hierarchical one sends one code of half the tensor per rank.
+  constexpr int64_t n = int64_t{1} << 18;
+  std::map<Algorithm, uint64_t> across;
+  for (Algorithm a : {Algorithm::kSra, Algorithm::kHierarchical}) {
+    std::vector<uint64_t> bytes(4);
+    expectAllOk(spawn(
+                    4,
+                    [&](Transport& t) -> Status {
+                      CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
+                      o.algorithm = a;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      std::vector<float> data = inputOf(t.rank(), n);
+                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+                      bytes[t.rank()] = comm->stats().bytesSentAcrossHosts;
+                      return Status::ok();
+                    },
+                    {0, 0, 1, 1}),
+                std::string(algorithmName(a)));
+    across[a] = bytes[0] + bytes[1];  // host 0
+  }
+  // Flat sra: 2 ranks x 2 phases x 2 parts of n/4 for the other host = 2 codes of n; hierarchical
+  // (allgather between the 2 hosts): 2 ranks x a code of n/2 = 1 code of n.
+  EXPECT_NEAR(double(across[Algorithm::kSra]) / across[Algorithm::kHierarchical], 2.0, 0.05);
+}
+
+TEST(Hierarchical, ErrorFeedbackKeepsTheRunningSumOnTrack) {
+  constexpr int n = 4096, steps = 40;
+  for (const Grouping& g : kGroupings) {
+    const int p = static_cast<int>(g.hosts.size());
+    for (bool feedback : {true, false}) {
+      std::vector<double> worst(p, 0.0);
+      double limit = 0.0;
+      expectAllOk(spawn(
+                      p,
+                      [&](Transport& t) -> Status {
+                        CommunicatorOptions o = hierarchicalOptions(2, Layout::kCompact);
+                        o.errorFeedback = feedback;
+                        QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                        std::vector<double> drift(n, 0.0);
+                        double maxAbs = 0.0;
+                        for (int k = 0; k < steps; ++k) {
+                          std::vector<float> data = inputOf(t.rank(), n, k);
+                          QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "g"));
+                          const std::vector<double> exact = testing::exactMean(p, n, k);
+                          for (int i = 0; i < n; ++i) {
+                            drift[i] += data[i] - exact[i];
+                            maxAbs = std::max(maxAbs, std::fabs(exact[i]) + 4.0);
+                          }
+                        }
+                        for (double d : drift) worst[t.rank()] = std::max(worst[t.rank()], std::fabs(d));
+                        if (t.rank() == 0) limit = 1.5 * maxAbs / 3.0;
+                        return Status::ok();
+                      },
+                      g.hosts),
+                  g.name);
+      // With feedback the drift telescopes to the last residuals (about one step); without it,
+      // it grows like the square root of the steps, past the limit (except on one host, where
+      // nothing is compressed).
+      const bool oneHost = g.hosts == std::vector<int>(p, 0);
+      if (feedback || oneHost) {
+        EXPECT_LE(worst[0], limit) << g.name << (feedback ? " with" : " without") << " feedback";
+      } else {
+        EXPECT_GT(worst[0], limit) << g.name << ": the check cannot tell feedback from none";
+      }
+    }
+  }
+}
+
+TEST(Hierarchical, AsynchronousAndFusedCallsMatchBlockingOnes) {
+  const std::vector<int> hosts = {0, 0, 0, 1};
+  std::vector<std::vector<float>> blocking(4), async(4);
+  for (bool useAsync : {false, true}) {
+    expectAllOk(spawn(
+                    4,
+                    [&](Transport& t) -> Status {
+                      CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
+                      o.errorFeedback = true;
+                      o.minCompressNumel = 1000;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      std::vector<float> a = inputOf(t.rank(), 70000, 1);
+                      std::vector<float> b = inputOf(t.rank(), 3000, 2);
+                      std::vector<float> c = inputOf(t.rank(), 10, 3);  // small: uncompressed
+                      std::vector<NamedTensor> list = {{"b", b}, {"c", c}};
+                      if (useAsync) {
+                        QCOMM_ASSIGN_OR_RETURN(auto first, comm->allreduceMeanAsync(a, "a"));
+                        QCOMM_ASSIGN_OR_RETURN(auto second, comm->allreduceMeanAsync(list));
+                        QCOMM_RETURN_IF_ERROR(second.wait());
+                        QCOMM_RETURN_IF_ERROR(first.wait());
+                      } else {
+                        QCOMM_RETURN_IF_ERROR(comm->allreduceMean(a, "a"));
+                        QCOMM_RETURN_IF_ERROR(comm->allreduceMean(list));
+                      }
+                      std::vector<float>& out = (useAsync ? async : blocking)[t.rank()];
+                      out = a;
+                      out.insert(out.end(), b.begin(), b.end());
+                      out.insert(out.end(), c.begin(), c.end());
+                      return Status::ok();
+                    },
+                    hosts),
+                useAsync ? "async" : "blocking");
+  }
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(async[r], blocking[r]) << "rank " << r;
+    EXPECT_EQ(blocking[r], blocking[0]) << "rank " << r;
+  }
+}
+
+TEST(Hierarchical, RanksPerHostOptionForcesTheGrouping) {
+  expectAllOk(spawn(4,
+                    [](Transport& t) -> Status {
+                      CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
+                      o.ranksPerHost = 3;  // 3 + 1, whatever the transport says
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      const HostLayout& l = comm->layout();
+                      if (l.hosts != 2 || l.localSizes != std::vector<int>{3, 1}) {
+                        return internalError("layout ", l.describe());
+                      }
+                      std::vector<float> data = inputOf(t.rank(), 5000);
+                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+                      return comm->stats().lastAlgorithm == Algorithm::kHierarchical
+                                 ? Status::ok()
+                                 : internalError("ran ", algorithmName(comm->stats().lastAlgorithm));
+                    }),
+              "ranksPerHost");
+  EXPECT_EQ(parseAlgorithm("hierarchical").value(), Algorithm::kHierarchical);
+}
+
+// Shared memory inside a host, a slow link between hosts: the parameters of the targets.
+CostParameters clusterParameters() {
+  CostParameters c;
+  c.encodeSecondsPerValue = 1e-9;
+  c.decodeSecondsPerValue = 0.5e-9;
+  c.sumSecondsPerValue = 0.2e-9;
+  c.codeBytesPerValue = 4.07 / 8;
+  c.codecLatency = 10e-6;
+  c.intra = {5e-6, 1.0 / 4e9};
+  c.inter = {100e-6, 1.0 / 117e6};            // 1 Gbit/s
+  c.allreduce = {100e-6, 2.0 * 0.75 / 117e6};  // ring over the slow links
+  return c;
+}
+
+TEST(CostModel, ChoosesByBytesAndWorkAndIsTheSameOnEveryRank) {
+  const CostParameters cluster = clusterParameters();
+  const std::vector<int> twoByTwo = {0, 0, 1, 1};
+  for (int rank = 0; rank < 4; ++rank) {
+    const HostLayout l = *makeHostLayout(twoByTwo, rank);
+    const AlgorithmCosts big = predictAllreduce(int64_t{16} << 20, l, cluster);
+    EXPECT_EQ(fastestAlgorithm(big, true), Algorithm::kHierarchical);
+    EXPECT_GT(big.sra / big.hierarchical, 1.5);
+    EXPECT_GT(big.uncompressed / big.hierarchical, 4.0);
+    // With free compute and shared memory, what remains is the link: hierarchical sends half
+    // of what flat sra sends across hosts.
+    CostParameters links = cluster;
+    links.encodeSecondsPerValue = links.decodeSecondsPerValue = links.sumSecondsPerValue = 0;
+    links.intra = {};
+    const AlgorithmCosts linkOnly = predictAllreduce(int64_t{16} << 20, l, links);
+    EXPECT_NEAR(linkOnly.sra / linkOnly.hierarchical, 2.0, 0.01);
+    EXPECT_EQ(fastestAlgorithm(big, false), Algorithm::kSra);  // where it cannot split
+    // A few values: latency decides, and the float allreduce has the least.
+    EXPECT_EQ(fastestAlgorithm(predictAllreduce(256, l, cluster), true),
+              Algorithm::kUncompressed);
+    EXPECT_EQ(predictAllreduce(12345, l, cluster).sra,
+              predictAllreduce(12345, *makeHostLayout(twoByTwo, 0), cluster).sra);
+  }
+  // One host, shared memory everywhere: compression never pays.
+  CostParameters local = cluster;
+  local.inter = {};
+  local.allreduce = {8e-6, 1.0 / 3e9};
+  const HostLayout oneHost = *makeHostLayout(std::vector<int>{0, 0, 0, 0}, 1);
+  for (int64_t n : {int64_t{1} << 10, int64_t{1} << 16, int64_t{1} << 24}) {
+    EXPECT_EQ(fastestAlgorithm(predictAllreduce(n, oneHost, local), true),
+              Algorithm::kUncompressed)
+        << n;
+  }
+  // 4 hosts x 1 rank on slow links: sra for large tensors, allgather in between.
+  const HostLayout flat = *makeHostLayout(std::vector<int>{0, 1, 2, 3}, 2);
+  EXPECT_EQ(fastestAlgorithm(predictAllreduce(int64_t{16} << 20, flat, cluster), true),
+            Algorithm::kSra);
+  EXPECT_EQ(predictAllreduce(1 << 20, flat, cluster).hierarchical,
+            predictAllreduce(1 << 20, flat, cluster).sra);  // falls back to flat sra
+  // A slower codec moves the break-even point up.
+  CostParameters slowCodec = cluster;
+  slowCodec.encodeSecondsPerValue = 1e-6;
+  EXPECT_EQ(fastestAlgorithm(predictAllreduce(int64_t{1} << 20, flat, slowCodec), true),
+            Algorithm::kUncompressed);
+}
+
+TEST(CostModel, AutoMeasuresAgreesAndReportsItsChoice) {
+  std::vector<CostParameters> measured(4);
+  std::vector<std::vector<float>> results(4);
+  std::vector<Algorithm> chosen(4);
+  expectAllOk(spawn(
+                  4,
+                  [&](Transport& t) -> Status {
+                    CommunicatorOptions o;
+                    o.minCompressNumel = 0;
+                    QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                    if (comm->costParameters() == nullptr) return internalError("no measurement");
+                    measured[t.rank()] = *comm->costParameters();
+                    std::vector<float> data = inputOf(t.rank(), 100000);
+                    QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+                    results[t.rank()] = data;
+                    chosen[t.rank()] = comm->stats().lastAlgorithm;
+                    const AlgorithmCosts& c = comm->stats().lastPrediction;
+                    if (!(c.uncompressed > 0 && c.sra > 0 && c.hierarchical > 0)) {
+                      return internalError("no prediction");
+                    }
+                    return chosen[t.rank()] == comm->algorithmFor(100000)
+                               ? Status::ok()
+                               : internalError("algorithmFor disagrees with the call");
+                  },
+                  {0, 0, 1, 1}),
+              "auto");
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(chosen[r], chosen[0]);
+    EXPECT_EQ(results[r], results[0]);
+    EXPECT_EQ(measured[r].encodeSecondsPerValue, measured[0].encodeSecondsPerValue);
+    EXPECT_EQ(measured[r].inter.secondsPerByte, measured[0].inter.secondsPerByte);
+  }
+  EXPECT_GT(measured[0].encodeSecondsPerValue, 0.0);
+  EXPECT_GT(measured[0].codeBytesPerValue, 0.5);  // 4 bits, a sign, a norm per 512 values
+  EXPECT_LT(measured[0].codeBytesPerValue, 0.75);
+  EXPECT_GT(measured[0].intra.latency, 0.0);
+  EXPECT_GT(measured[0].inter.latency, 0.0);
+  // A pinned algorithm measures nothing.
+  expectAllOk(spawn(2,
+                    [](Transport& t) -> Status {
+                      CommunicatorOptions o;
+                      o.algorithm = Algorithm::kSra;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      return comm->costParameters() == nullptr ? Status::ok()
+                                                               : internalError("measured");
+                    }),
+              "pinned");
+}
+
+}  // namespace
+}  // namespace qcomm
