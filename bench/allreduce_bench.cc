@@ -160,12 +160,12 @@ int main(int argc, char** argv) {
   if (!executor.isOk()) return fail(executor.status());
 
   const double busFactor = p > 1 ? 2.0 * (p - 1) / p : 1.0;
-  // One rank per host reads its interfaces.
-  MPI_Comm hostComm;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &hostComm);
-  int hostRank = 0;
-  MPI_Comm_rank(hostComm, &hostRank);
-  MPI_Comm_free(&hostComm);
+  // One rank per host (the first) reads its interfaces.
+  auto hostOfRanks = (*transport)->hostOfRanks();
+  if (!hostOfRanks.isOk()) return fail(hostOfRanks.status());
+  const bool readsInterfaces =
+      std::find(hostOfRanks->begin(), hostOfRanks->end(), (*hostOfRanks)[rank]) -
+          hostOfRanks->begin() == rank;
   if (rank == 0) {
     std::printf("# qcomm allreduce benchmark: %d ranks, codec %s, %d iters after %d warm-up\n", p,
                 codec.c_str(), iters, warmup);
@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
       }
       seconds /= iters;
       MPI_Barrier(MPI_COMM_WORLD);
-      double hostTx = hostRank == 0 ? (interfaceTxBytes() - txBefore) / iters : 0.0;
+      double hostTx = readsInterfaces ? (interfaceTxBytes() - txBefore) / iters : 0.0;
       MPI_Allreduce(MPI_IN_PLACE, &hostTx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       // Check against the exact mean: a quantized result is within one step of every rank's

@@ -41,6 +41,9 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
                              // some of them in hwloc_shmem_topology_write. Skip the sharing.
                              "--mca", "rtc_hwloc_vmhole", "none"});
     slots = s.hosts * s.slots;
+    // The emulated hosts share this machine's cores, which Open MPI does not know: ranks beyond
+    // them must yield instead of busy-polling (measured: 3x slower allreduces without it).
+    if (r.ranks > c.cores) argv.insert(argv.end(), {"--mca", "mpi_yield_when_idle", "1"});
   } else if (!r.hostfile.empty()) {
     argv.insert(argv.end(), {"--hostfile", r.hostfile});
     slots = 0;  // the hostfile decides

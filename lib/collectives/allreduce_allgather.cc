@@ -7,41 +7,43 @@
 
 namespace qcomm::collectives {
 
+Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in) {
+  const int p = ctx.transport.size();
+  QCOMM_RETURN_IF_ERROR(
+      encodeMessage(ctx, in, ctx.transport.rank(), ctx.tensorId, &s.encoded, &s.send));
+  s.recvCounts.assign(p, s.send.size());  // same config and size everywhere: same size
+  s.recv.resize(s.send.size() * p);
+  ctx.stats->bytesSent += s.send.size() * (p - 1);
+  ctx.stats->bytesReceived += s.send.size() * (p - 1);
+  QCOMM_ASSIGN_OR_RETURN(s.request, ctx.transport.iallgatherv(s.send, s.recv, s.recvCounts));
+  return Status::ok();
+}
+
+Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
+                       std::span<float> out, std::span<float> residual) {
+  QCOMM_RETURN_IF_ERROR(s.request->wait());
+  DecodeMeanResidual r;
+  if (!residual.empty()) r = {ctx.transport.rank(), in, residual};
+  return decodeMeanMessages(ctx, s.recv, s.send.size(), ctx.transport.size(), out, r);
+}
+
 Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
                           std::span<float> output) {
-  const int64_t n = static_cast<int64_t>(input.size());
-  const int p = ctx.transport.size();
-  const int me = ctx.transport.rank();
   Workspace::Slot* slots = ctx.workspace->slots;
-
-  // Encodes chunk c and starts its all-gather.
   auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
     Workspace::Slot& s = slots[c % 2];
     s.begin = begin;
     s.end = end;
-    QCOMM_RETURN_IF_ERROR(encodeMessage(ctx, input.subspan(s.begin, s.end - s.begin), me,
-                                        ctx.tensorId, &s.encoded, &s.send));
-    s.recvCounts.assign(p, s.send.size());  // same config and size everywhere: same size
-    s.recv.resize(s.send.size() * p);
-    ctx.stats->bytesSent += s.send.size() * (p - 1);
-    ctx.stats->bytesReceived += s.send.size() * (p - 1);
-    QCOMM_ASSIGN_OR_RETURN(s.request, ctx.transport.iallgatherv(s.send, s.recv, s.recvCounts));
-    return Status::ok();
+    return allgatherStart(ctx, s, input.subspan(begin, end - begin));
   };
-  // Waits for chunk c and writes its mean (and this rank's residual).
   auto finish = [&](int64_t c) -> Status {
     Workspace::Slot& s = slots[c % 2];
-    QCOMM_RETURN_IF_ERROR(s.request->wait());
     const int64_t m = s.end - s.begin;
-    DecodeMeanResidual residual;
-    if (!ctx.residual.empty()) {
-      residual = {me, input.subspan(s.begin, m), ctx.residual.subspan(s.begin, m)};
-    }
-    return decodeMeanMessages(ctx, s.recv, s.send.size(), p, output.subspan(s.begin, m),
-                              residual);
+    return allgatherFinish(ctx, s, input.subspan(s.begin, m), output.subspan(s.begin, m),
+                           ctx.residual.empty() ? std::span<float>()
+                                                : ctx.residual.subspan(s.begin, m));
   };
-
-  return runPipelined(ctx, n, start, finish);
+  return runPipelined(ctx, static_cast<int64_t>(input.size()), start, finish);
 }
 
 }  // namespace qcomm::collectives

@@ -1,13 +1,15 @@
 // hierarchical: compress only what crosses hosts. With H hosts and s = the fewest ranks any host
-// has, the tensor is cut into s slices:
+// has, each chunk of the tensor is cut into s slices:
 //   1. inside each host, an uncompressed reduce-scatter: local rank j (j < s) receives slice j of
 //      every rank of its host and sums them in local-rank order;
 //   2. across hosts, local ranks j of every host (one "cross" group per slice) run the compressed
 //      allgather (2 hosts) or sra on their host sums; the mean of the H host sums, times H/P, is
 //      the mean over all P ranks;
 //   3. inside each host, an allgather of the s finished slices.
-// Every rank of a host copies the same bytes, and the cross groups end bit-identical, so all
-// ranks end bit-identical. One host: steps 1 and 3 only (nothing is compressed).
+// Chunks are pipelined: chunk c+1's steps 1 and 2a (encode, start the transfer) run while chunk
+// c's codes cross hosts. Every rank of a host copies the same bytes, and the cross groups end
+// bit-identical, so all ranks end bit-identical. One host: steps 1 and 3 only (nothing is
+// compressed).
 #include <algorithm>
 #include <cstring>
 
@@ -44,79 +46,114 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
   }
   const HostLayout& layout = *ctx.layout;
   transport::Transport& intra = *ctx.intra;
-  const int64_t n = static_cast<int64_t>(input.size());
   const int l = intra.size(), me = intra.rank(), s = layout.slices;
-  const bool owner = me < s;
-  auto sliceBegin = [&](int j) { return n * j / s; };
-  const int64_t begin = owner ? sliceBegin(me) : 0, count = owner ? sliceBegin(me + 1) - begin : 0;
+  const bool owner = me < s, across = layout.hosts > 1;
+  const float scale = static_cast<float>(layout.hosts) / static_cast<float>(layout.worldSize);
   Workspace& w = *ctx.workspace;
+  Workspace::Hierarchy& hw = w.hierarchy;  // apart from what the cross-host steps reuse
+  // Chunks of chunkNumel values of the tensor, as for the flat algorithms (each owner's slice of
+  // a chunk is 1/s of it).
+  const ScheduleContext& chunked = ctx;
+  const int64_t n = static_cast<int64_t>(input.size());
+  // This rank's slice of chunk [begin, end): [begin + m*me/s, begin + m*(me+1)/s).
+  auto sliceBegin = [&](int64_t m, int j) { return m * j / s; };
+  const Algorithm algorithm =
+      across ? crossHostAlgorithm(std::max<int64_t>(1, std::min(n, chunked.chunkNumel) / s),
+                                  layout.hosts)
+             : Algorithm::kUncompressed;
+  ScheduleContext cross{across ? *ctx.cross : intra,
+                        ctx.executor,
+                        ctx.codec,
+                        ctx.wire,
+                        ctx.seed,
+                        sliceStream(ctx.tensorId, me),
+                        ctx.step,
+                        ctx.chunkNumel,
+                        {},
+                        {},
+                        ctx.stats,
+                        ctx.workspace};
+  auto sliceOf = [&](std::span<float> v, const Workspace::Slot& slot) {
+    const int64_t m = slot.end - slot.begin;
+    const int64_t b = slot.begin + (owner ? sliceBegin(m, me) : 0);
+    return v.empty() || !owner ? std::span<float>() : v.subspan(b, sliceBegin(m, me + 1) -
+                                                                       sliceBegin(m, me));
+  };
 
-  // 1. Reduce-scatter inside the host: slice j goes to local rank j, straight from the input.
-  Workspace::Hierarchy& hw = w.hierarchy;  // apart from what the cross schedule reuses
-  std::vector<size_t>& sendCounts = hw.sendCounts;
-  std::vector<size_t>& recvCounts = hw.recvCounts;
-  sendCounts.assign(l, 0);
-  for (int j = 0; j < s; ++j) sendCounts[j] = (sliceBegin(j + 1) - sliceBegin(j)) * sizeof(float);
-  recvCounts.assign(l, count * sizeof(float));
-  std::vector<float>& gathered = hw.gathered;
-  gathered.resize(static_cast<size_t>(count) * l);
-  QCOMM_RETURN_IF_ERROR(intra.alltoallv(bytesOf(input.first(sliceBegin(s))), sendCounts,
-                                        bytesOf(std::span<float>(gathered)), recvCounts));
-  ctx.stats->bytesSent += transport::total(sendCounts) - (owner ? sendCounts[me] : 0);
-  ctx.stats->bytesReceived += gathered.size() * sizeof(float) - count * sizeof(float);
-
-  std::vector<float>& hostSum = hw.hostSum;
-  if (owner) {
-    hostSum.assign(gathered.begin(), gathered.begin() + count);
+  // Steps 1 and 2a for chunk c: reduce-scatter inside the host, straight from the input; sum;
+  // encode the host sum and start its transfer across hosts.
+  auto start = [&](int64_t c, int64_t begin, int64_t end) -> Status {
+    Workspace::Slot& slot = w.slots[c % 2];
+    slot.begin = begin;
+    slot.end = end;
+    const int64_t m = end - begin;
+    const int64_t count = owner ? sliceBegin(m, me + 1) - sliceBegin(m, me) : 0;
+    hw.sendCounts.assign(l, 0);
+    for (int j = 0; j < s; ++j) {
+      hw.sendCounts[j] = (sliceBegin(m, j + 1) - sliceBegin(m, j)) * sizeof(float);
+    }
+    hw.recvCounts.assign(l, count * sizeof(float));
+    hw.gathered.resize(static_cast<size_t>(count) * l);
+    QCOMM_RETURN_IF_ERROR(intra.alltoallv(bytesOf(input.subspan(begin, m)), hw.sendCounts,
+                                          bytesOf(std::span<float>(hw.gathered)),
+                                          hw.recvCounts));
+    ctx.stats->bytesSent += transport::total(hw.sendCounts) - (owner ? hw.sendCounts[me] : 0);
+    ctx.stats->bytesReceived += (hw.gathered.size() - count) * sizeof(float);
+    if (!owner) return Status::ok();
+    std::vector<float>& hostSum = hw.hostSum[c % 2];
+    hostSum.assign(hw.gathered.begin(), hw.gathered.begin() + count);
     for (int r = 1; r < l; ++r) {  // local-rank order: the same sum on every host's owner
-      const float* from = gathered.data() + static_cast<size_t>(r) * count;
+      const float* from = hw.gathered.data() + static_cast<size_t>(r) * count;
       for (int64_t i = 0; i < count; ++i) hostSum[i] += from[i];
     }
-  }
-
-  // 2. Across hosts, on this rank's slice.
-  std::vector<float>& result = hw.result;
-  if (owner) {
-    result.resize(count);
-    const float scale = static_cast<float>(layout.hosts) / static_cast<float>(layout.worldSize);
-    if (layout.hosts > 1) {
-      const std::span<float> residual =
-          ctx.residual.empty() ? std::span<float>() : ctx.residual.subspan(begin, count);
-      if (!residual.empty()) {  // error feedback on what this rank compresses: its host sum
-        for (int64_t i = 0; i < count; ++i) hostSum[i] += residual[i];
-      }
-      const Algorithm algorithm = crossHostAlgorithm(count, layout.hosts);
-      const std::span<float> ownerResidual =
-          algorithm == Algorithm::kSra && !ctx.ownerResidual.empty()
-              ? ctx.ownerResidual.subspan(begin, count)
-              : std::span<float>();
-      ScheduleContext cross{*ctx.cross,   ctx.executor, ctx.codec,
-                            ctx.wire,     ctx.seed,     sliceStream(ctx.tensorId, me),
-                            ctx.step,     ctx.chunkNumel, residual,
-                            ownerResidual, ctx.stats,   ctx.workspace};
-      const uint64_t sentBefore = ctx.stats->bytesSent;
-      QCOMM_RETURN_IF_ERROR(algorithm == Algorithm::kSra
-                                ? allreduceSra(cross, hostSum, result)
-                                : allreduceAllgather(cross, hostSum, result));
-      ctx.stats->bytesSentAcrossHosts += ctx.stats->bytesSent - sentBefore;
-    } else {
-      std::copy(hostSum.begin(), hostSum.end(), result.begin());
-      if (!ctx.residual.empty()) {  // nothing was compressed, nothing was lost
-        std::fill(ctx.residual.begin() + begin, ctx.residual.begin() + begin + count, 0.0f);
-      }
+    if (!across) return Status::ok();
+    const std::span<float> residual = sliceOf(ctx.residual, slot);
+    if (!residual.empty()) {  // error feedback on what this rank compresses: its host sum
+      for (int64_t i = 0; i < count; ++i) hostSum[i] += residual[i];
     }
-    for (float& x : result) x *= scale;
-  }
+    const uint64_t sentBefore = ctx.stats->bytesSent;
+    const Status started = algorithm == Algorithm::kSra
+                               ? sraStart(cross, slot, hostSum, residual)
+                               : allgatherStart(cross, slot, hostSum);
+    ctx.stats->bytesSentAcrossHosts += ctx.stats->bytesSent - sentBefore;
+    return started;
+  };
 
-  // 3. Allgather inside the host: the owners' slices land in order in the output.
-  std::vector<size_t>& counts = hw.counts;
-  counts.assign(l, 0);
-  for (int j = 0; j < s; ++j) counts[j] = sendCounts[j];
-  QCOMM_RETURN_IF_ERROR(intra.allgatherv(bytesOf(std::span<const float>(result.data(), count)),
-                                         bytesOf(output), counts));
-  ctx.stats->bytesSent += count * sizeof(float) * (l - 1);
-  ctx.stats->bytesReceived += output.size_bytes() - count * sizeof(float);
-  return Status::ok();
+  // Steps 2b and 3 for chunk c: finish the exchange across hosts, scale, allgather in the host.
+  auto finish = [&](int64_t c) -> Status {
+    Workspace::Slot& slot = w.slots[c % 2];
+    const int64_t m = slot.end - slot.begin;
+    const int64_t count = owner ? sliceBegin(m, me + 1) - sliceBegin(m, me) : 0;
+    std::vector<float>& result = hw.result;
+    result.resize(count);
+    if (owner) {
+      std::vector<float>& hostSum = hw.hostSum[c % 2];
+      const std::span<float> residual = sliceOf(ctx.residual, slot);
+      if (across) {
+        const uint64_t sentBefore = ctx.stats->bytesSent;
+        QCOMM_RETURN_IF_ERROR(algorithm == Algorithm::kSra
+                                  ? sraFinish(cross, slot, result, sliceOf(ctx.ownerResidual, slot))
+                                  : allgatherFinish(cross, slot, hostSum, result, residual));
+        ctx.stats->bytesSentAcrossHosts += ctx.stats->bytesSent - sentBefore;
+      } else {
+        std::copy(hostSum.begin(), hostSum.end(), result.begin());
+        // Nothing was compressed, nothing was lost.
+        if (!residual.empty()) std::fill(residual.begin(), residual.end(), 0.0f);
+      }
+      for (float& x : result) x *= scale;
+    }
+    // The owners' slices land in order in the output.
+    hw.counts.assign(l, 0);
+    for (int j = 0; j < s; ++j) {
+      hw.counts[j] = (sliceBegin(m, j + 1) - sliceBegin(m, j)) * sizeof(float);
+    }
+    QCOMM_RETURN_IF_ERROR(intra.allgatherv(bytesOf(std::span<const float>(result)),
+                                           bytesOf(output.subspan(slot.begin, m)), hw.counts));
+    ctx.stats->bytesSent += count * sizeof(float) * (l - 1);
+    ctx.stats->bytesReceived += (m - count) * sizeof(float);
+    return Status::ok();
+  };
+  return runPipelined(chunked, n, start, finish);
 }
 
 }  // namespace qcomm::collectives

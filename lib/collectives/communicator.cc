@@ -209,8 +209,10 @@ Algorithm Communicator::algorithmFor(int64_t count) const {
   Algorithm algorithm = selectAlgorithm(count, p, transport_.capabilities(), options_);
   if (options_.algorithm == Algorithm::kAuto && measured_ && p > 1 &&
       count >= options_.minCompressNumel) {
+    // On one host hierarchical is an uncompressed reduce-scatter and allgather, which can beat
+    // the transport's own allreduce: it competes there too.
     algorithm = fastestAlgorithm(predictAllreduce(count, layout_, costParameters_),
-                                 intra_ != nullptr && layout_.multiLevel());
+                                 intra_ != nullptr);
   }
   if (algorithm == Algorithm::kHierarchical && intra_ == nullptr) algorithm = Algorithm::kSra;
   return algorithm;

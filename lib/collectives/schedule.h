@@ -32,9 +32,10 @@ struct Workspace {
   std::vector<float> decoded, mean;
   std::vector<EncodedTensor> codes;  // parsed received messages
   std::vector<const EncodedTensor*> views;
-  struct Hierarchy {  // the hierarchical schedule's own, untouched by the cross-host schedule
+  struct Hierarchy {  // the hierarchical schedule's own, untouched by the cross-host steps
     std::vector<size_t> sendCounts, recvCounts, counts;
-    std::vector<float> gathered, hostSum, result;
+    std::vector<float> gathered, result;
+    std::vector<float> hostSum[2];  // per pipeline slot: read again when the chunk finishes
   } hierarchy;
 };
 
@@ -71,6 +72,18 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
                              std::span<float> output);
 // What the hierarchical schedule runs among hosts on a slice of `count` values.
 Algorithm crossHostAlgorithm(int64_t count, int hosts);
+
+// One chunk of the compressed exchanges, in the halves the pipelines interleave: start encodes
+// and starts the transfer; finish waits, decodes and averages into `out`. `in` must stay as it is
+// until finish. Error feedback: allgather writes `residual` in finish, sra in start, and sra's
+// owner residual (the whole chunk's span) in finish.
+Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in);
+Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
+                       std::span<float> out, std::span<float> residual);
+Status sraStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
+                std::span<float> residual);
+Status sraFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out,
+                 std::span<float> ownerResidual);
 
 // The two-deep pipeline every chunked schedule uses: n values are cut into chunks of
 // ctx.chunkNumel; start(c, begin, end) (encode, start the transfer) of chunk c + 1 runs before

@@ -27,12 +27,18 @@ std::vector<int> numberHosts(std::span<const std::string> hostNames) {
   return hosts;
 }
 
-Result<std::vector<int>> Transport::hostOfRanks() {
+std::string thisHostKey() {
   char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) {
-    return ioError("rank ", rank(), ": gethostname failed");
-  }
-  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> names, allgatherStrings(name));
+  if (gethostname(name, sizeof(name) - 1) != 0) std::strcpy(name, "localhost");
+  // Emulated hosts (network namespaces on one machine) share the host name but not the network
+  // namespace.
+  char ns[128] = {};
+  const ssize_t n = readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
+  return n > 0 ? std::string(name) + "/" + std::string(ns, n) : std::string(name);
+}
+
+Result<std::vector<int>> Transport::hostOfRanks() {
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> names, allgatherStrings(thisHostKey()));
   return numberHosts(names);
 }
 

@@ -18,8 +18,9 @@ when set (torch's own Gloo convention), else on this host's name.
 
 - Before `start_iter` (DDP rebuilds its buckets after the first iteration) and for buckets under
   `min_compress_numel` values it runs the process group's plain allreduce.
-- `algorithm`: 'allgather' (one quantization), 'sra' (scatter-reduce-allgather, bandwidth-optimal)
-  or 'auto' (the Communicator's choice by size and ranks).
+- `algorithm`: 'allgather' (one quantization), 'sra' (scatter-reduce-allgather, bandwidth-optimal),
+  'hierarchical' (uncompressed inside a host, compressed across hosts) or 'auto' (the
+  Communicator's choice from speeds it measures when created; docs/algorithms.md).
 - Error feedback keeps one residual per bucket index inside the engine, reset when a bucket's size
   changes, saved with `state_dict()` / `load_state_dict()` (with the step, so a resumed job
   produces the words of one that never stopped).
@@ -51,7 +52,7 @@ from . import _codec, _qcomm
 
 _LAYOUTS = ("seed", "compact")
 _NORMS = ("l2", "max")
-_ALGORITHMS = ("auto", "allgather", "sra")
+_ALGORITHMS = ("auto", "allgather", "sra", "hierarchical")
 
 
 def _check_int(name, value, low, high=None):

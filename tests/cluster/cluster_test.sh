@@ -47,6 +47,28 @@ expect_clean() {  # prefix what
   fail "$2 left: $(leftovers "$1" | tr '\n' ' ')"
 }
 expect_clean "$name" "teardown"
+echo "== 2 emulated hosts x 2 ranks (shared memory inside a host): mpirun tests and hierarchical"
+name=qcsl
+trap cleanup EXIT
+"$qcomm" cluster down "$name" >/dev/null 2>&1 || true
+"$qcomm" cluster up 2 --slots 2 --link 1gbit --prefix "$name" --subnet 10.231.79
+"$qcomm" run --cluster "$name" --np 4 "$build/tests/qcomm_mpi_tests"
+out=$("$qcomm" bench allreduce --cluster "$name" --np 4 -b 1M -e 4M -f 4 -n 2 -w 1 \
+      --algorithms mpi,sra,hierarchical,auto)
+echo "$out"
+for a in hierarchical auto:; do
+  echo "$out" | grep -qE " $a" || fail "benchmark printed no $a row"
+done
+echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
+  fail "some benchmark row on 2x2 has values outside the quantization bound"
+# Hierarchical sends about half of what flat sra sends out of each host (host_tx, last column).
+echo "$out" | awk '$1 == 4194304 && $10 == "sra" { s = $NF } $1 == 4194304 && $10 == "hierarchical" { h = $NF }
+                   END { exit !(h > 0 && h < 0.6 * s) }' ||
+  fail "hierarchical did not halve the bytes that cross hosts"
+"$qcomm" cluster down "$name"
+trap - EXIT
+expect_clean "$name" "teardown of the 2x2 cluster"
+
 echo "== qcomm sweep on the repository's example (local and 1 Gbit/s cluster)"
 sweep_out=$(mktemp -d)
 "$qcomm" sweep "$(dirname "$0")/../../examples/sweep.toml" --out "$sweep_out" | tail -2

@@ -43,6 +43,7 @@ TEST(Launcher, MpirunArgvOnAnEmulatedCluster) {
   r.program = {"./bench"};
   RunContext c;
   c.root = true;
+  c.cores = 4;  // enough for the 4 ranks: no yielding
   ClusterSpec spec;
   spec.prefix = "qc";
   spec.hosts = 4;
@@ -128,9 +129,15 @@ TEST(Launcher, ClusterWithSeveralSlotsSharesMemoryInsideEachHost) {
   r.program = {"./bench"};
   RunContext c;
   c.cluster = s;
+  c.cores = 2;
   const Argv argv = *mpirunArgv(r, c);
   EXPECT_NE(std::find(argv.begin(), argv.end(), "self,vader,tcp"), argv.end());
   EXPECT_EQ(std::find(argv.begin(), argv.end(), "--oversubscribe"), argv.end());  // 4 slots
+  // More ranks than this machine's cores: they yield instead of busy-polling.
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "mpi_yield_when_idle"), argv.end());
+  c.cores = 4;
+  const Argv fits = *mpirunArgv(r, c);
+  EXPECT_EQ(std::find(fits.begin(), fits.end(), "mpi_yield_when_idle"), fits.end());
   r.ranks = 5;
   const Argv over = *mpirunArgv(r, c);
   EXPECT_NE(std::find(over.begin(), over.end(), "--oversubscribe"), over.end());

@@ -41,7 +41,7 @@ struct GlooOptions {
   std::chrono::milliseconds timeout = std::chrono::seconds(30);
   // Prefix of this group's keys, so that several groups share one store.
   std::string prefix = "qcomm";
-  // Ranks with the same host share a host (hierarchical allreduce); empty: this host's name.
+  // Ranks with the same host share a host (hierarchical allreduce); empty: thisHostKey().
   std::string host;
 };
 

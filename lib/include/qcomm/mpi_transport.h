@@ -35,8 +35,6 @@ class MpiTransport final : public Transport {
                                               std::span<const size_t> recvCounts) override;
   Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) override;
   Status barrier() override;
-  // Ranks share a host when they share a memory domain (MPI_COMM_TYPE_SHARED).
-  Result<std::vector<int>> hostOfRanks() override;
   // MPI_Comm_split.
   Result<std::unique_ptr<Transport>> split(int color, int key) override;
 

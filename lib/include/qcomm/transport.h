@@ -55,8 +55,8 @@ class Transport {
   virtual Status barrier() = 0;
 
   // Which host each rank runs on: hosts[r] for every rank r, hosts numbered 0, 1, ... in order of
-  // their first rank. Collective. The default compares host names (gethostname); backends that
-  // know better (MPI: shared-memory domains) override it.
+  // their first rank. Collective. The default compares thisHostKey() of every rank; backends
+  // that know better override it.
   virtual Result<std::vector<int>> hostOfRanks();
   // A transport over the ranks that pass the same color (>= 0), ranked by (key, rank); a rank
   // passing a negative color takes part in the call and gets nullptr. Collective over all ranks.
@@ -84,6 +84,10 @@ class CompletedRequest final : public Request {
  private:
   Status status_;
 };
+
+// This host's name and network namespace ("vm/net:[4026531840]"): ranks with equal keys share
+// a host. The namespace tells apart the emulated hosts of `qcomm cluster`, which share a name.
+std::string thisHostKey();
 
 // Host numbers in order of first appearance: {"b", "a", "b"} -> {0, 1, 0}.
 std::vector<int> numberHosts(std::span<const std::string> hostNames);

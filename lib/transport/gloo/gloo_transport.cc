@@ -276,7 +276,7 @@ Status GlooTransport::barrier() {
 namespace qcomm::transport {
 
 Result<std::vector<int>> GlooTransport::hostOfRanks() {
-  const std::string host = state_->options.host.empty() ? thisHost() : state_->options.host;
+  const std::string host = state_->options.host.empty() ? thisHostKey() : state_->options.host;
   QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> names, allgatherStrings(host));
   return numberHosts(names);
 }
