@@ -183,6 +183,18 @@ Status Communicator::setUpHierarchy() {
     QCOMM_ASSIGN_OR_RETURN(hosts, transport_.hostOfRanks());
   }
   QCOMM_ASSIGN_OR_RETURN(layout_, makeHostLayout(hosts, me));
+  // Every rank must see the same grouping (QCOMM_RANKS_PER_HOST set on some ranks only would
+  // make the splits below disagree).
+  std::string grouping;
+  for (int h : hosts) grouping += strCat(h, ",");
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> seen, transport_.allgatherU64(fnv1a(grouping)));
+  for (int r = 0; r < p; ++r) {
+    if (seen[r] != seen[0]) {
+      return failedPrecondition("rank ", r, " sees a different host grouping than rank 0 (seen "
+                                "from rank ", me, ": ", layout_.describe(),
+                                "); set QCOMM_RANKS_PER_HOST alike on every rank");
+    }
+  }
   if (debug_) std::fprintf(stderr, "qcomm: %d ranks on %s\n", p, layout_.describe().c_str());
   const bool wanted = options_.algorithm == Algorithm::kHierarchical ||
                       options_.algorithm == Algorithm::kAuto;

@@ -275,6 +275,18 @@ TEST(Hierarchical, RanksPerHostOptionForcesTheGrouping) {
                     }),
               "ranksPerHost");
   EXPECT_EQ(parseAlgorithm("hierarchical").value(), Algorithm::kHierarchical);
+  // Ranks that group differently fail together instead of splitting differently (an option
+  // fails the configuration agreement; QCOMM_RANKS_PER_HOST, per process, a grouping check).
+  const std::vector<Status> results = spawn(3, [](Transport& t) -> Status {
+    CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
+    o.ranksPerHost = t.rank() == 2 ? 1 : 2;
+    return Communicator::create(t, o).status();
+  });
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_NE(results[r].message().find("configuration differs between ranks: rank 2"),
+              std::string::npos)
+        << results[r].toString();
+  }
 }
 
 // Shared memory inside a host, a slow link between hosts: the parameters of the targets.
