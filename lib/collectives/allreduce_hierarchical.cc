@@ -101,9 +101,21 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
     ctx.stats->bytesReceived += (hw.gathered.size() - count) * sizeof(float);
     if (!owner) return Status::ok();
     std::vector<float>& hostSum = hw.hostSum[c % 2];
-    hostSum.assign(hw.gathered.begin(), hw.gathered.begin() + count);
-    for (int r = 1; r < l; ++r) {  // local-rank order: the same sum on every host's owner
-      const float* from = hw.gathered.data() + static_cast<size_t>(r) * count;
+    hostSum.resize(count);
+    // In local-rank order; this rank's own block read from the input (no copy of it first).
+    const float* own = input.data() + begin + sliceBegin(m, me);
+    auto block = [&](int r) {
+      return r == me ? own : hw.gathered.data() + static_cast<size_t>(r) * count;
+    };
+    const float* first = block(0);
+    const float* second = l > 1 ? block(1) : nullptr;
+    if (second == nullptr) {
+      std::copy(first, first + count, hostSum.begin());
+    } else {
+      for (int64_t i = 0; i < count; ++i) hostSum[i] = first[i] + second[i];
+    }
+    for (int r = 2; r < l; ++r) {
+      const float* from = block(r);
       for (int64_t i = 0; i < count; ++i) hostSum[i] += from[i];
     }
     if (!across) return Status::ok();
