@@ -10,7 +10,7 @@
 // means: within float rounding). Inputs come from (rank, index), so every rank checks locally.
 // host_tx: bytes per call sent out of the busiest host's network interfaces (all but lo, read
 // from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
-// rows name the algorithm auto chose ("auto:sra").
+// rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra").
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -69,6 +69,7 @@ struct Row {
   double seconds, algbw, busbw;
   int64_t wrong;
   double wireBytes, ratio, err, hostTx;
+  std::string chosen;  // what the communicator ran (auto's choice)
 };
 
 // Bytes sent so far by this host's network interfaces, loopback excepted.
@@ -247,11 +248,11 @@ int main(int argc, char** argv) {
       const double modelBytes = busFactor * bytes;
       double wire = modelBytes;
       if (comm) wire = double(comm->stats().bytesReceived) / (warmup + iters);
-      std::string label = name;
-      if (name == "auto") label += ":" + std::string(qcomm::algorithmName(comm->algorithmFor(count)));
+      const std::string chosen =
+          comm ? std::string(qcomm::algorithmName(comm->algorithmFor(count))) : name;
       Row row{bytes,
               count,
-              label,
+              name,
               comm ? qcomm::anyCodecSpec(*qcomm::parseAnyCodecSpec(codec)) : "none",
               seconds,
               bytes / seconds / 1e9,
@@ -260,13 +261,16 @@ int main(int argc, char** argv) {
               wire,
               modelBytes / wire,
               maxExact > 0 ? err / maxExact : err,
-              hostTx};
+              hostTx,
+              chosen};
       if (rank == 0) {
         std::printf(
 "%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-17s %-44s %12.0f %7.2f %9.2e "
             "%12.0f\n",
             (long long)row.bytes, (long long)row.count, "float", "mean", -1, row.seconds * 1e6,
-            row.algbw, row.busbw, (long long)row.wrong, row.algorithm.c_str(), row.codec.c_str(),
+            row.algbw, row.busbw, (long long)row.wrong,
+            (row.algorithm == "auto" ? "auto:" + row.chosen : row.algorithm).c_str(),
+            row.codec.c_str(),
             row.wireBytes, row.ratio, row.err, row.hostTx);
         std::fflush(stdout);
       }
@@ -288,7 +292,8 @@ int main(int argc, char** argv) {
                              {"wire_bytes", r.wireBytes},
                              {"ratio", r.ratio},
                              {"err", r.err},
-                             {"host_tx_bytes", r.hostTx}});
+                             {"host_tx_bytes", r.hostTx},
+                             {"chosen", r.chosen}});
     }
     std::ofstream(jsonPath) << out.dump(2) << "\n";
   }

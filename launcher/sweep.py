@@ -4,7 +4,7 @@ results.json, one PNG per (link, ranks) and metric, and report.md embedding them
 
 Started by `qcomm sweep FILE.toml [--out DIR]`, which passes --qcomm (its own path). Grid keys
 (lists; see examples/sweep.toml): links ("local" or a tc rate such as "1gbit"), ranks, sizes
-(bytes, K/M/G suffixes), bits, bucket, layout, norm, algorithms (allgather, sra). MPI_Allreduce
+(bytes, K/M/G suffixes), bits, bucket, layout, norm, algorithms (allgather, sra, hierarchical, uncompressed, auto). MPI_Allreduce
 runs beside them in every group: the uncompressed baseline is always measured and drawn.
 """
 
@@ -47,9 +47,10 @@ def load(path):
                 fail(f"{path}: {k} must be an integer >= {1 if k == 'iters' else 0}")
         elif not isinstance(v, list) or not v:
             fail(f"{path}: {k} must be a non-empty list")
-    bad = [a for a in spec["algorithms"] if a not in ("allgather", "sra")]
+    known = ("allgather", "sra", "hierarchical", "uncompressed", "auto")
+    bad = [a for a in spec["algorithms"] if a not in known]
     if bad:
-        fail(f"{path}: algorithms {bad} are not allgather or sra")
+        fail(f"{path}: algorithms {bad} are not among {', '.join(known)}")
     spec["name"] = grid.get("name", os.path.splitext(os.path.basename(path))[0])
     return spec
 

@@ -32,7 +32,7 @@ def test_local_sweep_writes_csv_json_plots_and_report(tmp_path, qcomm_bin):
     ("[other]\n", "needs a [sweep] table"),
     ("[sweep]\nlinkz = [\"local\"]\n", "unknown keys ['linkz']"),
     ("[sweep]\nbits = []\n", "bits must be a non-empty list"),
-    ("[sweep]\nalgorithms = [\"ring\"]\n", "algorithms ['ring'] are not allgather or sra"),
+    ("[sweep]\nalgorithms = [\"ring\"]\n", "algorithms ['ring'] are not among allgather, sra, hierarchical, uncompressed, auto"),
     ("[sweep]\niters = 0\n", "iters must be an integer >= 1"),
     ("[sweep\n", "Expected ']'"),
 ])
