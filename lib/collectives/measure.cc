@@ -118,13 +118,16 @@ Status Communicator::measure() {
   if (intra != nullptr && intra->size() > 1) {
     QCOMM_ASSIGN_OR_RETURN(c.intra, probeExchange(*intra, 64, size_t{1} << 18));
   }
-  // Out of a host: one rank per host (the owners of slice 0), about 2 MB over each link.
+  // Out of a host: one rank per host (the owners of slice 0), about 2 MB over each link; all
+  // ranks where there is one rank per host or the transport could not split (then the busiest
+  // link carries l (H-1) of the probe's blocks, and the estimate errs on the slow side).
   if (layout_.hosts > 1) {
+    const bool oneRankEach = !layout_.multiLevel() || cross_ == nullptr;
     transport::Transport* inter =
-        !layout_.multiLevel() ? &transport_ : (layout_.localRank == 0 ? cross_.get() : nullptr);
+        oneRankEach ? &transport_ : (layout_.localRank == 0 ? cross_.get() : nullptr);
     if (inter != nullptr) {
       QCOMM_ASSIGN_OR_RETURN(c.inter, probeExchange(*inter, 64, (size_t{2} << 20) /
-                                                                    (layout_.hosts - 1)));
+                                                                    (inter->size() - 1)));
     }
   }
   QCOMM_ASSIGN_OR_RETURN(c.allreduce, probeAllreduce(transport_));
