@@ -18,11 +18,6 @@
 namespace qcomm::collectives {
 namespace {
 
-// Each slice's cross group draws its own random stream.
-uint32_t sliceStream(uint32_t tensorId, int slice) {
-  return tensorId ^ (0x9E3779B9u * static_cast<uint32_t>(slice + 1));
-}
-
 std::span<const uint8_t> bytesOf(std::span<const float> values) {
   return {reinterpret_cast<const uint8_t*>(values.data()), values.size_bytes()};
 }
@@ -56,7 +51,7 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
   const ScheduleContext& chunked = ctx;
   const int64_t n = static_cast<int64_t>(input.size());
   // This rank's slice of chunk [begin, end): [begin + m*me/s, begin + m*(me+1)/s).
-  auto sliceBegin = [&](int64_t m, int j) { return m * j / s; };
+  auto sliceBegin = [&](int64_t m, int j) { return sliceStart(m, j, s); };
   const Algorithm algorithm =
       across ? crossHostAlgorithm(std::max<int64_t>(1, std::min(n, chunked.chunkNumel) / s),
                                   layout.hosts)

@@ -40,6 +40,12 @@ Result<HostLayout> makeHostLayout(std::span<const int> hostOfRank, int rank) {
   return layout;
 }
 
+Status checkUniformHosts(const HostLayout& layout, std::string_view what) {
+  if (layout.maxLocalSize() == layout.slices) return Status::ok();
+  return failedPrecondition(what, " needs the same number of ranks on every host; rank ",
+                            layout.rank, " sees ", layout.describe());
+}
+
 std::vector<int> blockHosts(int worldSize, int ranksPerHost) {
   std::vector<int> hosts(worldSize);
   for (int r = 0; r < worldSize; ++r) hosts[r] = r / std::max(1, ranksPerHost);

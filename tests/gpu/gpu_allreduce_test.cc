@@ -49,8 +49,34 @@ struct Case {
   bool errorFeedback;
 };
 
+// How a GPU run is compared with a CPU one.
+struct Pairing {
+  Algorithm cpu = Algorithm::kAllgather, gpu = Algorithm::kAllgather;
+  int ranksPerHost = 0;
+  // False: the GPU's reduce-scatter may add in another order than the CPU's local-rank order
+  // (three or more ranks per host), so results must agree to rounding and be the same on every
+  // rank instead of bit for bit.
+  bool bitForBit = true;
+};
+
+int worldSize() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+// Every rank's copy of `values` must equal rank 0's, bit for bit.
+void expectSameOnEveryRank(const std::vector<float>& values) {
+  std::vector<float> first(values);
+  MPI_Bcast(first.data(), static_cast<int>(first.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(values[i]), std::bit_cast<uint32_t>(first[i]))
+        << "value " << i << " differs from rank 0's";
+  }
+}
+
 // Runs three calls of each case on the CPU Communicator and the GPU one; every result must match.
-void expectGpuEqualsCpu(transport::DeviceTransport& device) {
+void expectGpuEqualsCpu(transport::DeviceTransport& device, const Pairing& pairing = {}) {
   auto host = transport::MpiTransport::create(MPI_COMM_WORLD);
   ASSERT_TRUE(host.isOk()) << host.status().toString();
   cudaStream_t stream;
@@ -59,7 +85,8 @@ void expectGpuEqualsCpu(transport::DeviceTransport& device) {
     const std::string spec = strCat("qsgd:bits=", c.bits, ",bucket=512,norm=max,layout=compact");
     CommunicatorOptions cpuOptions;
     cpuOptions.codec = spec;
-    cpuOptions.algorithm = Algorithm::kAllgather;
+    cpuOptions.algorithm = pairing.cpu;
+    cpuOptions.ranksPerHost = pairing.ranksPerHost;
     cpuOptions.minCompressNumel = 0;
     cpuOptions.chunkNumel = 70000;
     cpuOptions.errorFeedback = c.errorFeedback;
@@ -72,6 +99,8 @@ void expectGpuEqualsCpu(transport::DeviceTransport& device) {
     gpuOptions.chunkNumel = 70000;
     gpuOptions.errorFeedback = c.errorFeedback;
     gpuOptions.seed = 5;
+    gpuOptions.algorithm = pairing.gpu;
+    gpuOptions.ranksPerHost = pairing.ranksPerHost;
     auto gpu = GpuCommunicator::create(device, gpuOptions);
     ASSERT_TRUE(gpu.isOk()) << gpu.status().toString();
     auto buffer = cuda::DeviceBuffer<float>::allocate(c.n);
@@ -87,6 +116,14 @@ void expectGpuEqualsCpu(transport::DeviceTransport& device) {
       std::vector<float> got(c.n);
       ASSERT_EQ(cudaMemcpy(got.data(), buffer->data(), 4 * c.n, cudaMemcpyDeviceToHost),
                 cudaSuccess);
+      if (!pairing.bitForBit) {
+        expectSameOnEveryRank(got);
+        for (int64_t i = 0; i < c.n; ++i) {
+          ASSERT_NEAR(got[i], expected[i], 1e-5f * (1.0f + std::fabs(expected[i])))
+              << "value " << i;
+        }
+        continue;
+      }
       for (int64_t i = 0; i < c.n; ++i) {
         ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(expected[i]))
             << "value " << i << ": GPU " << got[i] << ", CPU " << expected[i];
@@ -103,6 +140,57 @@ TEST(GpuAllreduce, StagedMpiEqualsTheCpuPath) {
   expectGpuEqualsCpu(**device);
 }
 
+// Hosts of two ranks (np 4: 2 hosts x 2): the CPU hierarchical algorithm's result bit for bit.
+// One host of all ranks: the reduce-scatter and allgather only. One rank per host: flat.
+TEST(GpuAllreduce, StagedMpiHierarchicalEqualsTheCpuPath) {
+  cudaSetDevice(worldRank() % deviceCount());
+  auto device = transport::MpiDeviceTransport::create(MPI_COMM_WORLD, /*forceStaging=*/true);
+  ASSERT_TRUE(device.isOk()) << device.status().toString();
+  const int p = worldSize();
+  if (p % 2 == 0) {
+    SCOPED_TRACE("2 ranks per host");
+    expectGpuEqualsCpu(**device, {Algorithm::kHierarchical, Algorithm::kHierarchical, 2, true});
+  }
+  {
+    SCOPED_TRACE("one host");
+    expectGpuEqualsCpu(**device, {Algorithm::kHierarchical, Algorithm::kHierarchical, p, p <= 2});
+  }
+  {
+    SCOPED_TRACE("one rank per host");
+    expectGpuEqualsCpu(**device, {Algorithm::kAllgather, Algorithm::kHierarchical, 1, true});
+  }
+}
+
+TEST(GpuAllreduce, HierarchicalCountsWhatCrossesHosts) {
+  const int p = worldSize();
+  if (p % 2 != 0) GTEST_SKIP() << "needs an even number of ranks";
+  cudaSetDevice(worldRank() % deviceCount());
+  auto device = transport::MpiDeviceTransport::create(MPI_COMM_WORLD, /*forceStaging=*/true);
+  ASSERT_TRUE(device.isOk()) << device.status().toString();
+  const int64_t n = 1 << 20;
+  auto buffer = cuda::DeviceBuffer<float>::allocate(n);
+  ASSERT_TRUE(buffer.isOk());
+  ASSERT_EQ(cudaMemset(buffer->data(), 0, 4 * n), cudaSuccess);
+  uint64_t across[2] = {};
+  for (Algorithm a : {Algorithm::kAllgather, Algorithm::kHierarchical}) {
+    GpuCommunicatorOptions options;
+    options.algorithm = a;
+    options.ranksPerHost = 2;
+    auto gpu = GpuCommunicator::create(**device, options);
+    ASSERT_TRUE(gpu.isOk()) << gpu.status().toString();
+    EXPECT_EQ((*gpu)->layout().hosts, p / 2);
+    ASSERT_TRUE((*gpu)->allreduceMean(buffer->data(), n, "w", nullptr).isOk());
+    ASSERT_TRUE((*gpu)->synchronize(nullptr).isOk());
+    across[a == Algorithm::kHierarchical] = (*gpu)->bytesSentAcrossHosts();
+  }
+  if (p == 2) {  // one host: nothing crosses
+    EXPECT_EQ(across[1], 0u);
+  } else {  // each rank sends half the tensor's codes to each other host, flat sends all of it
+    EXPECT_GT(across[1], 0u);
+    EXPECT_LT(across[1], across[0] * 6 / 10) << "flat " << across[0];
+  }
+}
+
 TEST(GpuAllreduce, NcclWithAGpuPerRankEqualsTheCpuPath) {
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -114,6 +202,10 @@ TEST(GpuAllreduce, NcclWithAGpuPerRankEqualsTheCpuPath) {
   auto nccl = transport::createNcclOverMpi(MPI_COMM_WORLD, worldRank() % deviceCount());
   ASSERT_TRUE(nccl.isOk()) << nccl.status().toString();
   expectGpuEqualsCpu(**nccl);
+  if (size % 2 == 0) {  // ncclCommSplit into hosts of two GPUs
+    SCOPED_TRACE("hierarchical, 2 GPUs per host");
+    expectGpuEqualsCpu(**nccl, {Algorithm::kHierarchical, Algorithm::kHierarchical, 2, true});
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <span>
@@ -88,6 +89,64 @@ TEST(GpuPipeline, NcclAloneEqualsTheAllgatherScheduleBitForBit) {
     }
   }
   cudaStreamDestroy(stream);
+}
+
+// The sub-group calls of the hierarchical path on NCCL alone: ncclCommSplit into a member and a
+// non-member, the reduce-scatter and the all-gather with counts (one rank: a copy).
+TEST(GpuPipeline, NcclSplitsAndMovesSlices) {
+  auto nccl = transport::NcclTransport::createSingleRank(0);
+  ASSERT_TRUE(nccl.isOk()) << nccl.status().toString();
+  auto none = (*nccl)->split(-1, 0);
+  ASSERT_TRUE(none.isOk()) << none.status().toString();
+  EXPECT_EQ(*none, nullptr);
+  auto part = (*nccl)->split(3, 0);
+  ASSERT_TRUE(part.isOk()) << part.status().toString();
+  ASSERT_NE(*part, nullptr);
+  EXPECT_EQ((*part)->size(), 1);
+  EXPECT_EQ((*part)->rank(), 0);
+  const int64_t n = 1000;
+  auto a = cuda::DeviceBuffer<float>::allocate(n);
+  auto b = cuda::DeviceBuffer<float>::allocate(n);
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  std::vector<float> values(n);
+  for (int64_t i = 0; i < n; ++i) values[i] = 0.5f * static_cast<float>(i) - 7.0f;
+  ASSERT_EQ(cudaMemcpy(a->data(), values.data(), 4 * n, cudaMemcpyHostToDevice), cudaSuccess);
+  const size_t counts[1] = {static_cast<size_t>(n)};
+  ASSERT_TRUE((*part)->reduceScatterSum(a->data(), b->data(), counts, nullptr).isOk());
+  const size_t bytes[1] = {4 * static_cast<size_t>(n)};
+  ASSERT_TRUE((*part)->allGatherV(b->data(), a->data(), bytes, nullptr).isOk());
+  ASSERT_TRUE((*part)->synchronize(nullptr).isOk());
+  std::vector<float> got(n);
+  ASSERT_EQ(cudaMemcpy(got.data(), a->data(), 4 * n, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(got, values);
+  const size_t two[2] = {1, 2};
+  EXPECT_NE((*part)->reduceScatterSum(a->data(), b->data(), two, nullptr).message().find(
+                "2 counts for 1 ranks"),
+            std::string::npos);
+}
+
+// Hierarchical on one rank with the codec forced on is one host of one rank: the uncompressed
+// path, the tensor unchanged.
+TEST(GpuPipeline, HierarchicalAloneLeavesTheTensor) {
+  auto nccl = transport::NcclTransport::createSingleRank(0);
+  ASSERT_TRUE(nccl.isOk()) << nccl.status().toString();
+  GpuCommunicatorOptions o;
+  o.algorithm = Algorithm::kHierarchical;
+  o.minCompressNumel = 0;
+  auto gpu = GpuCommunicator::create(**nccl, o);
+  ASSERT_TRUE(gpu.isOk()) << gpu.status().toString();
+  EXPECT_EQ((*gpu)->layout().hosts, 1);
+  const int64_t n = 5000;
+  auto a = cuda::DeviceBuffer<float>::allocate(n);
+  ASSERT_TRUE(a.isOk());
+  std::vector<float> values(n);
+  for (int64_t i = 0; i < n; ++i) values[i] = std::sin(static_cast<float>(i));
+  ASSERT_EQ(cudaMemcpy(a->data(), values.data(), 4 * n, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_TRUE((*gpu)->allreduceMean(a->data(), n, "w", nullptr).isOk());
+  ASSERT_TRUE((*gpu)->synchronize(nullptr).isOk());
+  std::vector<float> got(n);
+  ASSERT_EQ(cudaMemcpy(got.data(), a->data(), 4 * n, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(got, values);
 }
 
 TEST(GpuPipeline, BadOptionsAreRefusedByName) {

@@ -50,6 +50,41 @@ TEST(HostLayout, GroupsRanksByHostInOrderOfFirstRank) {
             "host layout: rank 2 of 2 ranks");
 }
 
+TEST(HostLayout, UniformHostsAreCheckedByName) {
+  for (const Grouping& g : kGroupings) {
+    SCOPED_TRACE(g.name);
+    const HostLayout layout = *makeHostLayout(g.hosts, 0);
+    const Status s = checkUniformHosts(layout, "the GPU hierarchical allreduce");
+    const bool uniform = layout.maxLocalSize() == layout.slices;
+    EXPECT_EQ(s.isOk(), uniform) << s.toString();
+    if (!uniform) {
+      EXPECT_NE(s.message().find("the GPU hierarchical allreduce needs the same number of ranks"),
+                std::string::npos)
+          << s.message();
+      EXPECT_NE(s.message().find(layout.describe()), std::string::npos) << s.message();
+    }
+  }
+}
+
+TEST(HostLayout, SlicesCoverAChunkInOrder) {
+  for (int64_t m : {0, 1, 2, 7, 1000, 1 << 20}) {
+    for (int s : {1, 2, 3, 8}) {
+      int64_t next = 0;
+      for (int j = 0; j < s; ++j) {
+        EXPECT_EQ(sliceStart(m, j, s), next);
+        const int64_t length = sliceStart(m, j + 1, s) - sliceStart(m, j, s);
+        EXPECT_GE(length, m / s);
+        EXPECT_LE(length, (m + s - 1) / s);
+        next += length;
+      }
+      EXPECT_EQ(next, m);
+    }
+  }
+  // Each slice's cross-host group draws its own random stream.
+  EXPECT_NE(sliceStream(42, 0), sliceStream(42, 1));
+  EXPECT_NE(sliceStream(42, 0), 42u);
+}
+
 TEST(LocalTransport, SplitMakesGroupsByColorRankedByKey) {
   expectAllOk(spawn(5,
                     [](Transport& t) -> Status {

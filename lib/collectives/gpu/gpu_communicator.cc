@@ -1,15 +1,19 @@
-// The GPU allreduce: QSGD allgather on device buffers, pipelined over two CUDA streams.
+// The GPU allreduce: creation (options agreed, the hierarchy split off) and the flat QSGD
+// allgather on device buffers, pipelined over two CUDA streams (hierarchical: gpu_hierarchical.cc).
 #include "qcomm/gpu_communicator.h"
 
 #include <algorithm>
-#include <chrono>
+#include <map>
 #include <vector>
 
 #include "codec/cuda/cuda_status.h"
 #include "codec/wire_bytes.h"
 #include "collectives/gpu/gpu_kernels.h"
+#include "collectives/gpu/gpu_slot.h"
 #include "qcomm/communicator.h"
 #include "qcomm/cuda_codec.h"
+#include "qcomm/env.h"
+#include "qcomm/transport.h"
 
 namespace qcomm {
 namespace {
@@ -19,24 +23,34 @@ uint64_t fnv1a(std::string_view text) {
   return wire::fnv1a(wire::kFnvOffset, text.data(), text.size());
 }
 
-size_t scaleArea(int64_t buckets) { return (4 * static_cast<size_t>(buckets) + 7) / 8 * 8; }
+// Every rank's `value`, in rank order, through device memory on `stream`.
+Result<std::vector<uint64_t>> gatherU64(transport::DeviceTransport& transport, uint64_t value,
+                                        cudaStream_t stream) {
+  const int p = transport.size();
+  QCOMM_ASSIGN_OR_RETURN(cuda::DeviceBuffer<uint64_t> buffer,
+                         cuda::DeviceBuffer<uint64_t>::allocate(p + 1));
+  QCOMM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(buffer.data() + p, &value, 8, cudaMemcpyHostToDevice, stream));
+  QCOMM_RETURN_IF_ERROR(transport.allGather(buffer.data() + p, buffer.data(), 8, stream));
+  std::vector<uint64_t> all(p);
+  QCOMM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(all.data(), buffer.data(), 8 * p, cudaMemcpyDeviceToHost, stream));
+  QCOMM_RETURN_IF_ERROR(transport.synchronize(stream));
+  return all;
+}
 
 }  // namespace
 
-// One pipeline slot: this rank's code, every rank's codes, and the events that order them.
-struct GpuCommunicator::Slot {
-  cuda::DeviceBuffer<uint8_t> send, recv;
-  cudaEvent_t encoded = nullptr, exchanged = nullptr, decoded = nullptr;
-  ~Slot() {
-    for (cudaEvent_t e : {encoded, exchanged, decoded}) {
-      if (e != nullptr) cudaEventDestroy(e);
-    }
+GpuCommunicator::Slot::~Slot() {
+  for (cudaEvent_t e : {encoded, exchanged, decoded, reduced, gathered}) {
+    if (e != nullptr) cudaEventDestroy(e);
   }
-};
+}
 
 std::string GpuCommunicatorOptions::describe() const {
   return strCat(codec, " error_feedback=", errorFeedback ? 1 : 0, " seed=", seed,
-                " min_compress=", minCompressNumel, " chunk=", chunkNumel);
+                " min_compress=", minCompressNumel, " chunk=", chunkNumel,
+                " algorithm=", algorithmName(algorithm));
 }
 
 GpuCommunicator::GpuCommunicator(transport::DeviceTransport& transport,
@@ -44,6 +58,9 @@ GpuCommunicator::GpuCommunicator(transport::DeviceTransport& transport,
     : transport_(transport), options_(std::move(options)), codec_(codec) {}
 
 GpuCommunicator::~GpuCommunicator() {
+  for (cudaEvent_t e : {ready_, done_}) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
   if (commStream_ != nullptr) cudaStreamDestroy(commStream_);
 }
 
@@ -59,20 +76,24 @@ Result<std::unique_ptr<GpuCommunicator>> GpuCommunicator::create(
   if (options.chunkNumel < 1 || options.minCompressNumel < 0) {
     return invalidArgument("rank ", me, ": chunkNumel must be >= 1 and minCompressNumel >= 0");
   }
+  if (options.algorithm != Algorithm::kAllgather &&
+      options.algorithm != Algorithm::kHierarchical) {
+    return invalidArgument("rank ", me, ": the GPU path runs algorithm allgather or hierarchical, "
+                           "not ", algorithmName(options.algorithm));
+  }
+  const int p = transport.size();
+  if (options.ranksPerHost < 0 || (options.ranksPerHost > 0 && p % options.ranksPerHost != 0)) {
+    return invalidArgument("rank ", me, ": ranksPerHost ", options.ranksPerHost,
+                           " does not divide ", p, " ranks into equal hosts");
+  }
   auto comm = std::unique_ptr<GpuCommunicator>(new GpuCommunicator(transport, options, codec.qsgd));
   QCOMM_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&comm->commStream_, cudaStreamNonBlocking));
+  for (cudaEvent_t* e : {&comm->ready_, &comm->done_}) {
+    QCOMM_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+  }
   // Every rank must have the same options: compare hashes of their descriptions.
-  const int p = transport.size();
-  QCOMM_ASSIGN_OR_RETURN(cuda::DeviceBuffer<uint64_t> hashes,
-                         cuda::DeviceBuffer<uint64_t>::allocate(p + 1));
-  const uint64_t mine = fnv1a(options.describe());
-  QCOMM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hashes.data() + p, &mine, 8, cudaMemcpyHostToDevice,
-                                             comm->commStream_));
-  QCOMM_RETURN_IF_ERROR(transport.allGather(hashes.data() + p, hashes.data(), 8, comm->commStream_));
-  std::vector<uint64_t> all(p);
-  QCOMM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(all.data(), hashes.data(), 8 * p,
-                                             cudaMemcpyDeviceToHost, comm->commStream_));
-  QCOMM_RETURN_IF_ERROR(transport.synchronize(comm->commStream_));
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> all,
+                         gatherU64(transport, fnv1a(options.describe()), comm->commStream_));
   for (int r = 0; r < p; ++r) {
     if (all[r] != all[0]) {
       return failedPrecondition("GPU communicator options differ between ranks: rank ", r,
@@ -80,26 +101,84 @@ Result<std::unique_ptr<GpuCommunicator>> GpuCommunicator::create(
                                 options.describe(), "')");
     }
   }
+  QCOMM_RETURN_IF_ERROR(comm->setUpHierarchy());
   return comm;
 }
 
-Status GpuCommunicator::ensureSlots(int64_t chunk) {
-  if (slots_ != nullptr && chunk <= slotChunk_) return Status::ok();
-  QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(chunk, codec_));
-  const size_t bytes = scaleArea(g.numBuckets) + 8 * static_cast<size_t>(g.wordCount);
-  auto slots = std::make_unique<Slot[]>(2);
+Status GpuCommunicator::setUpHierarchy() {
+  const int p = transport_.size(), me = transport_.rank();
+  int perHost = options_.ranksPerHost;
+  if (perHost == 0) {
+    QCOMM_ASSIGN_OR_RETURN(const int64_t knob, knobInt(Knob::kRanksPerHost, 0, 1 << 20));
+    perHost = static_cast<int>(knob);
+  }
+  std::vector<int> hosts;
+  if (perHost > 0) {
+    hosts = blockHosts(p, perHost);
+  } else {
+    QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> keys,
+                           gatherU64(transport_, fnv1a(transport::thisHostKey()), commStream_));
+    std::map<uint64_t, int> number;
+    for (uint64_t k : keys) hosts.push_back(number.emplace(k, static_cast<int>(number.size())).first->second);
+  }
+  QCOMM_ASSIGN_OR_RETURN(layout_, makeHostLayout(hosts, me));
+  // Every rank must see the same grouping (QCOMM_RANKS_PER_HOST set on some ranks only).
+  std::string grouping;
+  for (int h : hosts) grouping += strCat(h, ",");
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> seen,
+                         gatherU64(transport_, fnv1a(grouping), commStream_));
+  for (int r = 0; r < p; ++r) {
+    if (seen[r] != seen[0]) {
+      return failedPrecondition("rank ", r, " sees a different host grouping than rank 0 (seen "
+                                "from rank ", me, ": ", layout_.describe(),
+                                "); set QCOMM_RANKS_PER_HOST alike on every rank");
+    }
+  }
+  if (options_.algorithm != Algorithm::kHierarchical || p == 1 ||
+      (layout_.hosts > 1 && !layout_.multiLevel())) {
+    return Status::ok();  // flat
+  }
+  QCOMM_RETURN_IF_ERROR(checkUniformHosts(layout_, "the GPU hierarchical allreduce"));
+  // Collective on every rank, in the same order as the CPU Communicator's split.
+  QCOMM_ASSIGN_OR_RETURN(intra_, transport_.split(layout_.host, me));
+  if (layout_.hosts > 1) {
+    QCOMM_ASSIGN_OR_RETURN(cross_, transport_.split(layout_.localRank, layout_.host));
+  }
+  if (intra_ == nullptr || (layout_.hosts > 1 && cross_ == nullptr)) {
+    return internalError("rank ", me, ": splitting the ", transport_.name(),
+                         " transport by host gave no group");
+  }
+  return Status::ok();
+}
+
+Status GpuCommunicator::ensureSlots(int64_t values, int peers, bool slices) {
+  if (slots_ != nullptr && values <= slotValues_ && peers == slotPeers_ &&
+      (slotSlices_ || !slices)) {
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(values, codec_));
+  const size_t bytes = gpuCodeBytes(g);
+  auto fresh = std::make_unique<Slot[]>(2);
   for (int s = 0; s < 2; ++s) {
-    QCOMM_ASSIGN_OR_RETURN(slots[s].send, cuda::DeviceBuffer<uint8_t>::allocate(bytes));
-    QCOMM_ASSIGN_OR_RETURN(slots[s].recv,
-                           cuda::DeviceBuffer<uint8_t>::allocate(bytes * transport_.size()));
-    for (cudaEvent_t* e : {&slots[s].encoded, &slots[s].exchanged, &slots[s].decoded}) {
+    Slot& slot = fresh[s];
+    QCOMM_ASSIGN_OR_RETURN(slot.send, cuda::DeviceBuffer<uint8_t>::allocate(bytes));
+    QCOMM_ASSIGN_OR_RETURN(slot.recv, cuda::DeviceBuffer<uint8_t>::allocate(bytes * peers));
+    if (slices) {
+      QCOMM_ASSIGN_OR_RETURN(slot.sum, cuda::DeviceBuffer<float>::allocate(values));
+      QCOMM_ASSIGN_OR_RETURN(slot.result, cuda::DeviceBuffer<float>::allocate(values));
+    }
+    for (cudaEvent_t* e : {&slot.encoded, &slot.exchanged, &slot.decoded, &slot.reduced,
+                           &slot.gathered}) {
       QCOMM_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
     }
   }
-  QCOMM_ASSIGN_OR_RETURN(const size_t wsBytes, cuda::qsgdEncodeWorkspaceBytes(chunk, codec_));
+  QCOMM_ASSIGN_OR_RETURN(const size_t wsBytes, cuda::qsgdEncodeWorkspaceBytes(values, codec_));
   QCOMM_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::allocate(wsBytes));
-  slots_ = std::move(slots);
-  slotChunk_ = chunk;
+  // (Queued work may still use the old slots: cudaFree waits for the device first.)
+  slots_ = std::move(fresh);
+  slotValues_ = values;
+  slotPeers_ = peers;
+  slotSlices_ = slices;
   return Status::ok();
 }
 
@@ -108,7 +187,7 @@ Status GpuCommunicator::compressed(float* data, int64_t n, uint32_t tensorId, ui
   const int p = transport_.size();
   const int me = transport_.rank();
   const int64_t chunk = std::min(options_.chunkNumel, n);
-  QCOMM_RETURN_IF_ERROR(ensureSlots(chunk));
+  QCOMM_RETURN_IF_ERROR(ensureSlots(chunk, p, false));
   const float* input = data;
   if (residual != nullptr) {
     if (static_cast<int64_t>(work_.size()) < n) {
@@ -117,15 +196,8 @@ Status GpuCommunicator::compressed(float* data, int64_t n, uint32_t tensorId, ui
     QCOMM_CUDA_RETURN_IF_ERROR(collectives::gpu::add(work_.data(), data, residual, n, stream));
     input = work_.data();
   }
-  using Clock = std::chrono::steady_clock;
-  const auto phase = [&](double* total, cudaStream_t s, auto&& run) -> Status {
-    const Clock::time_point t0 = Clock::now();
-    QCOMM_RETURN_IF_ERROR(run());
-    if (timePhases_) {
-      QCOMM_RETURN_IF_ERROR(transport_.synchronize(s));
-      *total += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    }
-    return Status::ok();
+  const auto phase = [&](double* total, cudaStream_t s, auto&& run) {
+    return runPhase(timePhases_, transport_, total, s, run);
   };
   const int64_t chunks = (n + chunk - 1) / chunk;
   // start(c): encode chunk c and start its all-gather; finish(c): decode and average it. Run as
@@ -138,8 +210,7 @@ Status GpuCommunicator::compressed(float* data, int64_t n, uint32_t tensorId, ui
   const auto pieceOf = [&](int64_t c) -> Result<Piece> {
     const int64_t begin = c * chunk, m = std::min(chunk, n - begin);
     QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(m, codec_));
-    const size_t scales = scaleArea(g.numBuckets);
-    return Piece{begin, m, scales, scales + 8 * static_cast<size_t>(g.wordCount)};
+    return Piece{begin, m, gpuCodeScaleBytes(g), gpuCodeBytes(g)};
   };
   const auto start = [&](int64_t c) -> Status {
     Slot& s = slots_[c % 2];
@@ -160,6 +231,7 @@ Status GpuCommunicator::compressed(float* data, int64_t n, uint32_t tensorId, ui
     }));
     QCOMM_CUDA_RETURN_IF_ERROR(cudaEventRecord(s.exchanged, commStream_));
     bytesSent_ += bytes * static_cast<size_t>(p - 1);
+    bytesSentAcrossHosts_ += bytes * static_cast<size_t>(p - layout_.localSize());
     return Status::ok();
   };
   const auto finish = [&](int64_t c) -> Status {
@@ -201,6 +273,7 @@ Status GpuCommunicator::allreduceMean(float* data, int64_t n, const std::string&
     QCOMM_RETURN_IF_ERROR(transport_.allReduceSum(data, static_cast<size_t>(n), stream));
     QCOMM_CUDA_RETURN_IF_ERROR(collectives::gpu::divide(data, n, static_cast<float>(p), stream));
     bytesSent_ += static_cast<uint64_t>(n) * 4;
+    if (layout_.hosts > 1) bytesSentAcrossHosts_ += static_cast<uint64_t>(n) * 4;
     return Status::ok();
   }
   float* residual = nullptr;
@@ -212,7 +285,9 @@ Status GpuCommunicator::allreduceMean(float* data, int64_t n, const std::string&
     }
     residual = r.data();
   }
-  return compressed(data, n, static_cast<uint32_t>(fnv1a(key)), step, residual, stream);
+  const uint32_t tensorId = static_cast<uint32_t>(fnv1a(key));
+  if (intra_ != nullptr) return hierarchical(data, n, tensorId, step, residual, stream);
+  return compressed(data, n, tensorId, step, residual, stream);
 }
 
 Status GpuCommunicator::synchronize(cudaStream_t stream) { return transport_.synchronize(stream); }

@@ -10,6 +10,13 @@ __global__ void addKernel(float* out, const float* a, const float* b, int64_t n)
   }
 }
 
+__global__ void multiplyKernel(float* out, const float* in, int64_t n, float factor) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = in[i] * factor;
+  }
+}
+
 __global__ void divideKernel(float* data, int64_t n, float divisor) {
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -27,6 +34,12 @@ unsigned blocksFor(int64_t n) {
 cudaError_t add(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   addKernel<<<blocksFor(n), 256, 0, stream>>>(out, a, b, n);
+  return cudaGetLastError();
+}
+
+cudaError_t multiply(float* out, const float* in, int64_t n, float factor, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  multiplyKernel<<<blocksFor(n), 256, 0, stream>>>(out, in, n, factor);
   return cudaGetLastError();
 }
 

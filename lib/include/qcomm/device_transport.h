@@ -10,6 +10,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string_view>
 
@@ -35,6 +36,17 @@ class DeviceTransport {
                           std::span<const size_t> recvBytes, cudaStream_t stream) = 0;
   // In-place elementwise float sum over ranks.
   virtual Status allReduceSum(float* data, size_t count, cudaStream_t stream) = 0;
+  // send holds size() blocks of counts[r] floats, back to back; recv receives counts[rank()]
+  // floats: the sum over ranks of their block rank(). Counts may differ between blocks.
+  virtual Status reduceScatterSum(const float* send, float* recv, std::span<const size_t> counts,
+                                  cudaStream_t stream) = 0;
+  // recv receives every rank's bytes[r] bytes from its send, back to back in rank order.
+  virtual Status allGatherV(const void* send, void* recv, std::span<const size_t> bytes,
+                            cudaStream_t stream) = 0;
+  // A transport over the ranks that pass the same color (>= 0), ranked by (key, rank); a rank
+  // passing a negative color takes part and gets nullptr. Collective over all ranks; the result
+  // owns its resources (it may outlive this transport).
+  virtual Result<std::unique_ptr<DeviceTransport>> split(int color, int key) = 0;
   // Waits for all work on `stream`; a timeout or an asynchronous error is an error here.
   virtual Status synchronize(cudaStream_t stream) = 0;
 };

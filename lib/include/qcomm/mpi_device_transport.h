@@ -32,6 +32,12 @@ class MpiDeviceTransport final : public DeviceTransport {
   Status allToAll(const void* send, std::span<const size_t> sendBytes, void* recv,
                   std::span<const size_t> recvBytes, cudaStream_t stream) override;
   Status allReduceSum(float* data, size_t count, cudaStream_t stream) override;
+  Status reduceScatterSum(const float* send, float* recv, std::span<const size_t> counts,
+                          cudaStream_t stream) override;
+  Status allGatherV(const void* send, void* recv, std::span<const size_t> bytes,
+                    cudaStream_t stream) override;
+  // MPI_Comm_split; the new transport stages exactly when this one does.
+  Result<std::unique_ptr<DeviceTransport>> split(int color, int key) override;
   Status synchronize(cudaStream_t stream) override;
 
  private:

@@ -41,6 +41,14 @@ class NcclTransport final : public DeviceTransport {
   Status allToAll(const void* send, std::span<const size_t> sendBytes, void* recv,
                   std::span<const size_t> recvBytes, cudaStream_t stream) override;
   Status allReduceSum(float* data, size_t count, cudaStream_t stream) override;
+  // Equal counts: ncclReduceScatter / ncclAllGather; otherwise one grouped ncclReduce /
+  // ncclBroadcast per rank.
+  Status reduceScatterSum(const float* send, float* recv, std::span<const size_t> counts,
+                          cudaStream_t stream) override;
+  Status allGatherV(const void* send, void* recv, std::span<const size_t> bytes,
+                    cudaStream_t stream) override;
+  // ncclCommSplit; the new communicator is owned, non-blocking, with this one's timeout.
+  Result<std::unique_ptr<DeviceTransport>> split(int color, int key) override;
   Status synchronize(cudaStream_t stream) override;
 
   ncclComm_t comm() const { return comm_; }
@@ -51,6 +59,9 @@ class NcclTransport final : public DeviceTransport {
   // ncclInProgress; aborts on timeout or error.
   Status settle(ncclResult_t result, const char* what);
   Status abortWith(Status status);
+  // Runs `calls` (NCCL calls, one per rank) between ncclGroupStart and ncclGroupEnd.
+  template <typename Calls>
+  Status grouped(const char* what, Calls&& calls);
 
   ncclComm_t comm_ = nullptr;
   bool owned_ = false;

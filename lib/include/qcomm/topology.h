@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "qcomm/status.h"
@@ -33,10 +34,21 @@ struct HostLayout {
   std::string describe() const;  // "2 hosts x {2, 2} ranks"
 };
 
+// An error naming `what` and the layout unless every host has the same number of ranks.
+Status checkUniformHosts(const HostLayout& layout, std::string_view what);
+
 // hostOfRank[r]: the host of rank r (any numbering: ranks with equal numbers share a host).
 Result<HostLayout> makeHostLayout(std::span<const int> hostOfRank, int rank);
 // Ranks [0, K) on host 0, [K, 2K) on host 1, ...: the grouping forced by ranksPerHost = K.
 std::vector<int> blockHosts(int worldSize, int ranksPerHost);
+
+// The hierarchical algorithm's slices (CPU and GPU alike): slice j of s of a chunk of m values
+// starts at sliceStart(m, j, s) and ends at sliceStart(m, j + 1, s).
+inline int64_t sliceStart(int64_t m, int j, int slices) { return m * j / slices; }
+// The random stream (tensor id) of slice j's cross-host group: each slice draws its own.
+inline uint32_t sliceStream(uint32_t tensorId, int slice) {
+  return tensorId ^ (0x9E3779B9u * static_cast<uint32_t>(slice + 1));
+}
 
 // A link: a message of b bytes takes latency + b * secondsPerByte.
 struct LinkCost {

@@ -5,6 +5,7 @@
 #include <mpi-ext.h>  // MPIX_Query_cuda_support, where Open MPI provides it
 #endif
 
+#include <algorithm>
 #include <climits>
 #include <vector>
 
@@ -155,6 +156,85 @@ Status MpiDeviceTransport::allReduceSum(float* data, size_t count, cudaStream_t 
   QCOMM_CUDA_CALL(cudaMemcpyAsync(data, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
   QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
   return Status::ok();
+}
+
+namespace {
+
+// MPI's int counts and displacements of `counts` (in elements); an error past INT_MAX.
+Status intCounts(std::span<const size_t> counts, int size, int rank, const char* what,
+                 std::vector<int>* c, std::vector<int>* d, size_t* sum) {
+  if (static_cast<int>(counts.size()) != size) {
+    return invalidArgument(what, " on rank ", rank, ": ", counts.size(), " counts for ", size,
+                           " ranks");
+  }
+  c->assign(size, 0);
+  d->assign(size, 0);
+  *sum = 0;
+  for (int r = 0; r < size; ++r) {
+    QCOMM_RETURN_IF_ERROR(fitsInt(*sum + counts[r], rank));
+    (*c)[r] = static_cast<int>(counts[r]);
+    (*d)[r] = static_cast<int>(*sum);
+    *sum += counts[r];
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status MpiDeviceTransport::reduceScatterSum(const float* send, float* recv,
+                                            std::span<const size_t> counts, cudaStream_t stream) {
+  std::vector<int> c, d;
+  size_t total = 0;
+  QCOMM_RETURN_IF_ERROR(intCounts(counts, size_, rank_, "reduceScatterSum", &c, &d, &total));
+  const size_t mine = counts[rank_];
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+    QCOMM_MPI_CALL(MPI_Reduce_scatter(send, recv, c.data(), MPI_FLOAT, MPI_SUM, comm_));
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, total * sizeof(float)));
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, std::max<size_t>(mine, 1) * sizeof(float)));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, total * sizeof(float), cudaMemcpyDeviceToHost,
+                                  stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  QCOMM_MPI_CALL(MPI_Reduce_scatter(hostSend, hostRecv, c.data(), MPI_FLOAT, MPI_SUM, comm_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, mine * sizeof(float), cudaMemcpyHostToDevice,
+                                  stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status MpiDeviceTransport::allGatherV(const void* send, void* recv, std::span<const size_t> bytes,
+                                      cudaStream_t stream) {
+  std::vector<int> c, d;
+  size_t total = 0;
+  QCOMM_RETURN_IF_ERROR(intCounts(bytes, size_, rank_, "allGatherV", &c, &d, &total));
+  const size_t mine = bytes[rank_];
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+    QCOMM_MPI_CALL(MPI_Allgatherv(send, c[rank_], MPI_BYTE, recv, c.data(), d.data(), MPI_BYTE,
+                                  comm_));
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, std::max<size_t>(mine, 1)));
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, std::max<size_t>(total, 1)));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, mine, cudaMemcpyDeviceToHost, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  QCOMM_MPI_CALL(MPI_Allgatherv(hostSend, c[rank_], MPI_BYTE, hostRecv, c.data(), d.data(),
+                                MPI_BYTE, comm_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, total, cudaMemcpyHostToDevice, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Result<std::unique_ptr<DeviceTransport>> MpiDeviceTransport::split(int color, int key) {
+  MPI_Comm part = MPI_COMM_NULL;
+  QCOMM_MPI_CALL(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &part));
+  if (part == MPI_COMM_NULL) return std::unique_ptr<DeviceTransport>();
+  Result<std::unique_ptr<MpiDeviceTransport>> t = create(part, /*forceStaging=*/!cudaAware_);
+  MPI_Comm_free(&part);  // create() keeps a duplicate
+  if (!t.isOk()) return t.status();
+  return std::unique_ptr<DeviceTransport>(std::move(*t));
 }
 
 Status MpiDeviceTransport::synchronize(cudaStream_t stream) {

@@ -147,6 +147,93 @@ Status NcclTransport::allToAll(const void* send, std::span<const size_t> sendByt
   return settle(ncclGroupEnd(), "ncclGroupEnd (all-to-all)");
 }
 
+template <typename Calls>
+Status NcclTransport::grouped(const char* what, Calls&& calls) {
+  QCOMM_RETURN_IF_ERROR(settle(ncclGroupStart(), "ncclGroupStart"));
+  for (int r = 0; r < size_; ++r) {
+    const ncclResult_t e = calls(r);
+    if (e != ncclSuccess && e != ncclInProgress) {
+      ncclGroupEnd();
+      return abortWith(ncclFailure(what, e, comm_));
+    }
+  }
+  return settle(ncclGroupEnd(), what);
+}
+
+namespace {
+
+bool allEqual(std::span<const size_t> counts) {
+  for (size_t c : counts) {
+    if (c != counts[0]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status NcclTransport::reduceScatterSum(const float* send, float* recv,
+                                       std::span<const size_t> counts, cudaStream_t stream) {
+  if (static_cast<int>(counts.size()) != size_) {
+    return invalidArgument("reduceScatterSum on rank ", rank_, ": ", counts.size(),
+                           " counts for ", size_, " ranks");
+  }
+  if (allEqual(counts)) {
+    return settle(ncclReduceScatter(send, recv, counts[0], ncclFloat32, ncclSum, comm_, stream),
+                  "ncclReduceScatter");
+  }
+  std::vector<size_t> offsets(size_, 0);
+  for (int r = 1; r < size_; ++r) offsets[r] = offsets[r - 1] + counts[r - 1];
+  return grouped("ncclReduce (reduce-scatter)", [&](int r) {
+    return counts[r] == 0 ? ncclSuccess
+                          : ncclReduce(send + offsets[r], recv, counts[r], ncclFloat32, ncclSum,
+                                       r, comm_, stream);
+  });
+}
+
+Status NcclTransport::allGatherV(const void* send, void* recv, std::span<const size_t> bytes,
+                                 cudaStream_t stream) {
+  if (static_cast<int>(bytes.size()) != size_) {
+    return invalidArgument("allGatherV on rank ", rank_, ": ", bytes.size(), " counts for ",
+                           size_, " ranks");
+  }
+  if (allEqual(bytes)) return allGather(send, recv, bytes[0], stream);
+  auto* d = static_cast<uint8_t*>(recv);
+  std::vector<size_t> offsets(size_, 0);
+  for (int r = 1; r < size_; ++r) offsets[r] = offsets[r - 1] + bytes[r - 1];
+  return grouped("ncclBroadcast (all-gather)", [&](int r) {
+    return bytes[r] == 0 ? ncclSuccess
+                         : ncclBroadcast(send, d + offsets[r], bytes[r], ncclUint8, r, comm_,
+                                         stream);
+  });
+}
+
+Result<std::unique_ptr<DeviceTransport>> NcclTransport::split(int color, int key) {
+  if (aborted_) return failedPrecondition("rank ", rank_, ": the NCCL communicator was aborted");
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t child = nullptr;
+  const ncclResult_t r =
+      ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, &config);
+  if (r != ncclSuccess && r != ncclInProgress) {
+    return abortWith(ncclFailure("ncclCommSplit", r, comm_));
+  }
+  if (child == nullptr) {  // not a member: wait for the parent to be done with the split
+    QCOMM_RETURN_IF_ERROR(settle(r, "ncclCommSplit"));
+    return std::unique_ptr<DeviceTransport>();
+  }
+  // A non-blocking split is finished when the new communicator says so.
+  auto t = std::unique_ptr<NcclTransport>(new NcclTransport(child, true, options_));
+  t->rank_ = rank_;  // for messages until NCCL says
+  QCOMM_RETURN_IF_ERROR(t->settle(r, "ncclCommSplit"));
+  if (const ncclResult_t e = ncclCommUserRank(child, &t->rank_); e != ncclSuccess) {
+    return t->abortWith(ncclFailure("ncclCommUserRank", e, child));
+  }
+  if (const ncclResult_t e = ncclCommCount(child, &t->size_); e != ncclSuccess) {
+    return t->abortWith(ncclFailure("ncclCommCount", e, child));
+  }
+  return std::unique_ptr<DeviceTransport>(std::move(t));
+}
+
 Status NcclTransport::allReduceSum(float* data, size_t count, cudaStream_t stream) {
   return settle(ncclAllReduce(data, data, count, ncclFloat32, ncclSum, comm_, stream),
                 "ncclAllReduce");
