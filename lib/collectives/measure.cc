@@ -122,7 +122,8 @@ Status Communicator::measure() {
   // ranks where there is one rank per host or the transport could not split (then the busiest
   // link carries l (H-1) of the probe's blocks, and the estimate errs on the slow side).
   if (layout_.hosts > 1) {
-    const bool oneRankEach = !layout_.multiLevel() || cross_ == nullptr;
+    // (intra_ exists where the split worked; cross_ is null also on ranks that own no slice.)
+    const bool oneRankEach = !layout_.multiLevel() || intra_ == nullptr;
     transport::Transport* inter =
         oneRankEach ? &transport_ : (layout_.localRank == 0 ? cross_.get() : nullptr);
     if (inter != nullptr) {

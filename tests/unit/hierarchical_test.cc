@@ -421,6 +421,31 @@ TEST(CostModel, AutoMeasuresAgreesAndReportsItsChoice) {
   EXPECT_LT(measured[0].codeBytesPerValue, 0.75);
   EXPECT_GT(measured[0].intra.latency, 0.0);
   EXPECT_GT(measured[0].inter.latency, 0.0);
+  // Every grouping, uneven ones too (where some ranks own no slice and sit out the probe across
+  // hosts): the probes end, and every rank makes the same choice.
+  for (const Grouping& g : kGroupings) {
+    SCOPED_TRACE(g.name);
+    const int p = static_cast<int>(g.hosts.size());
+    std::vector<std::vector<float>> out(p);
+    std::vector<Algorithm> picked(p);
+    expectAllOk(spawn(
+                    p,
+                    [&](Transport& t) -> Status {
+                      CommunicatorOptions o;
+                      o.minCompressNumel = 0;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      out[t.rank()] = inputOf(t.rank(), 50000);
+                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(out[t.rank()], "w"));
+                      picked[t.rank()] = comm->stats().lastAlgorithm;
+                      return Status::ok();
+                    },
+                    g.hosts),
+                "auto");
+    for (int r = 1; r < p; ++r) {
+      EXPECT_EQ(picked[r], picked[0]);
+      EXPECT_EQ(out[r], out[0]);
+    }
+  }
   // A pinned algorithm measures nothing.
   expectAllOk(spawn(2,
                     [](Transport& t) -> Status {
