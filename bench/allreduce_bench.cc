@@ -6,8 +6,10 @@
 // Columns: size count type redop root time(us) algbw busbw #wrong, then algorithm codec
 // wire_bytes (bytes this rank received per call) ratio (2(P-1)/P * size / wire_bytes) err (max
 // |result - exact mean| / max |exact mean|). algbw is uncompressed bytes / time; busbw =
-// algbw * 2(P-1)/P. #wrong counts values outside the quantization bound (0 for MPI_Allreduce
-// means: within float rounding). Inputs come from (rank, index), so every rank checks locally.
+// algbw * 2(P-1)/P. #wrong counts values outside the quantization bound of the algorithm that ran
+// (qcomm::quantizationErrorBounds per code, so L2 and max norms, buckets and whole tensors alike;
+// 0 for MPI_Allreduce means: within float rounding). Inputs come from (rank, index), so every rank
+// checks locally. Like nccl-tests, the benchmark exits 1 when any #wrong is not 0.
 // host_tx: bytes per call sent out of the busiest host's network interfaces (all but lo, read
 // from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
 // rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra").
@@ -19,6 +21,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <span>
+#include <string_view>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -85,6 +89,53 @@ double interfaceTxBytes() {
   return total;
 }
 
+// The most each value of the result may differ from the exact mean when `algorithm` ran: one
+// quantization of every rank's input (allgather), or of every host's sum (hierarchical), averaged;
+// sra and hierarchical over more than two hosts add the owner's re-quantization of the mean. Plus
+// float rounding: a few ulps of the codes' norms.
+std::vector<double> resultBounds(const qcomm::CodecConfig& codec, std::string_view algorithm,
+                                 int p, std::span<const int> hostOfRank,
+                                 std::span<const float> exact) {
+  const int64_t count = static_cast<int64_t>(exact.size());
+  std::vector<double> bound(count, 0.0), magnitudes(count);
+  auto addQuantized = [&](double weight) {
+    const std::vector<double> e = qcomm::quantizationErrorBounds(codec, magnitudes);
+    for (int64_t i = 0; i < count; ++i) bound[i] += weight * e[i];
+  };
+  // The owner's second quantization: of a mean whose values are at most |exact| + the first
+  // stage's bound, rescaled by `factor` (hierarchical: the mean of host sums, times H/P).
+  auto addRequantized = [&](double factor) {
+    for (int64_t i = 0; i < count; ++i) magnitudes[i] = (std::fabs(exact[i]) + bound[i]) / factor;
+    addQuantized(factor);
+  };
+  std::vector<int> hosts(hostOfRank.begin(), hostOfRank.end());
+  std::sort(hosts.begin(), hosts.end());
+  const int h = static_cast<int>(std::unique(hosts.begin(), hosts.end()) - hosts.begin());
+  if (algorithm == "hierarchical" && h > 1 && h < p) {
+    for (int host = 0; host < p; ++host) {  // host ids are rank-numbered: at most p of them
+      if (std::find(hostOfRank.begin(), hostOfRank.end(), host) == hostOfRank.end()) continue;
+      std::fill(magnitudes.begin(), magnitudes.end(), 0.0);
+      for (int r = 0; r < p; ++r) {
+        if (hostOfRank[r] != host) continue;
+        for (int64_t i = 0; i < count; ++i) magnitudes[i] += inputValue(r, i);
+      }
+      for (double& m : magnitudes) m = std::fabs(m);
+      addQuantized(1.0 / p);
+    }
+    if (h > 2) addRequantized(static_cast<double>(h) / p);
+  } else if (algorithm == "allgather" || algorithm == "sra" || algorithm == "hierarchical") {
+    if (algorithm == "hierarchical" && h == 1) return bound;  // uncompressed inside one host
+    for (int r = 0; r < p; ++r) {
+      for (int64_t i = 0; i < count; ++i) magnitudes[i] = std::fabs(inputValue(r, i));
+      addQuantized(1.0 / p);
+    }
+    if (algorithm != "allgather") addRequantized(1.0);
+  }
+  const double levels = 1.0 / qcomm::codecStepBound(codec);
+  for (double& b : bound) b += 1e-6 * levels * b;
+  return bound;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +167,11 @@ int main(int argc, char** argv) {
                  "shared-memory domains)")
       ->capture_default_str();
   app.add_option("--chunk", chunk, "pipelining chunk (values)")->capture_default_str();
+  double boundScale = 1.0;
+  app.add_option("--bound-scale", boundScale,
+                 "multiply the quantization bounds #wrong checks against (tests of the check: "
+                 "0 makes nearly every quantized value wrong)")
+      ->capture_default_str();
   app.add_option("--json", jsonPath, "write every row to this file (rank 0)");
   std::string device = "cpu", deviceTransport = "auto";
   app.add_option("--device", device, "cpu, or cuda: device buffers through the GPU pipeline")
@@ -175,6 +231,7 @@ int main(int argc, char** argv) {
                 "algorithm", "codec", "wire_bytes", "ratio", "err", "host_tx");
   }
   std::vector<Row> rows;
+  int64_t totalWrong = 0;
   for (double b = double(minBytes); b <= double(maxBytes) * 1.0001; b *= factor) {
     const int64_t count = static_cast<int64_t>(b) / 4;
     const int64_t bytes = count * 4;
@@ -230,26 +287,29 @@ int main(int argc, char** argv) {
       double hostTx = readsInterfaces ? (interfaceTxBytes() - txBefore) / iters : 0.0;
       MPI_Allreduce(MPI_IN_PLACE, &hostTx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-      // Check against the exact mean: a quantized result is within one step of every rank's
-      // code (max|x| <= 1, so step <= 1/s) plus, for sra, one step of the mean.
-      double err = 0.0, bound = 1e-6;
+      const std::string chosen =
+          comm ? std::string(qcomm::algorithmName(comm->algorithmFor(count))) : name;
+      // Check against the exact mean, within the bound of what ran (float rounding for MPI).
+      std::vector<double> bounds;
       if (comm) {
-        const double step = qcomm::codecStepBound(*qcomm::parseAnyCodecSpec(codec));
-        bound = step + (name == "allgather" ? 0.0 : 2.0 * step) + 1e-6;
+        std::vector<int> hostOfRank(p);
+        const int myHost = comm->layout().host;
+        MPI_Allgather(&myHost, 1, MPI_INT, hostOfRank.data(), 1, MPI_INT, MPI_COMM_WORLD);
+        bounds = resultBounds(*qcomm::parseAnyCodecSpec(codec), chosen, p, hostOfRank, exact);
       }
+      double err = 0.0;
       int64_t wrong = 0;
       for (int64_t i = 0; i < count; ++i) {
         const double d = std::fabs(double(data[i]) - exact[i]);
         err = std::max(err, d);
-        wrong += !(d <= bound);
+        wrong += !(d <= (comm ? bounds[i] * boundScale : 0.0) + 1e-6);
       }
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+      totalWrong += wrong;
       MPI_Allreduce(MPI_IN_PLACE, &err, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       const double modelBytes = busFactor * bytes;
       double wire = modelBytes;
       if (comm) wire = double(comm->stats().bytesReceived) / (warmup + iters);
-      const std::string chosen =
-          comm ? std::string(qcomm::algorithmName(comm->algorithmFor(count))) : name;
       Row row{bytes,
               count,
               name,
@@ -297,6 +357,12 @@ int main(int argc, char** argv) {
     }
     std::ofstream(jsonPath) << out.dump(2) << "\n";
   }
+  if (rank == 0 && totalWrong > 0) {
+    std::fprintf(stderr,
+                 "qcomm_allreduce_bench: %lld values outside the quantization bound (#wrong): "
+                 "FAILED\n",
+                 (long long)totalWrong);
+  }
   MPI_Finalize();
-  return 0;
+  return totalWrong > 0 ? 1 : 0;
 }

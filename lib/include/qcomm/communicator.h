@@ -50,6 +50,12 @@ std::string anyCodecSpec(const CodecConfig& codec);
 // adds 0.1 for what clipping cuts off; QSGD with the L2 norm: in units of the bucket's L2 norm, not
 // of max |x|). Benchmarks and tests check results against it.
 double codecStepBound(const CodecConfig& codec);
+// The most one quantization under `codec` can move each value of a tensor whose absolute values
+// are `magnitudes`, whatever the chunk and slice boundaries: QSGD's step (the bucket's norm / s)
+// with the norm taken over the 2B-1 values around each one (the whole tensor for bucket=0), the
+// block quantizers' codecStepBound times the largest magnitude. Float rounding is not included.
+std::vector<double> quantizationErrorBounds(const CodecConfig& codec,
+                                            std::span<const double> magnitudes);
 
 struct CommunicatorOptions {
   // 16 random bits per value: the encoder's Philox work halves, for a rounding bias of at most
