@@ -72,6 +72,11 @@ QCOMM_HOST_DEVICE T clampTo(T y, T low, T high) {
 // q + 2^(b-1); x' = q * scale. Asymmetric: scale = (alpha - beta) / (2^b - 1), z = round(-beta /
 // scale), q = clamp(round(x / scale + z), 0, 2^b - 1); x' = scale * (q - z). A zero scale (all-zero
 // block) gives q = z (0 for symmetric), so x' = 0.
+// Asymmetric with stochastic rounding: the rounded z moves the grid [-z, 2^b-1-z] * scale off
+// [beta, alpha] by up to half a step, and clamping the values outside it would bias them. So the
+// range is cut into 2^b - 2 steps, scale = (alpha - beta) / (2^b - 2), and z = ceil(-beta / scale):
+// the grid then reaches below beta and above alpha, every value lies between two grid points, and
+// rounding is unbiased up to the ends.
 
 QCOMM_HOST_DEVICE int32_t symmetricMax(int bits) { return (1 << (bits - 1)) - 1; }
 QCOMM_HOST_DEVICE int32_t symmetricOffset(int bits) { return 1 << (bits - 1); }
@@ -90,6 +95,17 @@ QCOMM_HOST_DEVICE T asymmetricScale(T alpha, T beta, int bits) {
 template <typename T>
 QCOMM_HOST_DEVICE T asymmetricZero(T beta, T scale) {
   return scale > T(0) ? roundEven(-beta / scale) : T(0);
+}
+
+// The stochastic variants (above): one step fewer, the zero point rounded up.
+template <typename T>
+QCOMM_HOST_DEVICE T asymmetricStochasticScale(T alpha, T beta, int bits) {
+  return (alpha - beta) / static_cast<T>(asymmetricMax(bits) - 1);
+}
+
+template <typename T>
+QCOMM_HOST_DEVICE T asymmetricStochasticZero(T beta, T scale) {
+  return scale > T(0) ? -floorOf(beta / scale) : T(0);
 }
 
 // The stored code of x. `stochastic` draws with `random`.
@@ -241,7 +257,8 @@ struct BlockParams {
 };
 
 template <typename T>
-QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric, int bits) {
+QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric, int bits,
+                                                 bool stochastic) {
   BlockParams<T> p;
   if (symmetric) {
     p.scale = symmetricScale(alpha, bits);
@@ -249,6 +266,11 @@ QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric
   }
   alpha = alpha > T(0) ? alpha : T(0);
   beta = beta < T(0) ? beta : T(0);
+  if (stochastic) {
+    p.scale = asymmetricStochasticScale(alpha, beta, bits);
+    p.zero = asymmetricStochasticZero(beta, p.scale);
+    return p;
+  }
   p.scale = asymmetricScale(alpha, beta, bits);
   p.zero = asymmetricZero(beta, p.scale);
   return p;
@@ -260,6 +282,14 @@ QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric
 QCOMM_HOST_DEVICE double percentileLerp(double a, double b, double gamma) {
   const double diff = b - a;
   return gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma;
+}
+
+// Dynamic: a block's scale is its absmax, so y = x / scale lies in [-1, 1]; but the map's most
+// negative value is map[0] = -0.99297, and under stochastic rounding the values below it would be
+// clipped (biased). The scale is then absmax / |map[0]|: every y lies inside the map.
+template <typename T>
+QCOMM_HOST_DEVICE T dynamicScale(T absmax, bool stochastic, const float* map) {
+  return stochastic ? absmax / static_cast<T>(-map[0]) : absmax;
 }
 
 // The stored code of x under `kind` (random: its Philox word, used when stochastic).

@@ -38,21 +38,22 @@ inline quant::BlockParams<float> referenceParams(const float* v, int64_t n, cons
     hi = v[i] > hi ? v[i] : hi;
     absmax = std::fabs(v[i]) > absmax ? std::fabs(v[i]) : absmax;
   }
+  const bool stochastic = o.rounding == Rounding::kStochastic;
   switch (o.kind) {
     case QuantKind::kLinear:
-      return quant::paramsFromRange(o.symmetric ? absmax : hi, lo, o.symmetric, o.bits);
+      return quant::paramsFromRange(o.symmetric ? absmax : hi, lo, o.symmetric, o.bits, stochastic);
     case QuantKind::kPercentile: {
       std::vector<float> x(v, v + n);
       if (o.symmetric) {
         for (float& a : x) a = std::fabs(a);
         return quant::paramsFromRange(static_cast<float>(referencePercentile(x, o.percentile)),
-                                      0.0f, true, o.bits);
+                                      0.0f, true, o.bits, false);
       }
       return quant::paramsFromRange(static_cast<float>(referencePercentile(x, o.percentile)),
                                     static_cast<float>(referencePercentile(x, 100 - o.percentile)),
-                                    false, o.bits);
+                                    false, o.bits, stochastic);
     }
-    case QuantKind::kDynamic: return {absmax, 0};
+    case QuantKind::kDynamic: return {quant::dynamicScale(absmax, stochastic, dynamicMap().data()), 0};
     case QuantKind::kRowwise: return {quant::asymmetricScale(hi, lo, o.bits), lo};
     default: return {};
   }

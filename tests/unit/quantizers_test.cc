@@ -131,10 +131,16 @@ TEST(QuantRoundTrip, NearestRoundingStaysWithinHalfAStep) {
 }
 
 TEST(QuantRoundTrip, StochasticRoundingIsUnbiased) {
+  // Every quantizer that rounds stochastically, averaged over many seeds: unbiased everywhere,
+  // the extremes of every block included (issue 15: asymmetric linear came back up to half a
+  // step high at a block's minimum, the dynamic map clipped values below its -0.99297).
   const std::vector<float> x = gaussian(512, 2);
-  for (const char* text : {"linear:bits=2,mode=asym", "linear:bits=3", "dynamic:block=64",
-                           "rowwise:bits=2,block=128", "percentile:bits=3,p=99"}) {
+  for (const char* text :
+       {"linear:bits=2,mode=asym", "linear:bits=4,mode=asym,block=100", "linear:bits=3",
+        "dynamic:block=64", "dynamic", "rowwise:bits=2,block=128", "percentile:bits=3,p=99",
+        "percentile:bits=3,p=100,mode=asym,block=128"}) {
     const QuantOptions o = spec(text);
+    ASSERT_EQ(o.rounding, Rounding::kStochastic) << text;
     const QuantizedTensor probe = quantize(x, o).value();
     std::vector<double> mean(x.size(), 0.0);
     const int steps = 4000;
@@ -142,30 +148,43 @@ TEST(QuantRoundTrip, StochasticRoundingIsUnbiased) {
       const std::vector<float> y = roundTrip(x, o, {9, 0, 0, static_cast<uint64_t>(s)});
       for (size_t i = 0; i < x.size(); ++i) mean[i] += y[i] / steps;
     }
+    // One draw errs by at most one step (sd <= step/2): 6 sd of the mean over `steps` draws.
+    const double tolerance = 6.0 * 0.5 / std::sqrt(double(steps));
+    const int64_t block = probe.blockSize;
+    auto stepOf = [&](size_t i) {
+      // The dynamic map's widest gap is 0.0141 of the scale.
+      return o.kind == QuantKind::kDynamic ? probe.scales[i / block] * 0.0142
+                                           : double(probe.scales[i / block]);
+    };
     double worst = 0.0;
     for (size_t i = 0; i < x.size(); ++i) {
-      const double step = o.kind == QuantKind::kDynamic ? probe.scales[i / 64] * 0.15
-                                                        : probe.scales[i / probe.blockSize];
-      // Percentile clips values beyond its range, and the dynamic map ends at -0.99297: only
-      // the values inside the representable range are unbiased.
-      if (o.kind == QuantKind::kPercentile && std::fabs(x[i]) > probe.scales[0] * 3) continue;
-      if (o.kind == QuantKind::kDynamic && x[i] < dynamicMap()[0] * probe.scales[i / 64]) continue;
-      // Asymmetric grids sit at scale * (q - z) with an integer z, so the range's ends can fall
-      // outside [scale * -z, scale * (2^b - 1 - z)] and are clipped (note 001's formula).
-      if (o.kind == QuantKind::kLinear && !o.symmetric) {
-        const double sc = probe.scales[0], z = probe.zeroPoints[0];
-        if (x[i] < sc * -z || x[i] > sc * ((1 << o.bits) - 1 - z)) continue;
+      // Percentile clips the values beyond its percentiles by design (p < 100).
+      if (o.kind == QuantKind::kPercentile && o.percentile < 100.0 &&
+          std::fabs(x[i]) > probe.scales[0] * 3) {
+        continue;
       }
-      worst = std::max(worst, std::fabs(mean[i] - x[i]) / step);
+      worst = std::max(worst, std::fabs(mean[i] - x[i]) / stepOf(i));
     }
-    // One draw errs by at most one step (sd <= step/2): 6 sd of the mean over `steps` draws.
-    EXPECT_LT(worst, 6.0 * 0.5 / std::sqrt(double(steps))) << text;
+    EXPECT_LT(worst, tolerance) << text;
+    if (o.kind == QuantKind::kPercentile && o.percentile < 100.0) continue;
+    // The extremes by name: each block's minimum and maximum.
+    for (int64_t b0 = 0; b0 < static_cast<int64_t>(x.size()); b0 += block) {
+      const auto first = x.begin() + b0, last = x.begin() + std::min<int64_t>(b0 + block, 512);
+      for (auto it : {std::min_element(first, last), std::max_element(first, last)}) {
+        const size_t i = static_cast<size_t>(it - x.begin());
+        EXPECT_LT(std::fabs(mean[i] - x[i]) / stepOf(i), tolerance)
+            << text << ": the block at " << b0 << " has its " << (it == std::min_element(first, last) ? "minimum" : "maximum")
+            << " " << x[i] << " at " << i << "; the mean of " << steps << " round trips is "
+            << mean[i];
+      }
+    }
   }
 }
 
 TEST(QuantBlocks, BlocksThatDoNotDivideNAndTheirParameters) {
   std::vector<float> x = gaussian(1000, 4);
-  const QuantizedTensor q = quantize(x, spec("linear:bits=8,mode=asym,block=64")).value();
+  const QuantizedTensor q =
+      quantize(x, spec("linear:bits=8,mode=asym,block=64,rounding=nearest")).value();
   ASSERT_EQ(q.numBlocks(), 16);
   ASSERT_EQ(q.scales.size(), 16u);
   ASSERT_EQ(q.zeroPoints.size(), 16u);
@@ -174,6 +193,14 @@ TEST(QuantBlocks, BlocksThatDoNotDivideNAndTheirParameters) {
   const double alpha = std::max(0.0f, *hi), beta = std::min(0.0f, *lo);
   EXPECT_FLOAT_EQ(q.scales[15], static_cast<float>((alpha - beta) / 255.0));
   EXPECT_EQ(q.zeroPoints[15], std::nearbyint(-beta / q.scales[15]));
+  // Stochastic rounding: 254 steps and the zero point rounded up, so that the grid covers the
+  // block's range (unbiased at its ends).
+  const QuantizedTensor s =
+      quantize(x, spec("linear:bits=8,mode=asym,block=64,rounding=stochastic")).value();
+  EXPECT_FLOAT_EQ(s.scales[15], static_cast<float>((alpha - beta) / 254.0));
+  EXPECT_EQ(s.zeroPoints[15], std::ceil(-beta / s.scales[15]));
+  EXPECT_LE(-s.zeroPoints[15] * s.scales[15], beta);
+  EXPECT_GE((255 - s.zeroPoints[15]) * s.scales[15], alpha);
   // Row-wise takes the last dimension of the shape as the row.
   const QuantizedTensor r = quantize(x, spec("rowwise:bits=4"), {}, std::vector<int64_t>{40, 25}).value();
   EXPECT_EQ(r.blockSize, 25);

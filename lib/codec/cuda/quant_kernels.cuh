@@ -117,11 +117,12 @@ __global__ void blockParamsKernel(const float* __restrict__ values, QuantPlan pl
       bitonicSort(sorted, size);
       const float alpha = sortedPercentile(sorted, n, plan.percentile);
       const float beta = plan.symmetric ? 0.0f : sortedPercentile(sorted, n, 100.0 - plan.percentile);
-      params = quant::paramsFromRange(alpha, beta, plan.symmetric, plan.bits);
+      params = quant::paramsFromRange(alpha, beta, plan.symmetric, plan.bits, plan.stochastic);
     } else if (plan.kind == QuantKind::kLinear) {
-      params = quant::paramsFromRange(plan.symmetric ? absmax : hi, lo, plan.symmetric, plan.bits);
+      params = quant::paramsFromRange(plan.symmetric ? absmax : hi, lo, plan.symmetric, plan.bits,
+                                      plan.stochastic);
     } else if (plan.kind == QuantKind::kDynamic) {
-      params.scale = absmax;
+      params.scale = quant::dynamicScale(absmax, plan.stochastic, plan.map);
     } else if (plan.kind == QuantKind::kRowwise) {
       params.scale = quant::asymmetricScale(hi, lo, plan.bits);
       params.zero = lo;

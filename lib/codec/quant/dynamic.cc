@@ -92,14 +92,14 @@ std::span<const float, 256> dynamicMap() {
 namespace quant {
 
 template <typename T>
-BlockParams<T> dynamicParams(const T* v, int64_t n, const QuantOptions&) {
+BlockParams<T> dynamicParams(const T* v, int64_t n, const QuantOptions& options) {
   T absmax = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(v[i])) return {std::numeric_limits<T>::quiet_NaN(), 0};
     const T a = std::fabs(v[i]);
     absmax = a > absmax ? a : absmax;
   }
-  return {absmax, 0};
+  return {dynamicScale(absmax, options.rounding == Rounding::kStochastic, dynamicMap().data()), 0};
 }
 
 template BlockParams<float> dynamicParams(const float*, int64_t, const QuantOptions&);

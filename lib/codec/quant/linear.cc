@@ -18,7 +18,8 @@ BlockParams<T> linearParams(const T* v, int64_t n, const QuantOptions& options) 
     absmax = a > absmax ? a : absmax;
   }
   if (!finite) return {std::numeric_limits<T>::quiet_NaN(), 0};
-  return paramsFromRange(options.symmetric ? absmax : hi, lo, options.symmetric, options.bits);
+  return paramsFromRange(options.symmetric ? absmax : hi, lo, options.symmetric, options.bits,
+                         options.rounding == Rounding::kStochastic);
 }
 
 template BlockParams<float> linearParams(const float*, int64_t, const QuantOptions&);

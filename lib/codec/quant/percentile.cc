@@ -133,11 +133,12 @@ BlockParams<T> paramsOf(const T* v, int64_t n, const QuantOptions& options, cons
   if (bad != 0) return {std::numeric_limits<T>::quiet_NaN(), 0};
   if (options.symmetric) {
     return paramsFromRange(percentileOf<T>(select, n, true, options.percentile), T(0), true,
-                           options.bits);
+                           options.bits, false);
   }
   const T alpha = percentileOf<T>(select, n, false, options.percentile);
   const T beta = percentileOf<T>(select, n, false, 100.0 - options.percentile);
-  return paramsFromRange(alpha, beta, false, options.bits);
+  return paramsFromRange(alpha, beta, false, options.bits,
+                         options.rounding == Rounding::kStochastic);
 }
 
 }  // namespace

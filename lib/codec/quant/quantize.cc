@@ -69,8 +69,12 @@ quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOpti
   if (!s.finite) return {std::numeric_limits<float>::quiet_NaN(), 0.0f};
   switch (o.kind) {
     case QuantKind::kLinear:
-      return quant::paramsFromRange(o.symmetric ? s.absmax : s.hi, s.lo, o.symmetric, o.bits);
-    case QuantKind::kDynamic: return {s.absmax, 0.0f};
+      return quant::paramsFromRange(o.symmetric ? s.absmax : s.hi, s.lo, o.symmetric, o.bits,
+                                    o.rounding == Rounding::kStochastic);
+    case QuantKind::kDynamic:
+      return {quant::dynamicScale(s.absmax, o.rounding == Rounding::kStochastic,
+                                  dynamicMap().data()),
+              0.0f};
     case QuantKind::kRowwise: return {quant::asymmetricScale(s.hi, s.lo, o.bits), s.lo};
     default: return {};
   }
