@@ -45,7 +45,7 @@ Result<QsgdGeometry> qsgdGeometry(int64_t count, const QsgdOptions& options) {
   g.codeWidth = qsgd::codeWidth(options.bits, options.layout);
   g.valuesPerWord = qsgd::valuesPerWord(options.bits, options.layout);
   g.bucketSize = options.bucketSize == 0 ? std::max<int64_t>(count, 1) : options.bucketSize;
-  g.numBuckets = (count + g.bucketSize - 1) / g.bucketSize;
+  g.numBuckets = count == 0 ? 0 : 1 + (count - 1) / g.bucketSize;  // any bucket size: no overflow
   if (g.numBuckets > 0) {
     const int64_t last = count - (g.numBuckets - 1) * g.bucketSize;
     g.wordCount = (g.numBuckets - 1) * qsgd::sectionLength(g.bucketSize, g.valuesPerWord) +
@@ -55,7 +55,7 @@ Result<QsgdGeometry> qsgdGeometry(int64_t count, const QsgdOptions& options) {
 }
 
 int64_t EncodedTensor::numBuckets() const {
-  return bucketSize > 0 ? (count + bucketSize - 1) / bucketSize : 0;
+  return bucketSize > 0 && count > 0 ? 1 + (count - 1) / bucketSize : 0;
 }
 
 Status validateEncoded(const EncodedTensor& e) {

@@ -276,6 +276,19 @@ QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric
   return p;
 }
 
+// A block whose scale overflowed (its range exceeds the type's largest value, as max - min can
+// for finite values near FLT_MAX) cannot be represented: it is treated as a non-finite block (NaN
+// scale, zero point 0), flagged in the message and decoded as NaN, like a block holding NaN or
+// Inf, instead of decoding to garbage. (x - x is NaN exactly when x is infinite or NaN.)
+template <typename T>
+QCOMM_HOST_DEVICE BlockParams<T> nonFiniteIfOverflowed(BlockParams<T> p) {
+  if (!(p.scale - p.scale == T(0))) {
+    p.scale = p.scale - p.scale;
+    p.zero = T(0);
+  }
+  return p;
+}
+
 // numpy.percentile's default ("linear") interpolation between the order statistics a <= b around
 // the virtual index p/100 * (n - 1), whose fraction is gamma: in float64, from the upper
 // neighbour when gamma >= 0.5, as numpy's _lerp.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -50,6 +51,24 @@ TEST(ErrorBounds, WindowedNormsMatchBruteForce) {
     }
   }
   EXPECT_TRUE(quantizationErrorBounds(CodecConfig{}, {}).empty());
+}
+
+TEST(ErrorBounds, NonFiniteValuesBoundOnlyTheirNeighbours) {
+  // An infinity (or NaN) leaves no bound where it sits, and none is lost once it leaves the
+  // window (a running sum would keep inf - inf = NaN from then on).
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> m = {1.0, inf, 1.0, 1.0, std::nan(""), 1.0, 1.0, 1.0, 1.0};
+  for (NormKind norm : {NormKind::kMax, NormKind::kL2}) {
+    CodecConfig c;
+    c.qsgd = {1, 2, norm, Layout::kCompact};
+    const std::vector<double> b = quantizationErrorBounds(c, m);
+    const std::vector<bool> unbounded = {true, true, true, true, true, true, false, false, false};
+    for (size_t i = 0; i < m.size(); ++i) {
+      EXPECT_EQ(std::isinf(b[i]), unbounded[i]) << normKindName(norm) << " " << i;
+      if (!unbounded[i]) EXPECT_FALSE(std::isnan(b[i])) << i;
+    }
+    EXPECT_DOUBLE_EQ(b[8], norm == NormKind::kMax ? 1.0 : std::sqrt(2.0));
+  }
 }
 
 TEST(ErrorBounds, RoundTripsStayWithinAndTheOldBoundFailsL2) {

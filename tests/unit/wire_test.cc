@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
+#include "qcomm/quantizers.h"
 #include "qcomm/wire.h"
 
 namespace qcomm {
@@ -150,6 +152,53 @@ TEST(Wire, EveryHeaderFieldIsChecked) {
     m.apply(bad);
     EXPECT_THAT(parseError(bad), HasSubstr(m.expected)) << m.what;
   }
+}
+
+// Forged sizes that agree with each other (so that no single field check refuses them): the
+// message's own length still has to match what its header describes, and it is compared before
+// anything is allocated (a 2^56-value header in a 200-byte message is an error, not a 2^59-byte
+// allocation). Found by fuzzing (tests/fuzz): an overflowing block count in the quantizers' reader.
+TEST(Wire, ForgedSizesFailBeforeAllocating) {
+  std::vector<uint8_t> qsgd = wire(sample(), false);
+  QsgdOptions o;
+  o.bits = 3;
+  o.bucketSize = 128;
+  o.layout = Layout::kCompact;
+  for (int64_t count : {int64_t{1} << 56, (int64_t{1} << 56) - 1}) {
+    const QsgdGeometry g = qsgdGeometry(count, o).value();
+    poke<int64_t>(qsgd, 32, count);
+    poke<int64_t>(qsgd, 40, g.wordCount);
+    poke<int64_t>(qsgd, 64, count);  // shape {count, 1}
+    poke<int64_t>(qsgd, 72, 1);
+    EXPECT_THAT(parseError(qsgd), HasSubstr(": truncated")) << count;
+  }
+  poke<int64_t>(qsgd, 32, (int64_t{1} << 56) + 1);
+  EXPECT_THAT(parseError(qsgd), HasSubstr("exceeds 2^56"));
+
+  std::vector<float> v(500, 0.25f);
+  const QuantizedTensor q = quantize(v, parseQuantSpec("linear:bits=4,block=100").value()).value();
+  std::vector<uint8_t> quant(quantWireSize(q).value());
+  ASSERT_TRUE(writeQuantWire(q, false, quant).isOk());
+  const size_t shapeAt = 64;  // one dimension
+  for (const int64_t count : {int64_t{1} << 56, int64_t{1} << 40}) {
+    poke<int64_t>(quant, 32, count);
+    poke<int64_t>(quant, 40, (count * 4 + 63) / 64);
+    poke<int64_t>(quant, shapeAt, count);
+    const Result<QuantizedTensor> r = quantFromWire(quant);
+    ASSERT_FALSE(r.isOk()) << count;
+    EXPECT_THAT(r.status().message(), HasSubstr(": truncated")) << count;
+  }
+  for (const int64_t count : {(int64_t{1} << 56) + 1, int64_t{1} << 62,
+                              std::numeric_limits<int64_t>::max(), int64_t{-1}}) {
+    poke<int64_t>(quant, 32, count);
+    const Result<QuantizedTensor> r = quantFromWire(quant);
+    ASSERT_FALSE(r.isOk()) << count;
+    EXPECT_THAT(r.status().message(), HasSubstr("is invalid")) << count;
+  }
+  // A block size near INT64_MAX makes no overflow in the block count.
+  QuantizedTensor huge = q;
+  huge.blockSize = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(huge.numBlocks(), 1);
 }
 
 TEST(Wire, ScalesAreValidatedWithoutCrc) {

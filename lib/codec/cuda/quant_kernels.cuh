@@ -127,6 +127,7 @@ __global__ void blockParamsKernel(const float* __restrict__ values, QuantPlan pl
       params.scale = quant::asymmetricScale(hi, lo, plan.bits);
       params.zero = lo;
     }
+    params = quant::nonFiniteIfOverflowed(params);
     if (threadIdx.x == 0) {
       scales[b] = anyBad != 0 ? nanValue() : params.scale;
       if (zeros != nullptr) zeros[b] = anyBad != 0 ? 0.0f : params.zero;

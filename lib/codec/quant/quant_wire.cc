@@ -132,11 +132,13 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
   if (!options.isOk()) return dataLoss("codec fields: ", options.message());
   q.shape.resize(ndim);
   for (size_t i = 0; i < ndim; ++i) q.shape[i] = get<int64_t>(p + 64 + 8 * i);
-  if (q.count < 0 || q.blockSize < 1) {
+  // Up to 2^56 values, as QSGD (no count * bits below can overflow); nothing is allocated until
+  // the message's size matches what its header describes.
+  if (q.count < 0 || q.count > (int64_t{1} << 56) || q.blockSize < 1) {
     return dataLoss("count ", q.count, " or block size ", q.blockSize, " is invalid");
   }
-  q.scales.resize(q.numBlocks());
-  q.zeroPoints.resize(q.hasZeroPoints() ? q.numBlocks() : 0);
+  const size_t blocks = static_cast<size_t>(q.numBlocks());
+  const size_t zeroBlocks = q.hasZeroPoints() ? blocks : 0;
   const int64_t wordCount = get<int64_t>(p + 40);
   if (wordCount != quant::wordsFor(q.count, q.codeBits())) {
     return dataLoss("word count field is ", wordCount, " but ", q.count, " codes of ",
@@ -145,13 +147,15 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
   if (get<uint64_t>(p + 48) != configHashOf(q)) {
     return dataLoss("config hash does not match the header's codec fields (corrupted header)");
   }
-  const size_t expected = headerBytes + areaBytes(q, q.scales.size()) +
-                          areaBytes(q, q.zeroPoints.size()) + 8 * static_cast<size_t>(wordCount);
+  const size_t expected = headerBytes + areaBytes(q, blocks) + areaBytes(q, zeroBlocks) +
+                          8 * static_cast<size_t>(wordCount);
   if (size != expected) {
     return dataLoss("message is ", size, " bytes but its header describes ", expected,
                     size < expected ? ": truncated" : ": trailing bytes");
   }
   QCOMM_RETURN_IF_ERROR(wire::checkPayloadCrc(message, headerBytes, flags));
+  q.scales.resize(blocks);
+  q.zeroPoints.resize(zeroBlocks);
   const uint8_t* scales = p + headerBytes;
   getScales(scales, &q.scales, q.dtype);
   const uint8_t* zeros = scales + areaBytes(q, q.scales.size());

@@ -48,7 +48,7 @@ int64_t effectiveBlock(const QuantOptions& o, int64_t count, std::span<const int
 }
 
 template <typename T>
-quant::BlockParams<T> blockParams(const T* v, int64_t n, const QuantOptions& o) {
+quant::BlockParams<T> rawBlockParams(const T* v, int64_t n, const QuantOptions& o) {
   switch (o.kind) {
     case QuantKind::kLinear: return quant::linearParams(v, n, o);
     case QuantKind::kPercentile: return quant::percentileParams(v, n, o);
@@ -61,8 +61,8 @@ quant::BlockParams<T> blockParams(const T* v, int64_t n, const QuantOptions& o) 
 }
 
 // float32 blocks: the statistics from the vector kernel, then the same parameters as above.
-quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOptions& o,
-                                      const quant::QuantCpuKernels& k) {
+quant::BlockParams<float> rawBlockParams(const float* v, int64_t n, const QuantOptions& o,
+                                         const quant::QuantCpuKernels& k) {
   if (o.kind == QuantKind::kPercentile) return quant::percentileParams(v, n, o, k);
   if (isCast(o.kind)) return {};
   const quant::BlockStatsF32 s = k.statsF32(v, n);
@@ -78,6 +78,17 @@ quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOpti
     case QuantKind::kRowwise: return {quant::asymmetricScale(s.hi, s.lo, o.bits), s.lo};
     default: return {};
   }
+}
+
+// What a block is quantized with: a scale that overflowed makes the block non-finite.
+template <typename T>
+quant::BlockParams<T> blockParams(const T* v, int64_t n, const QuantOptions& o) {
+  return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o));
+}
+
+quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOptions& o,
+                                      const quant::QuantCpuKernels& k) {
+  return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o, k));
 }
 
 quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
@@ -377,8 +388,8 @@ Status dequantizeImpl(const QuantizedTensor& q, std::span<Out> out, Executor* ex
 }  // namespace
 
 int64_t QuantizedTensor::numBlocks() const {
-  if (isCast(options.kind) || count == 0) return 0;
-  return (count + blockSize - 1) / blockSize;
+  if (isCast(options.kind) || count <= 0 || blockSize < 1) return 0;
+  return 1 + (count - 1) / blockSize;  // no overflow for any block size read from a header
 }
 
 bool QuantizedTensor::hasZeroPoints() const {
