@@ -171,30 +171,16 @@ Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport&
 
 Status Communicator::setUpHierarchy() {
   const int p = transport_.size(), me = transport_.rank();
-  int perHost = options_.ranksPerHost;
-  if (perHost == 0) {
-    QCOMM_ASSIGN_OR_RETURN(const int64_t knob, knobInt(Knob::kRanksPerHost, 0, 1 << 20));
-    perHost = static_cast<int>(knob);
-  }
+  QCOMM_ASSIGN_OR_RETURN(const int perHost, ranksPerHostSetting(options_.ranksPerHost));
   std::vector<int> hosts;
   if (perHost > 0) {
     hosts = blockHosts(p, perHost);
   } else {
     QCOMM_ASSIGN_OR_RETURN(hosts, transport_.hostOfRanks());
   }
-  QCOMM_ASSIGN_OR_RETURN(layout_, makeHostLayout(hosts, me));
-  // Every rank must see the same grouping (QCOMM_RANKS_PER_HOST set on some ranks only would
-  // make the splits below disagree).
-  std::string grouping;
-  for (int h : hosts) grouping += strCat(h, ",");
-  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> seen, transport_.allgatherU64(fnv1a(grouping)));
-  for (int r = 0; r < p; ++r) {
-    if (seen[r] != seen[0]) {
-      return failedPrecondition("rank ", r, " sees a different host grouping than rank 0 (seen "
-                                "from rank ", me, ": ", layout_.describe(),
-                                "); set QCOMM_RANKS_PER_HOST alike on every rank");
-    }
-  }
+  QCOMM_ASSIGN_OR_RETURN(layout_, agreedHostLayout(hosts, me, [&](uint64_t mine) {
+                           return transport_.allgatherU64(mine);
+                         }));
   if (debug_) std::fprintf(stderr, "qcomm: %d ranks on %s\n", p, layout_.describe().c_str());
   const bool wanted = options_.algorithm == Algorithm::kHierarchical ||
                       options_.algorithm == Algorithm::kAuto;

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <map>
 
+#include "codec/wire_bytes.h"
 #include "qcomm/communicator.h"
+#include "qcomm/env.h"
 
 namespace qcomm {
 
@@ -37,6 +39,30 @@ Result<HostLayout> makeHostLayout(std::span<const int> hostOfRank, int rank) {
   }
   layout.hosts = static_cast<int>(layout.localSizes.size());
   layout.slices = *std::min_element(layout.localSizes.begin(), layout.localSizes.end());
+  return layout;
+}
+
+Result<int> ranksPerHostSetting(int option) {
+  if (option > 0) return option;
+  QCOMM_ASSIGN_OR_RETURN(const int64_t knob, knobInt(Knob::kRanksPerHost, 0, 1 << 20));
+  return static_cast<int>(knob);
+}
+
+Result<HostLayout> agreedHostLayout(
+    std::span<const int> hostOfRank, int rank,
+    const std::function<Result<std::vector<uint64_t>>(uint64_t)>& gather) {
+  QCOMM_ASSIGN_OR_RETURN(HostLayout layout, makeHostLayout(hostOfRank, rank));
+  std::string grouping;
+  for (int h : hostOfRank) grouping += strCat(h, ",");
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> seen,
+                         gather(wire::fnv1a(wire::kFnvOffset, grouping.data(), grouping.size())));
+  for (size_t r = 0; r < seen.size(); ++r) {
+    if (seen[r] != seen[0]) {
+      return failedPrecondition("rank ", r, " sees a different host grouping than rank 0 (seen "
+                                "from rank ", rank, ": ", layout.describe(),
+                                "); set QCOMM_RANKS_PER_HOST alike on every rank");
+    }
+  }
   return layout;
 }
 

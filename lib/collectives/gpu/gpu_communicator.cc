@@ -12,7 +12,6 @@
 #include "collectives/gpu/gpu_slot.h"
 #include "qcomm/communicator.h"
 #include "qcomm/cuda_codec.h"
-#include "qcomm/env.h"
 #include "qcomm/transport.h"
 
 namespace qcomm {
@@ -107,11 +106,7 @@ Result<std::unique_ptr<GpuCommunicator>> GpuCommunicator::create(
 
 Status GpuCommunicator::setUpHierarchy() {
   const int p = transport_.size(), me = transport_.rank();
-  int perHost = options_.ranksPerHost;
-  if (perHost == 0) {
-    QCOMM_ASSIGN_OR_RETURN(const int64_t knob, knobInt(Knob::kRanksPerHost, 0, 1 << 20));
-    perHost = static_cast<int>(knob);
-  }
+  QCOMM_ASSIGN_OR_RETURN(const int perHost, ranksPerHostSetting(options_.ranksPerHost));
   std::vector<int> hosts;
   if (perHost > 0) {
     hosts = blockHosts(p, perHost);
@@ -119,21 +114,13 @@ Status GpuCommunicator::setUpHierarchy() {
     QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> keys,
                            gatherU64(transport_, fnv1a(transport::thisHostKey()), commStream_));
     std::map<uint64_t, int> number;
-    for (uint64_t k : keys) hosts.push_back(number.emplace(k, static_cast<int>(number.size())).first->second);
-  }
-  QCOMM_ASSIGN_OR_RETURN(layout_, makeHostLayout(hosts, me));
-  // Every rank must see the same grouping (QCOMM_RANKS_PER_HOST set on some ranks only).
-  std::string grouping;
-  for (int h : hosts) grouping += strCat(h, ",");
-  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> seen,
-                         gatherU64(transport_, fnv1a(grouping), commStream_));
-  for (int r = 0; r < p; ++r) {
-    if (seen[r] != seen[0]) {
-      return failedPrecondition("rank ", r, " sees a different host grouping than rank 0 (seen "
-                                "from rank ", me, ": ", layout_.describe(),
-                                "); set QCOMM_RANKS_PER_HOST alike on every rank");
+    for (uint64_t k : keys) {
+      hosts.push_back(number.emplace(k, static_cast<int>(number.size())).first->second);
     }
   }
+  QCOMM_ASSIGN_OR_RETURN(layout_, agreedHostLayout(hosts, me, [&](uint64_t mine) {
+                           return gatherU64(transport_, mine, commStream_);
+                         }));
   if (options_.algorithm != Algorithm::kHierarchical || p == 1 ||
       (layout_.hosts > 1 && !layout_.multiLevel())) {
     return Status::ok();  // flat

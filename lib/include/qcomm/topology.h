@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +34,16 @@ struct HostLayout {
   bool multiLevel() const { return hosts > 1 && maxLocalSize() > 1; }
   std::string describe() const;  // "2 hosts x {2, 2} ranks"
 };
+
+// The ranks per host a communicator groups by: `option` when > 0, else QCOMM_RANKS_PER_HOST, else
+// 0 (ask where the ranks run).
+Result<int> ranksPerHostSetting(int option);
+// The layout of `hostOfRank` seen from `rank`, once every rank is known to see the same grouping
+// (QCOMM_RANKS_PER_HOST set on some ranks only would make their splits disagree): `gather`
+// all-gathers one number per rank over the communicator's transport.
+Result<HostLayout> agreedHostLayout(
+    std::span<const int> hostOfRank, int rank,
+    const std::function<Result<std::vector<uint64_t>>(uint64_t)>& gather);
 
 // An error naming `what` and the layout unless every host has the same number of ranks.
 Status checkUniformHosts(const HostLayout& layout, std::string_view what);
