@@ -171,16 +171,10 @@ Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport&
 
 Status Communicator::setUpHierarchy() {
   const int p = transport_.size(), me = transport_.rank();
-  QCOMM_ASSIGN_OR_RETURN(const int perHost, ranksPerHostSetting(options_.ranksPerHost));
-  std::vector<int> hosts;
-  if (perHost > 0) {
-    hosts = blockHosts(p, perHost);
-  } else {
-    QCOMM_ASSIGN_OR_RETURN(hosts, transport_.hostOfRanks());
-  }
-  QCOMM_ASSIGN_OR_RETURN(layout_, agreedHostLayout(hosts, me, [&](uint64_t mine) {
-                           return transport_.allgatherU64(mine);
-                         }));
+  QCOMM_ASSIGN_OR_RETURN(
+      layout_, groupRanksByHost(
+                   options_.ranksPerHost, p, me, [&] { return transport_.hostOfRanks(); },
+                   [&](uint64_t mine) { return transport_.allgatherU64(mine); }));
   if (debug_) std::fprintf(stderr, "qcomm: %d ranks on %s\n", p, layout_.describe().c_str());
   const bool wanted = options_.algorithm == Algorithm::kHierarchical ||
                       options_.algorithm == Algorithm::kAuto;

@@ -66,6 +66,20 @@ Result<HostLayout> agreedHostLayout(
   return layout;
 }
 
+Result<HostLayout> groupRanksByHost(
+    int option, int worldSize, int rank,
+    const std::function<Result<std::vector<int>>()>& whereRanksRun,
+    const std::function<Result<std::vector<uint64_t>>(uint64_t)>& gather) {
+  QCOMM_ASSIGN_OR_RETURN(const int perHost, ranksPerHostSetting(option));
+  std::vector<int> hosts;
+  if (perHost > 0) {
+    hosts = blockHosts(worldSize, perHost);
+  } else {
+    QCOMM_ASSIGN_OR_RETURN(hosts, whereRanksRun());
+  }
+  return agreedHostLayout(hosts, rank, gather);
+}
+
 Status checkUniformHosts(const HostLayout& layout, std::string_view what) {
   if (layout.maxLocalSize() == layout.slices) return Status::ok();
   return failedPrecondition(what, " needs the same number of ranks on every host; rank ",

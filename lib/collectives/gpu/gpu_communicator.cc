@@ -106,21 +106,22 @@ Result<std::unique_ptr<GpuCommunicator>> GpuCommunicator::create(
 
 Status GpuCommunicator::setUpHierarchy() {
   const int p = transport_.size(), me = transport_.rank();
-  QCOMM_ASSIGN_OR_RETURN(const int perHost, ranksPerHostSetting(options_.ranksPerHost));
-  std::vector<int> hosts;
-  if (perHost > 0) {
-    hosts = blockHosts(p, perHost);
-  } else {
+  // Where ranks run: their host names (and network namespaces), all-gathered on the device.
+  const auto whereRanksRun = [&]() -> Result<std::vector<int>> {
     QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> keys,
                            gatherU64(transport_, fnv1a(transport::thisHostKey()), commStream_));
     std::map<uint64_t, int> number;
+    std::vector<int> hosts;
     for (uint64_t k : keys) {
       hosts.push_back(number.emplace(k, static_cast<int>(number.size())).first->second);
     }
-  }
-  QCOMM_ASSIGN_OR_RETURN(layout_, agreedHostLayout(hosts, me, [&](uint64_t mine) {
-                           return gatherU64(transport_, mine, commStream_);
-                         }));
+    return hosts;
+  };
+  QCOMM_ASSIGN_OR_RETURN(layout_, groupRanksByHost(options_.ranksPerHost, p, me, whereRanksRun,
+                                                   [&](uint64_t mine) {
+                                                     return gatherU64(transport_, mine,
+                                                                      commStream_);
+                                                   }));
   if (options_.algorithm != Algorithm::kHierarchical || p == 1 ||
       (layout_.hosts > 1 && !layout_.multiLevel())) {
     return Status::ok();  // flat

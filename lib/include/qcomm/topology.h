@@ -45,6 +45,13 @@ Result<HostLayout> agreedHostLayout(
     std::span<const int> hostOfRank, int rank,
     const std::function<Result<std::vector<uint64_t>>(uint64_t)>& gather);
 
+// How a communicator groups its ranks: blocks of ranksPerHostSetting(option) ranks, or, when that
+// is 0, `whereRanksRun()` (host numbers of every rank, collective); agreed as above.
+Result<HostLayout> groupRanksByHost(
+    int option, int worldSize, int rank,
+    const std::function<Result<std::vector<int>>()>& whereRanksRun,
+    const std::function<Result<std::vector<uint64_t>>(uint64_t)>& gather);
+
 // An error naming `what` and the layout unless every host has the same number of ranks.
 Status checkUniformHosts(const HostLayout& layout, std::string_view what);
 
