@@ -256,12 +256,21 @@ struct BlockParams {
   T zero = 0;   // zero point (asymmetric: integer-valued; row-wise: the row's min)
 };
 
+// Near FLT_MAX the grid's ends can overflow even where the scale does not: such a block cannot be
+// decoded, so its scale becomes non-finite (nonFiniteIfOverflowed then marks the block).
+template <typename T>
+QCOMM_HOST_DEVICE T unlessGridOverflows(T scale, T low, T high) {
+  const T a = scale * low, b = scale * high;
+  return a - a == T(0) && b - b == T(0) ? scale : (a - a) + (b - b);
+}
+
 template <typename T>
 QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric, int bits,
                                                  bool stochastic) {
   BlockParams<T> p;
   if (symmetric) {
-    p.scale = symmetricScale(alpha, bits);
+    const T top = static_cast<T>(symmetricMax(bits));
+    p.scale = unlessGridOverflows(symmetricScale(alpha, bits), -top, top);
     return p;
   }
   alpha = alpha > T(0) ? alpha : T(0);
@@ -269,10 +278,23 @@ QCOMM_HOST_DEVICE BlockParams<T> paramsFromRange(T alpha, T beta, bool symmetric
   if (stochastic) {
     p.scale = asymmetricStochasticScale(alpha, beta, bits);
     p.zero = asymmetricStochasticZero(beta, p.scale);
-    return p;
+  } else {
+    p.scale = asymmetricScale(alpha, beta, bits);
+    p.zero = asymmetricZero(beta, p.scale);
   }
-  p.scale = asymmetricScale(alpha, beta, bits);
-  p.zero = asymmetricZero(beta, p.scale);
+  p.scale = unlessGridOverflows(p.scale, -p.zero, static_cast<T>(asymmetricMax(bits)) - p.zero);
+  return p;
+}
+
+// Row-wise parameters of a row spanning [lo, hi]: scale and zero point (the minimum). The top of
+// the grid is q * scale + lo: checked as the decoder computes it.
+template <typename T>
+QCOMM_HOST_DEVICE BlockParams<T> rowwiseFromRange(T hi, T lo, int bits) {
+  BlockParams<T> p;
+  p.scale = asymmetricScale(hi, lo, bits);
+  p.zero = lo;
+  const T top = static_cast<T>(asymmetricMax(bits)) * p.scale + lo;
+  if (!(top - top == T(0))) p.scale = top - top;
   return p;
 }
 

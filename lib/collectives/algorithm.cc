@@ -99,7 +99,10 @@ std::string anyCodecSpec(const CodecConfig& codec) {
 double codecStepBound(const CodecConfig& c) {
   if (c.isQsgd) return 1.0 / ((1 << c.qsgd.bits) - 1);
   const int b = c.quant.bits;
-  const double linear = c.quant.symmetric ? 1.0 / ((1 << (b - 1)) - 1) : 2.0 / ((1 << b) - 1);
+  // Asymmetric grids under stochastic rounding have one step fewer (docs/quantizers.md).
+  const bool stochastic = c.quant.rounding == Rounding::kStochastic;
+  const double linear = c.quant.symmetric ? 1.0 / ((1 << (b - 1)) - 1)
+                                          : 2.0 / ((1 << b) - (stochastic ? 2 : 1));
   switch (c.quant.kind) {
     case QuantKind::kLinear: return linear;
     case QuantKind::kPercentile: return linear + 0.1;

@@ -54,7 +54,7 @@ inline quant::BlockParams<float> referenceParams(const float* v, int64_t n, cons
                                     false, o.bits, stochastic);
     }
     case QuantKind::kDynamic: return {quant::dynamicScale(absmax, stochastic, dynamicMap().data()), 0};
-    case QuantKind::kRowwise: return {quant::asymmetricScale(hi, lo, o.bits), lo};
+    case QuantKind::kRowwise: return quant::rowwiseFromRange(hi, lo, o.bits);
     default: return {};
   }
 }

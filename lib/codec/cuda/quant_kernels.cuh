@@ -124,8 +124,7 @@ __global__ void blockParamsKernel(const float* __restrict__ values, QuantPlan pl
     } else if (plan.kind == QuantKind::kDynamic) {
       params.scale = quant::dynamicScale(absmax, plan.stochastic, plan.map);
     } else if (plan.kind == QuantKind::kRowwise) {
-      params.scale = quant::asymmetricScale(hi, lo, plan.bits);
-      params.zero = lo;
+      params = quant::rowwiseFromRange(hi, lo, plan.bits);
     }
     params = quant::nonFiniteIfOverflowed(params);
     if (threadIdx.x == 0) {

@@ -75,7 +75,7 @@ quant::BlockParams<float> rawBlockParams(const float* v, int64_t n, const QuantO
       return {quant::dynamicScale(s.absmax, o.rounding == Rounding::kStochastic,
                                   dynamicMap().data()),
               0.0f};
-    case QuantKind::kRowwise: return {quant::asymmetricScale(s.hi, s.lo, o.bits), s.lo};
+    case QuantKind::kRowwise: return quant::rowwiseFromRange(s.hi, s.lo, o.bits);
     default: return {};
   }
 }

@@ -15,7 +15,7 @@ BlockParams<T> rowwiseParams(const T* v, int64_t n, const QuantOptions& options)
     lo = v[i] < lo ? v[i] : lo;
     hi = v[i] > hi ? v[i] : hi;
   }
-  return {asymmetricScale(hi, lo, options.bits), lo};
+  return rowwiseFromRange(hi, lo, options.bits);
 }
 
 template BlockParams<float> rowwiseParams(const float*, int64_t, const QuantOptions&);
