@@ -8,31 +8,94 @@
 #include <boost/archive/text_iarchive.hpp>
 #include <boost/archive/text_oarchive.hpp>
 #include <boost/serialization/vector.hpp>
+#include <cstring>
 #include <exception>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 #include <istream>
 #include <ostream>
 
 namespace qcomm {
 namespace {
 
-// The archived form, versioned through Boost's class version.
+// Boost reads a vector's length and allocates before it reads the elements: a forged length in a
+// small file would allocate gigabytes. The archived vectors allocate through this allocator, which
+// refuses more bytes in all than the archive could describe (8 bytes of memory per byte of input
+// covers a text archive's shortest element, "0 ", and a binary archive's raw bytes).
+struct Budget {
+  size_t remaining = 0;
+};
+
+template <typename T>
+struct BudgetAllocator {
+  using value_type = T;
+  Budget* budget = nullptr;
+  BudgetAllocator() = default;
+  explicit BudgetAllocator(Budget* b) : budget(b) {}
+  template <typename U>
+  BudgetAllocator(const BudgetAllocator<U>& other) : budget(other.budget) {}
+  T* allocate(size_t n) {
+    if (budget != nullptr) {
+      if (n > budget->remaining / sizeof(T)) {
+        throw std::length_error("the archive claims " + std::to_string(n) + " elements, more than its " +
+                                "size can hold");
+      }
+      budget->remaining -= n * sizeof(T);
+    }
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, size_t n) { std::allocator<T>().deallocate(p, n); }
+  template <typename U>
+  bool operator==(const BudgetAllocator<U>& other) const { return budget == other.budget; }
+};
+
+template <typename T>
+using BudgetVector = std::vector<T, BudgetAllocator<T>>;
+
+// The archived form, versioned through Boost's class version. (Vectors with another allocator
+// archive exactly as std::vector: the format is unchanged.)
 struct Archived {
+  explicit Archived(Budget* b = nullptr)
+      : shape(BudgetAllocator<int64_t>(b)),
+        scaleBits(BudgetAllocator<uint64_t>(b)),
+        words(BudgetAllocator<uint64_t>(b)) {}
   int bits = 0;
   int layout = 0;
   int norm = 0;
   int dtype = 0;
   int64_t bucketSize = 0;
   int64_t count = 0;
-  std::vector<int64_t> shape;
+  BudgetVector<int64_t> shape;
   uint32_t flags = 0;
-  std::vector<uint64_t> scaleBits;
-  std::vector<uint64_t> words;
+  BudgetVector<uint64_t> scaleBits;
+  BudgetVector<uint64_t> words;
 
   template <class Archive>
   void serialize(Archive& ar, const unsigned int /*version*/) {
     ar& bits& layout& norm& dtype& bucketSize& count& shape& flags& scaleBits& words;
   }
 };
+
+// Boost's own archive header starts with a length-prefixed signature, read (and allocated) before
+// anything else: it must be the one Boost writes.
+Status checkArchiveHeader(const std::string& bytes, ArchiveKind kind) {
+  static constexpr char kSignature[] = "serialization::archive";
+  constexpr size_t kLength = sizeof(kSignature) - 1;
+  if (kind == ArchiveKind::kBinary) {
+    uint64_t length = 0;
+    if (bytes.size() >= 8) std::memcpy(&length, bytes.data(), 8);
+    if (bytes.size() < 8 + kLength || length != kLength ||
+        bytes.compare(8, kLength, kSignature) != 0) {
+      return dataLoss("loading encoded tensor: not a Boost binary archive (no signature)");
+    }
+  } else if (bytes.compare(0, kLength + 3, "22 " + std::string(kSignature)) != 0) {
+    return dataLoss("loading encoded tensor: not a Boost text archive (no signature)");
+  }
+  return Status::ok();
+}
 
 template <class OArchive>
 void write(std::ostream& out, const Archived& a) {
@@ -57,11 +120,11 @@ Status saveEncoded(const EncodedTensor& e, std::ostream& out, ArchiveKind kind) 
   a.dtype = static_cast<int>(e.dtype);
   a.bucketSize = e.bucketSize;
   a.count = e.count;
-  a.shape = e.shape;
+  a.shape.assign(e.shape.begin(), e.shape.end());
   a.flags = e.flags;
   a.scaleBits.reserve(e.scales.size());
   for (double x : e.scales) a.scaleBits.push_back(std::bit_cast<uint64_t>(x));
-  a.words = e.words;
+  a.words.assign(e.words.begin(), e.words.end());
   try {
     if (kind == ArchiveKind::kBinary) {
       write<boost::archive::binary_oarchive>(out, a);
@@ -76,12 +139,17 @@ Status saveEncoded(const EncodedTensor& e, std::ostream& out, ArchiveKind kind) 
 }
 
 Result<EncodedTensor> loadEncoded(std::istream& in, ArchiveKind kind) {
-  Archived a;
+  // The whole archive first: its size bounds what loading it may allocate.
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  QCOMM_RETURN_IF_ERROR(checkArchiveHeader(bytes, kind));
+  Budget budget{8 * bytes.size() + 4096};
+  Archived a(&budget);
   try {
+    std::istringstream archive(bytes);
     if (kind == ArchiveKind::kBinary) {
-      read<boost::archive::binary_iarchive>(in, a);
+      read<boost::archive::binary_iarchive>(archive, a);
     } else {
-      read<boost::archive::text_iarchive>(in, a);
+      read<boost::archive::text_iarchive>(archive, a);
     }
   } catch (const std::exception& ex) {
     return dataLoss("loading encoded tensor: malformed archive (", ex.what(), ")");
@@ -96,11 +164,11 @@ Result<EncodedTensor> loadEncoded(std::istream& in, ArchiveKind kind) {
   e.dtype = static_cast<DType>(a.dtype);
   e.bucketSize = a.bucketSize;
   e.count = a.count;
-  e.shape = std::move(a.shape);
+  e.shape.assign(a.shape.begin(), a.shape.end());
   e.flags = a.flags;
   e.scales.reserve(a.scaleBits.size());
   for (uint64_t bits : a.scaleBits) e.scales.push_back(std::bit_cast<double>(bits));
-  e.words = std::move(a.words);
+  e.words.assign(a.words.begin(), a.words.end());
   QCOMM_RETURN_IF_ERROR(validateEncoded(e).withContext("loading encoded tensor: "));
   return e;
 }

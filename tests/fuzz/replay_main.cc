@@ -2,6 +2,7 @@
 // file named, or every file in every directory named. Exit 0 when all ran; a target that finds a
 // broken promise aborts, and the test fails.
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "replay: no inputs given (files or corpus directories)\n");
     return 2;
   }
+  setenv("QCOMM_FUZZ_REPLAY", "1", 1);  // targets may replay what they do not fuzz
   for (const auto& file : files) {
     std::ifstream in(file, std::ios::binary);
     const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
