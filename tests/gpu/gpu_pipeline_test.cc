@@ -125,8 +125,8 @@ TEST(GpuPipeline, NcclSplitsAndMovesSlices) {
             std::string::npos);
 }
 
-// Hierarchical on one rank with the codec forced on is one host of one rank: the uncompressed
-// path, the tensor unchanged.
+// Hierarchical on one rank: one host of one rank, so creation succeeds without splitting, the
+// layout says one host, and the call takes the uncompressed path (the tensor unchanged).
 TEST(GpuPipeline, HierarchicalAloneLeavesTheTensor) {
   auto nccl = transport::NcclTransport::createSingleRank(0);
   ASSERT_TRUE(nccl.isOk()) << nccl.status().toString();

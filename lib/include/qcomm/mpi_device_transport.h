@@ -44,6 +44,11 @@ class MpiDeviceTransport final : public DeviceTransport {
   MpiDeviceTransport() = default;
   // Pinned host staging buffers, grown as needed and reused.
   Result<uint8_t*> staging(int which, size_t bytes);
+  // Runs mpi(send, recv) (an MPI call; its return code) on device memory: directly when MPI is
+  // CUDA-aware, else through the staging buffers (sendBytes out, recvBytes back).
+  template <typename Mpi>
+  Status throughHost(const char* what, const void* send, size_t sendBytes, void* recv,
+                     size_t recvBytes, cudaStream_t stream, Mpi&& mpi);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

@@ -85,79 +85,6 @@ Result<uint8_t*> MpiDeviceTransport::staging(int which, size_t bytes) {
   return static_cast<uint8_t*>(p.data);
 }
 
-Status MpiDeviceTransport::allGather(const void* send, void* recv, size_t bytes,
-                                     cudaStream_t stream) {
-  QCOMM_RETURN_IF_ERROR(fitsInt(bytes, rank_));
-  const int count = static_cast<int>(bytes);
-  if (cudaAware_) {
-    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));  // the device data must be ready for MPI
-    QCOMM_MPI_CALL(MPI_Allgather(send, count, MPI_BYTE, recv, count, MPI_BYTE, comm_));
-    return Status::ok();
-  }
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, bytes));
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, bytes * size_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, bytes, cudaMemcpyDeviceToHost, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  QCOMM_MPI_CALL(MPI_Allgather(hostSend, count, MPI_BYTE, hostRecv, count, MPI_BYTE, comm_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, bytes * size_, cudaMemcpyHostToDevice, stream));
-  // The staging buffer is reused by the next call: the copy must be done first.
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  return Status::ok();
-}
-
-Status MpiDeviceTransport::allToAll(const void* send, std::span<const size_t> sendBytes,
-                                    void* recv, std::span<const size_t> recvBytes,
-                                    cudaStream_t stream) {
-  if (static_cast<int>(sendBytes.size()) != size_ || static_cast<int>(recvBytes.size()) != size_) {
-    return invalidArgument("allToAll on rank ", rank_, ": ", sendBytes.size(), " send and ",
-                           recvBytes.size(), " receive counts for ", size_, " ranks");
-  }
-  std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
-  size_t sendTotal = 0, recvTotal = 0;
-  for (int r = 0; r < size_; ++r) {
-    sd[r] = static_cast<int>(sendTotal);
-    rd[r] = static_cast<int>(recvTotal);
-    sc[r] = static_cast<int>(sendBytes[r]);
-    rc[r] = static_cast<int>(recvBytes[r]);
-    sendTotal += sendBytes[r];
-    recvTotal += recvBytes[r];
-  }
-  QCOMM_RETURN_IF_ERROR(fitsInt(std::max(sendTotal, recvTotal), rank_));
-  if (cudaAware_) {
-    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-    QCOMM_MPI_CALL(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(),
-                                 MPI_BYTE, comm_));
-    return Status::ok();
-  }
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, sendTotal));
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, recvTotal));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, sendTotal, cudaMemcpyDeviceToHost, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  QCOMM_MPI_CALL(MPI_Alltoallv(hostSend, sc.data(), sd.data(), MPI_BYTE, hostRecv, rc.data(),
-                               rd.data(), MPI_BYTE, comm_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, recvTotal, cudaMemcpyHostToDevice, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  return Status::ok();
-}
-
-Status MpiDeviceTransport::allReduceSum(float* data, size_t count, cudaStream_t stream) {
-  QCOMM_RETURN_IF_ERROR(fitsInt(count, rank_));
-  if (cudaAware_) {
-    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-    QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
-                                 comm_));
-    return Status::ok();
-  }
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* host, staging(0, count * sizeof(float)));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(host, data, count * sizeof(float), cudaMemcpyDeviceToHost, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, host, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
-                               comm_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(data, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  return Status::ok();
-}
-
 namespace {
 
 // MPI's int counts and displacements of `counts` (in elements); an error past INT_MAX.
@@ -181,27 +108,81 @@ Status intCounts(std::span<const size_t> counts, int size, int rank, const char*
 
 }  // namespace
 
+template <typename Mpi>
+Status MpiDeviceTransport::throughHost(const char* what, const void* send, size_t sendBytes,
+                                       void* recv, size_t recvBytes, cudaStream_t stream,
+                                       Mpi&& mpi) {
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));  // the device data must be ready for MPI
+    if (const int rc = mpi(send, recv); rc != MPI_SUCCESS) return mpiFailure(what, rc, rank_);
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, std::max<size_t>(sendBytes, 1)));
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, std::max<size_t>(recvBytes, 1)));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, sendBytes, cudaMemcpyDeviceToHost, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  if (const int rc = mpi(hostSend, hostRecv); rc != MPI_SUCCESS) {
+    return mpiFailure(what, rc, rank_);
+  }
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, recvBytes, cudaMemcpyHostToDevice, stream));
+  // The staging buffers are reused by the next call: the copy must be done first.
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status MpiDeviceTransport::allGather(const void* send, void* recv, size_t bytes,
+                                     cudaStream_t stream) {
+  QCOMM_RETURN_IF_ERROR(fitsInt(bytes, rank_));
+  const int count = static_cast<int>(bytes);
+  return throughHost("MPI_Allgather", send, bytes, recv, bytes * size_, stream,
+                     [&](const void* s, void* r) {
+                       return MPI_Allgather(s, count, MPI_BYTE, r, count, MPI_BYTE, comm_);
+                     });
+}
+
+Status MpiDeviceTransport::allToAll(const void* send, std::span<const size_t> sendBytes,
+                                    void* recv, std::span<const size_t> recvBytes,
+                                    cudaStream_t stream) {
+  std::vector<int> sc, sd, rc, rd;
+  size_t sendTotal = 0, recvTotal = 0;
+  QCOMM_RETURN_IF_ERROR(
+      intCounts(sendBytes, size_, rank_, "allToAll (send counts)", &sc, &sd, &sendTotal));
+  QCOMM_RETURN_IF_ERROR(
+      intCounts(recvBytes, size_, rank_, "allToAll (receive counts)", &rc, &rd, &recvTotal));
+  return throughHost("MPI_Alltoallv", send, sendTotal, recv, recvTotal, stream,
+                     [&](const void* s, void* r) {
+                       return MPI_Alltoallv(s, sc.data(), sd.data(), MPI_BYTE, r, rc.data(),
+                                            rd.data(), MPI_BYTE, comm_);
+                     });
+}
+
+Status MpiDeviceTransport::allReduceSum(float* data, size_t count, cudaStream_t stream) {
+  QCOMM_RETURN_IF_ERROR(fitsInt(count, rank_));
+  if (cudaAware_) {
+    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+    QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
+                                 comm_));
+    return Status::ok();
+  }
+  QCOMM_ASSIGN_OR_RETURN(uint8_t* host, staging(0, count * sizeof(float)));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(host, data, count * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, host, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
+                               comm_));
+  QCOMM_CUDA_CALL(cudaMemcpyAsync(data, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
+  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
 Status MpiDeviceTransport::reduceScatterSum(const float* send, float* recv,
                                             std::span<const size_t> counts, cudaStream_t stream) {
   std::vector<int> c, d;
   size_t total = 0;
   QCOMM_RETURN_IF_ERROR(intCounts(counts, size_, rank_, "reduceScatterSum", &c, &d, &total));
-  const size_t mine = counts[rank_];
-  if (cudaAware_) {
-    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-    QCOMM_MPI_CALL(MPI_Reduce_scatter(send, recv, c.data(), MPI_FLOAT, MPI_SUM, comm_));
-    return Status::ok();
-  }
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, total * sizeof(float)));
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, std::max<size_t>(mine, 1) * sizeof(float)));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, total * sizeof(float), cudaMemcpyDeviceToHost,
-                                  stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  QCOMM_MPI_CALL(MPI_Reduce_scatter(hostSend, hostRecv, c.data(), MPI_FLOAT, MPI_SUM, comm_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, mine * sizeof(float), cudaMemcpyHostToDevice,
-                                  stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  return Status::ok();
+  return throughHost("MPI_Reduce_scatter", send, total * sizeof(float), recv,
+                     counts[rank_] * sizeof(float), stream, [&](const void* s, void* r) {
+                       return MPI_Reduce_scatter(s, r, c.data(), MPI_FLOAT, MPI_SUM, comm_);
+                     });
 }
 
 Status MpiDeviceTransport::allGatherV(const void* send, void* recv, std::span<const size_t> bytes,
@@ -209,22 +190,11 @@ Status MpiDeviceTransport::allGatherV(const void* send, void* recv, std::span<co
   std::vector<int> c, d;
   size_t total = 0;
   QCOMM_RETURN_IF_ERROR(intCounts(bytes, size_, rank_, "allGatherV", &c, &d, &total));
-  const size_t mine = bytes[rank_];
-  if (cudaAware_) {
-    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-    QCOMM_MPI_CALL(MPI_Allgatherv(send, c[rank_], MPI_BYTE, recv, c.data(), d.data(), MPI_BYTE,
-                                  comm_));
-    return Status::ok();
-  }
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, std::max<size_t>(mine, 1)));
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, std::max<size_t>(total, 1)));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, mine, cudaMemcpyDeviceToHost, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  QCOMM_MPI_CALL(MPI_Allgatherv(hostSend, c[rank_], MPI_BYTE, hostRecv, c.data(), d.data(),
-                                MPI_BYTE, comm_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, total, cudaMemcpyHostToDevice, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  return Status::ok();
+  return throughHost("MPI_Allgatherv", send, bytes[rank_], recv, total, stream,
+                     [&](const void* s, void* r) {
+                       return MPI_Allgatherv(s, c[rank_], MPI_BYTE, r, c.data(), d.data(),
+                                             MPI_BYTE, comm_);
+                     });
 }
 
 Result<std::unique_ptr<DeviceTransport>> MpiDeviceTransport::split(int color, int key) {
