@@ -10,7 +10,8 @@ namespace qcomm::collectives {
 Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in) {
   const int p = ctx.transport.size();
   QCOMM_RETURN_IF_ERROR(
-      encodeMessage(ctx, in, ctx.transport.rank(), ctx.tensorId, &s.encoded, &s.send));
+      encodeMessage(ctx, in, {ctx.tensorId, static_cast<uint32_t>(ctx.transport.rank()), s.begin},
+                    &s.encoded, &s.send));
   s.recvCounts.assign(p, s.send.size());  // same config and size everywhere: same size
   s.recv.resize(s.send.size() * p);
   ctx.stats->bytesSent += s.send.size() * (p - 1);
@@ -21,10 +22,11 @@ Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const 
 
 Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
                        std::span<float> out, std::span<float> residual) {
-  QCOMM_RETURN_IF_ERROR(s.request->wait());
+  QCOMM_RETURN_IF_ERROR(deferDataLoss(ctx, s.request->wait()));
   DecodeMeanResidual r;
   if (!residual.empty()) r = {ctx.transport.rank(), in, residual};
-  return decodeMeanMessages(ctx, s.recv, s.send.size(), ctx.transport.size(), out, r);
+  return decodeMeanMessages(ctx, s.recv, s.send.size(), ctx.transport.size(), ctx.tensorId,
+                            s.begin, out, r);
 }
 
 Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,

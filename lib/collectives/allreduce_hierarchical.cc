@@ -68,6 +68,7 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
                         {},
                         ctx.stats,
                         ctx.workspace};
+  cross.damaged = ctx.damaged;
   auto sliceOf = [&](std::span<float> v, const Workspace::Slot& slot) {
     const int64_t m = slot.end - slot.begin;
     const int64_t b = slot.begin + (owner ? sliceBegin(m, me) : 0);
@@ -89,9 +90,9 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
     }
     hw.recvCounts.assign(l, count * sizeof(float));
     hw.gathered.resize(static_cast<size_t>(count) * l);
-    QCOMM_RETURN_IF_ERROR(intra.alltoallv(bytesOf(input.subspan(begin, m)), hw.sendCounts,
-                                          bytesOf(std::span<float>(hw.gathered)),
-                                          hw.recvCounts));
+    QCOMM_RETURN_IF_ERROR(deferDataLoss(
+        ctx, intra.alltoallv(bytesOf(input.subspan(begin, m)), hw.sendCounts,
+                             bytesOf(std::span<float>(hw.gathered)), hw.recvCounts)));
     ctx.stats->bytesSent += transport::total(hw.sendCounts) - (owner ? hw.sendCounts[me] : 0);
     ctx.stats->bytesReceived += (hw.gathered.size() - count) * sizeof(float);
     if (!owner) return Status::ok();
@@ -154,8 +155,9 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
     for (int j = 0; j < s; ++j) {
       hw.counts[j] = (sliceBegin(m, j + 1) - sliceBegin(m, j)) * sizeof(float);
     }
-    QCOMM_RETURN_IF_ERROR(intra.allgatherv(bytesOf(std::span<const float>(result)),
-                                           bytesOf(output.subspan(slot.begin, m)), hw.counts));
+    QCOMM_RETURN_IF_ERROR(deferDataLoss(
+        ctx, intra.allgatherv(bytesOf(std::span<const float>(result)),
+                              bytesOf(output.subspan(slot.begin, m)), hw.counts)));
     ctx.stats->bytesSent += count * sizeof(float) * (l - 1);
     ctx.stats->bytesReceived += (m - count) * sizeof(float);
     return Status::ok();

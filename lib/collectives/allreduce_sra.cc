@@ -28,7 +28,9 @@ Status sraStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float>
   s.sendCounts.assign(p, 0);
   for (int j = 0; j < p; ++j) {
     const auto part = in.subspan(s.bounds[j], s.bounds[j + 1] - s.bounds[j]);
-    QCOMM_RETURN_IF_ERROR(encodeMessage(ctx, part, me, ctx.tensorId, &w.scratch, &w.message));
+    QCOMM_RETURN_IF_ERROR(encodeMessage(
+        ctx, part, {ctx.tensorId, static_cast<uint32_t>(me), s.begin + s.bounds[j]}, &w.scratch,
+        &w.message));
     s.sendCounts[j] = w.message.size();
     s.send.insert(s.send.end(), w.message.begin(), w.message.end());
     if (!residual.empty()) {  // what part j lost on the way: input - D(Q(input))
@@ -54,19 +56,22 @@ Status sraFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out,
   const int p = ctx.transport.size();
   const int me = ctx.transport.rank();
   Workspace& w = *ctx.workspace;
-  QCOMM_RETURN_IF_ERROR(s.request->wait());
+  const uint32_t ownerStream = ctx.tensorId ^ kOwnerStream;
+  QCOMM_RETURN_IF_ERROR(deferDataLoss(ctx, s.request->wait()));
   // Reduce part `me`: decode the P codes and average in rank order.
   const int64_t mine = s.bounds[me + 1] - s.bounds[me];
   std::vector<float>& mean = w.mean;
   mean.resize(mine);
-  QCOMM_RETURN_IF_ERROR(decodeMeanMessages(ctx, s.recv, s.recvCounts[me], p, mean, {}));
+  QCOMM_RETURN_IF_ERROR(decodeMeanMessages(ctx, s.recv, s.recvCounts[me], p, ctx.tensorId,
+                                           s.begin + s.bounds[me], mean, {}));
   const std::span<float> owner =
       ownerResidual.empty() ? std::span<float>() : ownerResidual.subspan(s.bounds[me], mine);
   if (!owner.empty()) {
     for (int64_t i = 0; i < mine; ++i) mean[i] += owner[i];
   }
   QCOMM_RETURN_IF_ERROR(
-      encodeMessage(ctx, mean, me, ctx.tensorId ^ kOwnerStream, &w.scratch, &w.message));
+      encodeMessage(ctx, mean, {ownerStream, static_cast<uint32_t>(me), s.begin + s.bounds[me]},
+                    &w.scratch, &w.message));
   // Gather every owner's re-encoded mean; message sizes follow from the part sizes.
   std::vector<size_t>& counts = w.counts;
   counts.resize(p);
@@ -77,12 +82,13 @@ Status sraFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out,
   gathered.resize(transport::total(counts));
   ctx.stats->bytesSent += w.message.size() * (p - 1);
   ctx.stats->bytesReceived += gathered.size() - w.message.size();
-  QCOMM_RETURN_IF_ERROR(ctx.transport.allgatherv(w.message, gathered, counts));
+  QCOMM_RETURN_IF_ERROR(deferDataLoss(ctx, ctx.transport.allgatherv(w.message, gathered, counts)));
   const std::vector<size_t> offsets = transport::displacements(counts);
   for (int r = 0; r < p; ++r) {
     const auto part = out.subspan(s.bounds[r], s.bounds[r + 1] - s.bounds[r]);
-    QCOMM_RETURN_IF_ERROR(decodeMessage(
-        ctx, std::span<const uint8_t>(gathered).subspan(offsets[r], counts[r]), part));
+    QCOMM_RETURN_IF_ERROR(
+        decodeMessage(ctx, std::span<const uint8_t>(gathered).subspan(offsets[r], counts[r]),
+                      {ownerStream, static_cast<uint32_t>(r), s.begin + s.bounds[r]}, part));
     if (r == me && !owner.empty()) {
       for (int64_t i = 0; i < mine; ++i) owner[i] = mean[i] - part[i];
     }

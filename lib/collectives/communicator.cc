@@ -148,7 +148,15 @@ Result<std::unique_ptr<Communicator>> Communicator::create(transport::Transport&
                                                            Executor* executor) {
   // A local error must not leave the other ranks waiting in the agreement below, so the
   // agreement runs on every rank and carries the error text instead of a configuration.
-  const Status valid = options.validate();
+  Status valid = options.validate();
+  // The timeout bounds the agreement too.
+  std::chrono::milliseconds timeout = options.timeout;
+  if (timeout.count() == 0) {
+    const Result<int64_t> seconds = knobInt(Knob::kTimeout, 0, int64_t{1} << 31);
+    if (valid.isOk()) valid = seconds.status();
+    if (seconds.isOk()) timeout = std::chrono::seconds(*seconds);
+  }
+  transport.setTimeout(timeout);
   const std::string mine = valid.isOk() ? options.describe() : "invalid: " + valid.message();
   QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> all, transport.allgatherStrings(mine));
   if (!valid.isOk()) return valid.withContext(strCat("rank ", transport.rank(), ": "));
@@ -271,6 +279,8 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
                                    &layout_,
                                    intra_.get(),
                                    cross_.get()};
+  Status damaged;
+  ctx.damaged = &damaged;
   std::span<const float> input = data;
   if (options_.errorFeedback && algorithm != Algorithm::kUncompressed) {
     // g' = g + e; the schedule sends Q(g') and leaves e = g' - D(Q(g')). The hierarchical
@@ -294,16 +304,49 @@ Status Communicator::reduce(std::span<float> data, const std::string& key) {
       status = collectives::allreduceSra(ctx, input, data);
       break;
     case Algorithm::kHierarchical:
-      return collectives::allreduceHierarchical(ctx, input, data);  // counts its own
+      status = collectives::allreduceHierarchical(ctx, input, data);  // counts its own
+      break;
     default:
       status = collectives::allreduceUncompressed(ctx, input, data);
   }
   // Flat algorithms address every other rank alike: the share on other hosts crossed.
-  if (layout_.hosts > 1) {
+  if (layout_.hosts > 1 && algorithm != Algorithm::kHierarchical) {
     const int p = transport_.size(), others = p - layout_.localSize();
     stats_.bytesSentAcrossHosts += (stats_.bytesSent - sentBefore) * others / (p - 1);
   }
+  if (status.isOk()) status = agreeOnOutcome(key, damaged);
+  if (!status.isOk()) {
+    // The values are unspecified after a failed call; the error-feedback state of the tensor
+    // starts again from zero, so that the next call is sound.
+    residuals_.erase(key);
+    ownerResiduals_.erase(key);
+  }
   return status;
+}
+
+Status Communicator::agreeOnOutcome(const std::string& key, const Status& damaged) {
+  // Every rank completed the schedule's collectives, so all can agree (unless told not to).
+  if (transport_.size() == 1 || !options_.checkSizes) return damaged;
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> codes,
+                         transport_.allgatherU64(static_cast<uint64_t>(damaged.code())));
+  int first = -1;
+  for (int r = 0; r < static_cast<int>(codes.size()) && first < 0; ++r) {
+    if (codes[r] != 0) first = r;
+  }
+  if (first < 0) return Status::ok();
+  QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> texts,
+                         transport_.allgatherStrings(damaged.message()));
+  std::vector<int> failed;
+  for (int r = 0; r < static_cast<int>(codes.size()); ++r) {
+    if (codes[r] != 0) failed.push_back(r);
+  }
+  const std::string context = strCat("allreduceMean of '", key, "' failed on every rank (",
+                                     transport::describeRanks(failed),
+                                     " received damaged data): ");
+  if (!damaged.isOk()) return damaged.withContext(context);
+  return Status(static_cast<StatusCode>(codes[first]),
+                strCat(context, "on rank ", first, ": ", texts[first], " (seen from rank ",
+                       transport_.rank(), ")"));
 }
 
 Status Communicator::reduceChecked(std::span<float> data, const std::string& key) {

@@ -78,15 +78,22 @@ Status Communicator::measure() {
                                    {},         {},        &scratchStats,   workspace_.get()};
   EncodedTensor scratch;
   std::vector<uint8_t> message, twice;
+  // Two messages, as from ranks 0 and 1, for the decode-and-mean.
+  auto encodeTwice = [&](std::span<const float> v) -> Status {
+    QCOMM_RETURN_IF_ERROR(collectives::encodeMessage(ctx, v, {0, 1, 0}, &scratch, &message));
+    twice = message;
+    QCOMM_RETURN_IF_ERROR(collectives::encodeMessage(ctx, v, {0, 0, 0}, &scratch, &message));
+    twice.insert(twice.begin(), message.begin(), message.end());
+    return Status::ok();
+  };
   QCOMM_ASSIGN_OR_RETURN(const double encode, bestOf(3, [&] {
-                           return collectives::encodeMessage(ctx, values, 0, 0, &scratch,
+                           return collectives::encodeMessage(ctx, values, {0, 0, 0}, &scratch,
                                                              &message);
                          }));
-  twice = message;
-  twice.insert(twice.end(), message.begin(), message.end());
+  QCOMM_RETURN_IF_ERROR(encodeTwice(values));
   QCOMM_ASSIGN_OR_RETURN(const double decode, bestOf(3, [&] {
                            return collectives::decodeMeanMessages(ctx, twice, message.size(), 2,
-                                                                  out, {});
+                                                                  0, 0, out, {});
                          }));
   QCOMM_ASSIGN_OR_RETURN(const double sum, bestOf(3, [&] {
                            for (int64_t i = 0; i < kValues; ++i) out[i] += values[i];
@@ -100,14 +107,14 @@ Status Communicator::measure() {
   constexpr int64_t kFew = 1024;
   const std::span<const float> few(values.data(), kFew);
   QCOMM_ASSIGN_OR_RETURN(const double encodeFew, bestOf(3, [&] {
-                           return collectives::encodeMessage(ctx, few, 0, 0, &scratch, &message);
+                           return collectives::encodeMessage(ctx, few, {0, 0, 0}, &scratch,
+                                                             &message);
                          }));
-  twice = message;
-  twice.insert(twice.end(), message.begin(), message.end());
+  QCOMM_RETURN_IF_ERROR(encodeTwice(few));
   QCOMM_ASSIGN_OR_RETURN(const double decodeFew, bestOf(3, [&] {
                            return collectives::decodeMeanMessages(
-                               ctx, twice, message.size(), 2, std::span<float>(out).first(kFew),
-                               {});
+                               ctx, twice, message.size(), 2, 0, 0,
+                               std::span<float>(out).first(kFew), {});
                          }));
   c.codecLatency = std::max(0.0, (encodeFew + decodeFew - kFew * (c.encodeSecondsPerValue +
                                                                      2 * c.decodeSecondsPerValue)) /

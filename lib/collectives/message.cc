@@ -1,6 +1,7 @@
 // What the schedules share: the pipeline driver, encoding to and decoding from wire messages.
 #include <algorithm>
 
+#include "codec/wire_bytes.h"
 #include "collectives/schedule.h"
 
 namespace qcomm::collectives {
@@ -32,17 +33,50 @@ Status runPipelined(const ScheduleContext& ctx, int64_t n,
   return status;
 }
 
-Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
-                     uint32_t tensorId, EncodedTensor* scratch, std::vector<uint8_t>* message) {
-  const RandomKey key{ctx.seed, rank, tensorId, ctx.step};
+uint64_t messageEnvelope(const ScheduleContext& ctx, const MessageId& id, int64_t count) {
+  const uint64_t fields[] = {ctx.seed,  ctx.step, id.stream, id.sender, static_cast<uint64_t>(id.first),
+                             static_cast<uint64_t>(count)};
+  return wire::fnv1a(wire::kFnvOffset, fields, sizeof(fields));
+}
+
+namespace {
+
+Status checkEnvelope(const ScheduleContext& ctx, std::span<const uint8_t> message,
+                     const MessageId& id, int64_t count) {
+  if (message.size() < kEnvelopeBytes) {
+    return dataLoss("rank ", ctx.transport.rank(), ": the message from rank ", id.sender, " is ",
+                    message.size(), " bytes, shorter than its envelope");
+  }
+  const uint64_t expected = messageEnvelope(ctx, id, count);
+  const uint64_t got = wire::get<uint64_t>(message.data());
+  if (got != expected) {
+    return dataLoss("rank ", ctx.transport.rank(), ": the message from rank ", id.sender,
+                    " is not the one expected here (step ", ctx.step, ", values from ", id.first,
+                    ", ", count, " of them; envelope 0x", std::hex, got, " where 0x", expected,
+                    " was expected): a stale, duplicated or misdelivered message");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const MessageId& id,
+                     EncodedTensor* scratch, std::vector<uint8_t>* message) {
+  const RandomKey key{ctx.seed, id.sender, id.stream, ctx.step};
+  const uint64_t envelope = messageEnvelope(ctx, id, static_cast<int64_t>(values.size()));
   if (!ctx.codec.isQsgd) {
-    return encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message, ctx.executor);
+    QCOMM_RETURN_IF_ERROR(
+        encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message, ctx.executor));
+    message->insert(message->begin(), kEnvelopeBytes, 0);
+    wire::put<uint64_t>(message->data(), envelope);
+    return Status::ok();
   }
   // QSGD reuses the caller's scratch tensor: no allocation once it has held this size.
   QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, ctx.codec.qsgd, key, ctx.executor, scratch));
   QCOMM_ASSIGN_OR_RETURN(const size_t size, wireSize(*scratch));
-  message->resize(size);
-  return writeWire(*scratch, ctx.wire, *message);
+  message->resize(kEnvelopeBytes + size);
+  wire::put<uint64_t>(message->data(), envelope);
+  return writeWire(*scratch, ctx.wire, std::span<uint8_t>(*message).subspan(kEnvelopeBytes));
 }
 
 Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count) {
@@ -50,19 +84,40 @@ Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count) {
     // The size depends on the count and the options only: quantize zeros.
     const std::vector<float> zeros(count, 0.0f);
     QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q, quantize(zeros, ctx.codec.quant));
-    return quantWireSize(q);
+    QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(q));
+    return kEnvelopeBytes + size;
   }
   QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(count, ctx.codec.qsgd));
-  return wireSize(1, DType::kFloat32, g.numBuckets, g.wordCount);  // a flat float32 tensor
+  // A flat float32 tensor.
+  return kEnvelopeBytes + wireSize(1, DType::kFloat32, g.numBuckets, g.wordCount);
 }
 
-Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std::span<float> out) {
-  return decodeWireMessage(message, out, ctx.executor)
-      .withContext(strCat("rank ", ctx.transport.rank(), ": "));
+Status deferDataLoss(const ScheduleContext& ctx, Status status) {
+  if (status.isOk() || status.code() != StatusCode::kDataLoss || ctx.damaged == nullptr) {
+    return status;
+  }
+  if (ctx.damaged->isOk()) *ctx.damaged = std::move(status);
+  return Status::ok();
 }
 
-Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> messages, size_t size,
-                          int ranks, std::span<float> out, const DecodeMeanResidual& residual) {
+Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, const MessageId& id,
+                     std::span<float> out) {
+  Status decoded = checkEnvelope(ctx, message, id, static_cast<int64_t>(out.size()));
+  if (decoded.isOk()) {
+    decoded = decodeWireMessage(message.subspan(kEnvelopeBytes), out, ctx.executor)
+                  .withContext(strCat("rank ", ctx.transport.rank(), ": message from rank ",
+                                      id.sender, ": "));
+  }
+  if (!decoded.isOk() && ctx.damaged != nullptr) std::fill(out.begin(), out.end(), 0.0f);
+  return deferDataLoss(ctx, decoded);
+}
+
+namespace {
+
+Status decodeMean(ScheduleContext& ctx, std::span<const uint8_t> messages, size_t size, int ranks,
+                  uint32_t stream, int64_t first, std::span<float> out,
+                  const DecodeMeanResidual& residual) {
+  const auto idOf = [&](int r) { return MessageId{stream, static_cast<uint32_t>(r), first}; };
   const auto message = [&](int r) { return messages.subspan(r * size, size); };
   const std::string where = strCat("rank ", ctx.transport.rank(), ": ");
   if (ctx.codec.isQsgd) {
@@ -71,7 +126,9 @@ Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> message
     if (codes.size() < static_cast<size_t>(ranks)) codes.resize(ranks);
     views.resize(ranks);
     for (int r = 0; r < ranks; ++r) {
-      const Status parsed = fromWireInto(message(r), &codes[r]);
+      QCOMM_RETURN_IF_ERROR(
+          checkEnvelope(ctx, message(r), idOf(r), static_cast<int64_t>(out.size())));
+      const Status parsed = fromWireInto(message(r).subspan(kEnvelopeBytes), &codes[r]);
       if (!parsed.isOk()) return parsed.withContext(strCat(where, "message from rank ", r, ": "));
       if (codes[r].count != static_cast<int64_t>(out.size())) {
         return dataLoss(where, "message from rank ", r, " holds ", codes[r].count,
@@ -84,7 +141,7 @@ Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> message
   // The other codecs: decode each message and add, the same arithmetic.
   std::vector<float> sum(out.size(), 0.0f), decoded(out.size());
   for (int r = 0; r < ranks; ++r) {
-    QCOMM_RETURN_IF_ERROR(decodeMessage(ctx, message(r), decoded));
+    QCOMM_RETURN_IF_ERROR(decodeMessage(ctx, message(r), idOf(r), decoded));
     for (size_t i = 0; i < out.size(); ++i) sum[i] += decoded[i];
     if (r == residual.residualOf) {
       for (size_t i = 0; i < out.size(); ++i) residual.residual[i] = residual.input[i] - decoded[i];
@@ -93,6 +150,22 @@ Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> message
   const float p = static_cast<float>(ranks);
   for (size_t i = 0; i < out.size(); ++i) out[i] = sum[i] / p;
   return Status::ok();
+}
+
+}  // namespace
+
+Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> messages, size_t size,
+                          int ranks, uint32_t stream, int64_t first, std::span<float> out,
+                          const DecodeMeanResidual& residual) {
+  // Non-QSGD codecs decode each message with decodeMessage, which defers by itself.
+  const Status decoded = decodeMean(ctx, messages, size, ranks, stream, first, out, residual);
+  if (!decoded.isOk() && decoded.code() == StatusCode::kDataLoss && ctx.damaged != nullptr) {
+    std::fill(out.begin(), out.end(), 0.0f);
+    if (residual.residualOf >= 0) {
+      std::fill(residual.residual.begin(), residual.residual.end(), 0.0f);
+    }
+  }
+  return deferDataLoss(ctx, decoded);
 }
 
 }  // namespace qcomm::collectives

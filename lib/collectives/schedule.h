@@ -60,7 +60,17 @@ struct ScheduleContext {
   const HostLayout* layout = nullptr;
   transport::Transport* intra = nullptr;
   transport::Transport* cross = nullptr;
+  // Where a damaged received message is recorded (see deferDataLoss); null: nowhere, every
+  // error ends the schedule at once.
+  Status* damaged = nullptr;
 };
+
+// A damaged received message (DataLoss: a CRC or size mismatch, a bad header, a message of
+// another call) must not end the schedule on this rank alone, or the other ranks would wait for
+// it in the next collective: it is recorded in *ctx.damaged (the first one), and the schedule
+// goes on with the values it would have given set to zero. The Communicator then fails the call
+// on every rank. Returns `status` itself for other errors, or when ctx.damaged is null.
+Status deferDataLoss(const ScheduleContext& ctx, Status status);
 
 // output = mean over ranks of input (input and output may be the same span).
 Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
@@ -92,17 +102,34 @@ Status runPipelined(const ScheduleContext& ctx, int64_t n,
                     const std::function<Status(int64_t, int64_t, int64_t)>& start,
                     const std::function<Status(int64_t)>& finish);
 
-// Encodes `values` (global index offset `first` for the random stream) into a wire message.
-Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, uint32_t rank,
-                     uint32_t tensorId, EncodedTensor* scratch, std::vector<uint8_t>* message);
-// The exact wire size of `count` encoded values under ctx's codec.
+// Every message a schedule sends starts with an envelope: 8 bytes that hash what its receiver
+// expects (seed, step, random stream, sender, the first value's index in the tensor, the count),
+// so that a stale, duplicated or misdelivered message is a DataLoss naming its sender, not
+// wrong values. The wire message follows.
+inline constexpr size_t kEnvelopeBytes = 8;
+struct MessageId {
+  uint32_t stream;  // the tensor's random stream (tensorId, or the owners' stream)
+  uint32_t sender;  // the sender's rank in ctx.transport
+  int64_t first;    // the index of the message's first value in the whole tensor
+};
+
+// The envelope of a message about `count` values.
+uint64_t messageEnvelope(const ScheduleContext& ctx, const MessageId& id, int64_t count);
+// Encodes `values` into an envelope and a wire message (random key: seed, id.sender, id.stream,
+// step).
+Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const MessageId& id,
+                     EncodedTensor* scratch, std::vector<uint8_t>* message);
+// The exact size (envelope and wire message) of `count` encoded values under ctx's codec.
 Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count);
-// Parses and decodes one message of exactly out.size() values.
-Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, std::span<float> out);
-// out = mean, summed in rank order, of the `ranks` messages of `size` bytes each in `messages`
+// Checks the envelope, parses and decodes one message of exactly out.size() values.
+Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, const MessageId& id,
+                     std::span<float> out);
+// out = mean, summed in rank order, of the `ranks` messages of `size` bytes each in `messages`,
+// message r from sender r about values [first, first + out.size()) of stream `stream`
 // (QSGD: qsgdDecodeMean, one pass that writes out once); with residual.residualOf = r, also
 // residual = residual.input - decode(message r).
 Status decodeMeanMessages(ScheduleContext& ctx, std::span<const uint8_t> messages, size_t size,
-                          int ranks, std::span<float> out, const DecodeMeanResidual& residual);
+                          int ranks, uint32_t stream, int64_t first, std::span<float> out,
+                          const DecodeMeanResidual& residual);
 
 }  // namespace qcomm::collectives

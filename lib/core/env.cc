@@ -7,7 +7,7 @@
 namespace qcomm {
 namespace {
 
-constexpr std::array<KnobInfo, 5> kKnobs = {{
+constexpr std::array<KnobInfo, 6> kKnobs = {{
     {Knob::kNumThreads, "QCOMM_NUM_THREADS", "0",
      "threads used by CPU codecs; 0 means one per available core"},
     {Knob::kCpuIsa, "QCOMM_CPU_ISA", "auto",
@@ -19,6 +19,9 @@ constexpr std::array<KnobInfo, 5> kKnobs = {{
      "the transport"},
     {Knob::kDebug, "QCOMM_DEBUG", "0",
      "1 prints, on rank 0, the host layout, what auto measured and each call's choice"},
+    {Knob::kTimeout, "QCOMM_TIMEOUT", "300",
+     "seconds a Communicator's collective waits for the other ranks before it fails with "
+     "DeadlineExceeded naming them (0: forever); CommunicatorOptions::timeout overrides it"},
 }};
 
 }  // namespace

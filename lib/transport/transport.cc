@@ -27,6 +27,12 @@ std::vector<int> numberHosts(std::span<const std::string> hostNames) {
   return hosts;
 }
 
+std::string describeRanks(std::span<const int> ranks) {
+  std::string text = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) text += (i ? ", " : "") + std::to_string(ranks[i]);
+  return text;
+}
+
 std::string thisHostKey() {
   char name[256] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) std::strcpy(name, "localhost");

@@ -4,6 +4,7 @@
 // and actual values.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <future>
 #include <iosfwd>
@@ -66,11 +67,18 @@ struct CommunicatorOptions {
   uint64_t seed = 0;
   int64_t minCompressNumel = int64_t{1} << 14;  // smaller tensors go uncompressed
   int64_t chunkNumel = int64_t{1} << 22;        // large tensors are pipelined in chunks of this
-  bool checkSizes = true;  // agree on tensor names and sizes before every collective
+  // Agree on tensor names and sizes before every collective, and on its outcome after it (a
+  // rank that received a damaged message makes the call fail on every rank).
+  bool checkSizes = true;
   // Ranks per host for the hierarchical algorithm and `auto`: ranks [0, K) on host 0, [K, 2K) on
   // host 1, ... (the last host may have fewer). 0: QCOMM_RANKS_PER_HOST, else the transport says
   // (MPI: shared-memory domains; gloo: host names).
   int ranksPerHost = 0;
+  // How long a collective waits for the other ranks before every rank that waits fails with
+  // DeadlineExceeded naming the operation and the ranks not heard from (set on the transport at
+  // creation). Zero: QCOMM_TIMEOUT seconds (default 300); negative: no limit. A timeout is not
+  // recoverable: the transport is broken afterwards (docs/reliability.md).
+  std::chrono::milliseconds timeout{0};
 
   Status validate() const;
   // One line that every rank must agree on.
@@ -160,6 +168,9 @@ class Communicator {
   // thread runs these).
   Status reduce(std::span<float> data, const std::string& key);
   Status reduceChecked(std::span<float> data, const std::string& key);
+  // After a call whose collectives all ran: every rank learns whether any rank received damaged
+  // data (`damaged` is this rank's), and all fail together if one did.
+  Status agreeOnOutcome(const std::string& key, const Status& damaged);
   Status reduceList(std::span<const NamedTensor> tensors);
   Status asyncAllowed() const;
 

@@ -17,6 +17,7 @@ enum class Knob : int {
   kWireCrc = 2,     // QCOMM_WIRE_CRC
   kRanksPerHost = 3,  // QCOMM_RANKS_PER_HOST
   kDebug = 4,         // QCOMM_DEBUG
+  kTimeout = 5,       // QCOMM_TIMEOUT
 };
 
 struct KnobInfo {

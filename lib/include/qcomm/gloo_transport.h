@@ -71,6 +71,8 @@ class GlooTransport final : public Transport {
                                               std::span<const size_t> recvCounts) override;
   Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) override;
   Status barrier() override;
+  // Starts as GlooOptions::timeout; Communicator::create sets it from its options.
+  void setTimeout(std::chrono::milliseconds timeout) override;
   // From GlooOptions::host.
   Result<std::vector<int>> hostOfRanks() override;
   // A new full mesh among each color's ranks, through the same store (keys under

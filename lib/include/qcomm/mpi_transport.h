@@ -1,11 +1,15 @@
 // The Open MPI transport (target qcomm::mpi). It works on a duplicate of the communicator it is
 // given, so qcomm's traffic never mixes with the caller's, with MPI_ERRORS_RETURN so that every
-// MPI failure becomes a Status instead of an abort.
+// MPI failure becomes a Status instead of an abort. allgatherv and alltoallv are nonblocking
+// point-to-point messages (one tag per operation), so that a wait knows which ranks it has heard
+// from: with a timeout set, requests are polled against the deadline and a DeadlineExceeded names
+// the ranks that sent nothing; a message of the wrong size is a DataLoss naming its sender.
 #pragma once
 
 #include <mpi.h>
 
 #include <memory>
+#include <string>
 
 #include "qcomm/transport.h"
 
@@ -40,11 +44,21 @@ class MpiTransport final : public Transport {
 
   MPI_Comm comm() const { return comm_; }
 
+  // What this transport's requests share: the error that broke it (a timeout), and the next tag.
+  struct Shared {
+    Status broken;
+    int nextTag = 0;
+    int tagLimit = 32767;  // MPI_TAG_UB (at least 32767)
+  };
+
  private:
-  MpiTransport(MPI_Comm comm, int rank, int size) : comm_(comm), rank_(rank), size_(size) {}
+  MpiTransport(MPI_Comm comm, int rank, int size);
+  Status usable() const;
+  int takeTag();  // one per point-to-point operation: the same sequence on every rank
   MPI_Comm comm_;
   int rank_;
   int size_;
+  std::shared_ptr<Shared> shared_;
 };
 
 }  // namespace qcomm::transport

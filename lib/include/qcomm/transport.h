@@ -3,6 +3,7 @@
 // Every rank must issue the same operations in the same order (as with MPI collectives).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -63,6 +64,16 @@ class Transport {
   // The result shares this transport's resources and must not outlive it.
   virtual Result<std::unique_ptr<Transport>> split(int color, int key);
 
+  // How long an operation waits for the other ranks before it fails with DeadlineExceeded, naming
+  // the operation and the ranks not heard from; zero or negative: no limit (the default, except
+  // gloo's, which starts with GlooOptions::timeout). Communicator::create sets it from
+  // CommunicatorOptions::timeout. A timed-out operation cannot be taken back on every backend
+  // (an MPI collective stays posted), so after one the transport is broken: every later
+  // operation fails at once with the same error, and the job should end (docs/reliability.md).
+  // Transports split from this one inherit the timeout in force when they are split.
+  virtual void setTimeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
   // Blocking forms.
   Status allgatherv(std::span<const uint8_t> send, std::span<uint8_t> recv,
                     std::span<const size_t> recvCounts);
@@ -73,7 +84,13 @@ class Transport {
   Result<std::vector<uint64_t>> allgatherU64(uint64_t value);
   // Every rank's string, in rank order (lengths are exchanged first).
   Result<std::vector<std::string>> allgatherStrings(const std::string& value);
+
+ private:
+  std::chrono::milliseconds timeout_{0};
 };
+
+// "ranks 2, 5" / "rank 3": for messages that name the ranks an operation did not hear from.
+std::string describeRanks(std::span<const int> ranks);
 
 // A request that finished when it was started (backends that complete eagerly).
 class CompletedRequest final : public Request {

@@ -4,6 +4,7 @@
 #include <gloo/allreduce.h>
 #include <gloo/alltoallv.h>
 #include <gloo/barrier.h>
+#include <gloo/common/error.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
@@ -186,7 +187,14 @@ Result<std::unique_ptr<GlooTransport>> GlooTransport::create(std::shared_ptr<Key
                                                 " ranks through the store (prefix '",
                                                 options.prefix, "')")));
   }
-  return std::unique_ptr<GlooTransport>(new GlooTransport(std::move(state)));
+  auto transport = std::unique_ptr<GlooTransport>(new GlooTransport(std::move(state)));
+  transport->Transport::setTimeout(options.timeout);
+  return transport;
+}
+
+void GlooTransport::setTimeout(std::chrono::milliseconds timeout) {
+  Transport::setTimeout(timeout);
+  state_->context->setTimeout(timeout.count() > 0 ? timeout : gloo::kNoTimeout);
 }
 
 int GlooTransport::rank() const { return state_->rank; }
@@ -301,8 +309,10 @@ Result<std::unique_ptr<Transport>> GlooTransport::split(int color, int key) {
       members.begin());
   GlooOptions options = s.options;
   options.prefix = strCat(s.options.prefix, "/split", call, "/", color);
+  if (timeout().count() > 0) options.timeout = timeout();
   QCOMM_ASSIGN_OR_RETURN(std::unique_ptr<GlooTransport> sub,
                          create(s.store, rank, static_cast<int>(members.size()), options));
+  sub->setTimeout(timeout());
   return std::unique_ptr<Transport>(std::move(sub));
 }
 

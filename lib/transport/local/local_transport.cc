@@ -3,6 +3,7 @@
 #include "qcomm/local_transport.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -20,22 +21,42 @@ struct LocalGroup::State {
   };
 
   State(int n, std::vector<int> hostOfRank, State* rootState)
-      : size(n), posts(n), hosts(std::move(hostOfRank)), root(rootState ? rootState : this) {
+      : size(n),
+        posts(n),
+        present(n, false),
+        hosts(std::move(hostOfRank)),
+        root(rootState ? rootState : this) {
     if (hosts.empty()) hosts.assign(n, 0);
   }
 
-  // Waits until all ranks arrive (or the group is aborted).
-  Status arrive() {
+  // Waits until all ranks arrive (or the group is aborted). Past `timeout` (if positive) the
+  // group is aborted with DeadlineExceeded naming `op` and the ranks that had not arrived, so
+  // every rank of it returns that error.
+  Status arrive(int rank, std::chrono::milliseconds timeout, std::string_view op) {
     std::unique_lock<std::mutex> lock(mutex);
     if (!aborted.isOk()) return aborted;
     const uint64_t generation = barrierGeneration;
+    present[rank] = true;
     if (++arrived == size) {
       arrived = 0;
+      std::fill(present.begin(), present.end(), false);
       ++barrierGeneration;
       wake.notify_all();
       return Status::ok();
     }
-    wake.wait(lock, [&] { return barrierGeneration != generation || !aborted.isOk(); });
+    const auto done = [&] { return barrierGeneration != generation || !aborted.isOk(); };
+    if (timeout.count() <= 0) {
+      wake.wait(lock, done);
+    } else if (!wake.wait_for(lock, timeout, done)) {
+      std::vector<int> missing;
+      for (int r = 0; r < size; ++r) {
+        if (!present[r]) missing.push_back(r);
+      }
+      aborted = deadlineExceeded(op, " on rank ", rank, " of the local transport: ",
+                                 describeRanks(missing), " not heard from within ",
+                                 timeout.count(), " ms (the group is aborted)");
+      wake.notify_all();
+    }
     return barrierGeneration != generation ? Status::ok() : aborted;
   }
 
@@ -47,6 +68,7 @@ struct LocalGroup::State {
 
   int size;
   std::vector<Post> posts;
+  std::vector<bool> present;  // ranks that arrived in the current generation (guarded by mutex)
   std::vector<int> hosts;  // of each rank
   State* root;             // the group everything was split from
   std::mutex mutex;
@@ -85,7 +107,7 @@ class LocalTransport final : public Transport {
       local = invalidArgument("allgatherv on rank ", rank_, ": recv holds ", recv.size(),
                               " bytes, the counts sum to ", total(recvCounts));
     }
-    return exchange({send, {}, {}}, local, [&]() -> Status {
+    return exchange("allgatherv", {send, {}, {}}, local, [&]() -> Status {
       const std::vector<size_t> offsets = displacements(recvCounts);
       for (int r = 0; r < size(); ++r) {
         const auto& from = state_->posts[r].send;
@@ -110,7 +132,7 @@ class LocalTransport final : public Transport {
                               recv.size(), " bytes for counts summing to ", total(sendCounts), "/",
                               total(recvCounts));
     }
-    return exchange({send, sendCounts, {}}, local, [&]() -> Status {
+    return exchange("alltoallv", {send, sendCounts, {}}, local, [&]() -> Status {
       const std::vector<size_t> offsets = displacements(recvCounts);
       for (int r = 0; r < size(); ++r) {
         const auto& post = state_->posts[r];
@@ -130,7 +152,7 @@ class LocalTransport final : public Transport {
   Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) override {
     std::vector<float> sum;
     return exchange(
-        {{}, {}, data}, Status::ok(),
+        "allreduce", {{}, {}, data}, Status::ok(),
         [&]() -> Status {
           // Every rank adds in rank order, so all ranks get bit-identical sums.
           sum.assign(data.size(), 0.0f);
@@ -147,10 +169,7 @@ class LocalTransport final : public Transport {
         [&] { std::copy(sum.begin(), sum.end(), data.begin()); });
   }
 
-  Status barrier() override {
-    QCOMM_RETURN_IF_ERROR(state_->arrive());
-    return Status::ok();
-  }
+  Status barrier() override { return state_->arrive(rank_, timeout(), "barrier"); }
 
   Result<std::vector<int>> hostOfRanks() override {
     std::vector<std::string> names;
@@ -164,7 +183,7 @@ class LocalTransport final : public Transport {
     post.key = key;
     std::shared_ptr<LocalGroup::State> mine;
     int newRank = 0;
-    QCOMM_RETURN_IF_ERROR(exchange(post, Status::ok(), [&]() -> Status {
+    QCOMM_RETURN_IF_ERROR(exchange("split", post, Status::ok(), [&]() -> Status {
       if (color < 0) return Status::ok();
       std::vector<std::pair<int, int>> members;  // (key, rank) of this color
       for (int r = 0; r < size(); ++r) {
@@ -199,13 +218,15 @@ class LocalTransport final : public Transport {
     }
     // Once every rank holds its group, the table is emptied for the next split (which cannot
     // start filling it before every rank has passed this barrier).
-    QCOMM_RETURN_IF_ERROR(state_->arrive());
+    QCOMM_RETURN_IF_ERROR(state_->arrive(rank_, timeout(), "split"));
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       state_->splitGroups.erase(color);
     }
     if (color < 0) return std::unique_ptr<Transport>();
-    return std::unique_ptr<Transport>(std::make_unique<LocalTransport>(std::move(mine), newRank));
+    auto sub = std::make_unique<LocalTransport>(std::move(mine), newRank);
+    sub->setTimeout(timeout());
+    return std::unique_ptr<Transport>(std::move(sub));
   }
 
  private:
@@ -222,11 +243,12 @@ class LocalTransport final : public Transport {
   // takes part in both barriers, so the other ranks never hang on this one.
   template <typename Read, typename Write = void (*)()>
   Result<std::unique_ptr<Request>> exchange(
-      LocalGroup::State::Post post, Status local, Read read, Write write = [] {}) {
+      std::string_view op, LocalGroup::State::Post post, Status local, Read read,
+      Write write = [] {}) {
     state_->posts[rank_] = post;
-    QCOMM_RETURN_IF_ERROR(state_->arrive());
+    QCOMM_RETURN_IF_ERROR(state_->arrive(rank_, timeout(), op));
     Status result = local.isOk() ? read() : local;
-    QCOMM_RETURN_IF_ERROR(state_->arrive());
+    QCOMM_RETURN_IF_ERROR(state_->arrive(rank_, timeout(), op));
     if (!result.isOk()) return result;
     write();
     return std::unique_ptr<Request>(std::make_unique<CompletedRequest>());

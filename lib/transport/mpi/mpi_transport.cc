@@ -1,6 +1,10 @@
 #include "qcomm/mpi_transport.h"
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cstring>
+#include <thread>
 #include <vector>
 
 namespace qcomm::transport {
@@ -33,24 +37,155 @@ Status toInts(std::span<const size_t> counts, const char* op, int rank, std::vec
   return Status::ok();
 }
 
+using Clock = std::chrono::steady_clock;
+
+// A started operation: point-to-point requests (peer[i] >= 0; receives check their byte count)
+// or one nonblocking collective (peer[i] == -1). wait() polls them against the transport's
+// timeout and names the ranks it has not heard from when the deadline passes.
 class MpiRequest final : public Request {
  public:
-  MpiRequest(const char* call, int rank) : call_(call), rank_(rank) {}
+  MpiRequest(std::string op, int rank, std::chrono::milliseconds timeout,
+             std::shared_ptr<MpiTransport::Shared> shared)
+      : op_(std::move(op)), rank_(rank), timeout_(timeout), shared_(std::move(shared)) {}
   ~MpiRequest() override {
-    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    // Requests still active after a failed wait are abandoned (a receive was cancelled; a send or
+    // a collective cannot be taken back): the transport is broken and the job should end.
+    if (!abandoned_) {
+      for (MPI_Request& r : requests_) {
+        if (r != MPI_REQUEST_NULL) MPI_Wait(&r, MPI_STATUS_IGNORE);
+      }
+    }
   }
-  Status wait() override { return mpiStatus(MPI_Wait(&request_, MPI_STATUS_IGNORE), call_, rank_); }
 
-  MPI_Request request_ = MPI_REQUEST_NULL;
-  // Count arrays must outlive the non-blocking call.
-  std::vector<int> counts_, offsets_, counts2_, offsets2_;
+  void addReceive(MPI_Request request, int peer, size_t bytes) {
+    requests_.push_back(request);
+    peers_.push_back(peer);
+    expected_.push_back(bytes);
+    receive_.push_back(true);
+  }
+  void addSend(MPI_Request request, int peer) {
+    requests_.push_back(request);
+    peers_.push_back(peer);
+    expected_.push_back(0);
+    receive_.push_back(false);
+  }
+  void addCollective(MPI_Request request) {
+    requests_.push_back(request);
+    peers_.push_back(-1);
+    expected_.push_back(0);
+    receive_.push_back(false);
+  }
+
+  Status wait() override {
+    if (!shared_->broken.isOk()) return shared_->broken;
+    const size_t n = requests_.size();
+    std::vector<int> indices(n);
+    std::vector<MPI_Status> statuses(n);
+    const bool limited = timeout_.count() > 0;
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    Status result;
+    for (size_t left = active(); left > 0;) {
+      int done = 0;
+      const int code = MPI_Testsome(static_cast<int>(n), requests_.data(), &done, indices.data(),
+                                    statuses.data());
+      if (code != MPI_SUCCESS && code != MPI_ERR_IN_STATUS) {
+        return fail(mpiStatus(code, "MPI_Testsome", rank_).withContext(op_ + ": "));
+      }
+      if (done == MPI_UNDEFINED) break;
+      for (int k = 0; k < done; ++k) {
+        const Status s = completed(indices[k], statuses[k], code == MPI_ERR_IN_STATUS);
+        if (result.isOk() && !s.isOk()) result = s;
+      }
+      left -= done;
+      if (left == 0) break;
+      if (limited && Clock::now() > deadline) return fail(timedOut());
+      std::this_thread::yield();
+    }
+    return result;
+  }
 
  private:
-  const char* call_;
+  size_t active() const {
+    return std::count_if(requests_.begin(), requests_.end(),
+                         [](MPI_Request r) { return r != MPI_REQUEST_NULL; });
+  }
+
+  // A finished request: an error in its status, or a receive of the wrong size (DataLoss: the
+  // operation completed and the ranks stay in step).
+  Status completed(int i, const MPI_Status& status, bool errorInStatus) {
+    if (errorInStatus && status.MPI_ERROR == MPI_ERR_TRUNCATE) {
+      return dataLoss(op_, " on rank ", rank_, ": the message from rank ", peers_[i],
+                      " is larger than the ", expected_[i], " bytes expected (size mismatch)");
+    }
+    if (errorInStatus && status.MPI_ERROR != MPI_SUCCESS) {
+      return mpiStatus(status.MPI_ERROR, op_.c_str(), rank_)
+          .withContext(strCat("with rank ", peers_[i], ": "));
+    }
+    if (!receive_[i]) return Status::ok();
+    int count = 0;
+    MPI_Get_count(&status, MPI_BYTE, &count);
+    if (static_cast<size_t>(count) != expected_[i]) {
+      return dataLoss(op_, " on rank ", rank_, ": the message from rank ", peers_[i], " is ", count,
+                      " bytes where ", expected_[i], " were expected (size mismatch)");
+    }
+    return Status::ok();
+  }
+
+  Status timedOut() {
+    std::vector<int> silent, notReceiving;
+    bool collective = false;
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      if (requests_[i] == MPI_REQUEST_NULL) continue;
+      if (peers_[i] < 0) collective = true;
+      (receive_[i] ? silent : notReceiving).push_back(peers_[i]);
+    }
+    std::string who;
+    if (collective) {
+      who = "(an MPI collective does not say which ranks are missing)";
+    } else if (!silent.empty()) {
+      who = describeRanks(silent) + " not heard from";
+    } else {
+      who = describeRanks(notReceiving) + " not receiving";
+    }
+    return deadlineExceeded(op_, " on rank ", rank_, " of the MPI transport: ", who, " within ",
+                            timeout_.count(), " ms; the transport is broken (end the job)");
+  }
+
+  // Cancels the receives, abandons the rest and breaks the transport with `reason`.
+  Status fail(Status reason) {
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      if (requests_[i] != MPI_REQUEST_NULL && receive_[i]) {
+        MPI_Cancel(&requests_[i]);
+        MPI_Request_free(&requests_[i]);
+      }
+    }
+    abandoned_ = true;
+    shared_->broken = reason;
+    return reason;
+  }
+
+  std::string op_;
   int rank_;
+  std::chrono::milliseconds timeout_;
+  std::shared_ptr<MpiTransport::Shared> shared_;
+  std::vector<MPI_Request> requests_;
+  std::vector<int> peers_;
+  std::vector<size_t> expected_;
+  std::vector<bool> receive_;
+  bool abandoned_ = false;
 };
 
 }  // namespace
+
+MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
+    : comm_(comm), rank_(rank), size_(size), shared_(std::make_shared<Shared>()) {
+  int* tagUb = nullptr;
+  int found = 0;
+  MPI_Comm_get_attr(comm, MPI_TAG_UB, &tagUb, &found);
+  if (found && tagUb != nullptr && *tagUb > 0) shared_->tagLimit = *tagUb;
+}
+
+Status MpiTransport::usable() const { return shared_->broken; }
 
 Result<std::unique_ptr<MpiTransport>> MpiTransport::create(MPI_Comm comm) {
   int initialized = 0;
@@ -68,26 +203,75 @@ Result<std::unique_ptr<MpiTransport>> MpiTransport::create(MPI_Comm comm) {
 MpiTransport::~MpiTransport() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Comm_free(&comm_);
+  // A broken transport may have requests in flight on its communicator: leave it to MPI_Finalize
+  // (or the job's end).
+  if (!finalized && shared_->broken.isOk()) MPI_Comm_free(&comm_);
+}
+
+namespace {
+
+// Posts the receives (recvCounts[r] bytes from rank r at its displacement) and the sends
+// (sendCounts[r] bytes at its displacement to rank r) of one operation; this rank's own block is
+// copied.
+Status postExchange(MpiRequest& request, MPI_Comm comm, int rank, int size, int tag,
+                    std::span<const uint8_t> send, std::span<const size_t> sendCounts,
+                    std::span<const size_t> sendOffsets, std::span<uint8_t> recv,
+                    std::span<const size_t> recvCounts, const char* op) {
+  const std::vector<size_t> recvOffsets = displacements(recvCounts);
+  for (int r = 0; r < size; ++r) {
+    if (r == rank) continue;
+    MPI_Request handle = MPI_REQUEST_NULL;
+    QCOMM_RETURN_IF_ERROR(mpiStatus(MPI_Irecv(recv.data() + recvOffsets[r],
+                                              static_cast<int>(recvCounts[r]), MPI_BYTE, r, tag,
+                                              comm, &handle),
+                                    op, rank));
+    request.addReceive(handle, r, recvCounts[r]);
+  }
+  for (int k = 1; k < size; ++k) {  // rank + 1 first, so the ranks do not all send to rank 0
+    const int r = (rank + k) % size;
+    MPI_Request handle = MPI_REQUEST_NULL;
+    QCOMM_RETURN_IF_ERROR(mpiStatus(MPI_Isend(send.data() + sendOffsets[r],
+                                              static_cast<int>(sendCounts[r]), MPI_BYTE, r, tag,
+                                              comm, &handle),
+                                    op, rank));
+    request.addSend(handle, r);
+  }
+  if (sendCounts[rank] != recvCounts[rank]) {
+    return invalidArgument(op, " on rank ", rank, ": sends itself ", sendCounts[rank],
+                           " bytes but expects ", recvCounts[rank]);
+  }
+  if (recvCounts[rank] > 0) {
+    std::memcpy(recv.data() + recvOffsets[rank], send.data() + sendOffsets[rank],
+                recvCounts[rank]);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+int MpiTransport::takeTag() {
+  const int tag = shared_->nextTag;
+  shared_->nextTag = tag >= shared_->tagLimit ? 0 : tag + 1;
+  return tag;
 }
 
 Result<std::unique_ptr<Request>> MpiTransport::iallgatherv(std::span<const uint8_t> send,
                                                            std::span<uint8_t> recv,
                                                            std::span<const size_t> recvCounts) {
+  QCOMM_RETURN_IF_ERROR(usable());
   if (static_cast<int>(recvCounts.size()) != size_ || send.size() != recvCounts[rank_] ||
       recv.size() != total(recvCounts)) {
     return invalidArgument("allgatherv on rank ", rank_, ": send ", send.size(), " bytes, recv ",
                            recv.size(), " bytes, ", recvCounts.size(), " counts for ", size_,
                            " ranks do not agree");
   }
-  auto request = std::make_unique<MpiRequest>("MPI_Iallgatherv", rank_);
-  QCOMM_RETURN_IF_ERROR(
-      toInts(recvCounts, "allgatherv", rank_, &request->counts_, &request->offsets_));
-  QCOMM_RETURN_IF_ERROR(
-      mpiStatus(MPI_Iallgatherv(send.data(), static_cast<int>(send.size()), MPI_BYTE, recv.data(),
-                                request->counts_.data(), request->offsets_.data(), MPI_BYTE, comm_,
-                                &request->request_),
-                "MPI_Iallgatherv", rank_));
+  std::vector<int> ints, offsets;
+  QCOMM_RETURN_IF_ERROR(toInts(recvCounts, "allgatherv", rank_, &ints, &offsets));
+  auto request = std::make_unique<MpiRequest>("allgatherv", rank_, timeout(), shared_);
+  // The same block to every rank.
+  const std::vector<size_t> sendCounts(size_, send.size()), sendOffsets(size_, 0);
+  QCOMM_RETURN_IF_ERROR(postExchange(*request, comm_, rank_, size_, takeTag(), send, sendCounts,
+                                     sendOffsets, recv, recvCounts, "allgatherv"));
   return std::unique_ptr<Request>(std::move(request));
 }
 
@@ -95,33 +279,33 @@ Result<std::unique_ptr<Request>> MpiTransport::ialltoallv(std::span<const uint8_
                                                           std::span<const size_t> sendCounts,
                                                           std::span<uint8_t> recv,
                                                           std::span<const size_t> recvCounts) {
+  QCOMM_RETURN_IF_ERROR(usable());
   if (static_cast<int>(sendCounts.size()) != size_ ||
       static_cast<int>(recvCounts.size()) != size_ || send.size() != total(sendCounts) ||
       recv.size() != total(recvCounts)) {
     return invalidArgument("alltoallv on rank ", rank_, ": buffers and counts do not agree");
   }
-  auto request = std::make_unique<MpiRequest>("MPI_Ialltoallv", rank_);
-  QCOMM_RETURN_IF_ERROR(
-      toInts(sendCounts, "alltoallv", rank_, &request->counts_, &request->offsets_));
-  QCOMM_RETURN_IF_ERROR(
-      toInts(recvCounts, "alltoallv", rank_, &request->counts2_, &request->offsets2_));
-  QCOMM_RETURN_IF_ERROR(
-      mpiStatus(MPI_Ialltoallv(send.data(), request->counts_.data(), request->offsets_.data(),
-                               MPI_BYTE, recv.data(), request->counts2_.data(),
-                               request->offsets2_.data(), MPI_BYTE, comm_, &request->request_),
-                "MPI_Ialltoallv", rank_));
+  std::vector<int> ints, offsets;
+  QCOMM_RETURN_IF_ERROR(toInts(sendCounts, "alltoallv", rank_, &ints, &offsets));
+  QCOMM_RETURN_IF_ERROR(toInts(recvCounts, "alltoallv", rank_, &ints, &offsets));
+  auto request = std::make_unique<MpiRequest>("alltoallv", rank_, timeout(), shared_);
+  QCOMM_RETURN_IF_ERROR(postExchange(*request, comm_, rank_, size_, takeTag(), send, sendCounts,
+                                     displacements(sendCounts), recv, recvCounts, "alltoallv"));
   return std::unique_ptr<Request>(std::move(request));
 }
 
 Result<std::unique_ptr<Request>> MpiTransport::iallreduceSum(std::span<float> data) {
+  QCOMM_RETURN_IF_ERROR(usable());
   if (data.size() > static_cast<size_t>(INT_MAX)) {
     return outOfRange("allreduce on rank ", rank_, ": ", data.size(), " values exceed int counts");
   }
-  auto request = std::make_unique<MpiRequest>("MPI_Iallreduce", rank_);
+  auto request = std::make_unique<MpiRequest>("allreduce", rank_, timeout(), shared_);
+  MPI_Request handle = MPI_REQUEST_NULL;
   QCOMM_RETURN_IF_ERROR(
       mpiStatus(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
-                               MPI_SUM, comm_, &request->request_),
+                               MPI_SUM, comm_, &handle),
                 "MPI_Iallreduce", rank_));
+  request->addCollective(handle);
   return std::unique_ptr<Request>(std::move(request));
 }
 
@@ -133,7 +317,14 @@ Capabilities MpiTransport::capabilities() const {
   return caps;
 }
 
-Status MpiTransport::barrier() { return mpiStatus(MPI_Barrier(comm_), "MPI_Barrier", rank_); }
+Status MpiTransport::barrier() {
+  QCOMM_RETURN_IF_ERROR(usable());
+  MpiRequest request("barrier", rank_, timeout(), shared_);
+  MPI_Request handle = MPI_REQUEST_NULL;
+  QCOMM_RETURN_IF_ERROR(mpiStatus(MPI_Ibarrier(comm_, &handle), "MPI_Ibarrier", rank_));
+  request.addCollective(handle);
+  return request.wait();
+}
 
 }  // namespace qcomm::transport
 
@@ -144,6 +335,7 @@ namespace qcomm::transport {
 // crashes (SIGSEGV in ompi_comm_activate), and on real hosts both agree.
 
 Result<std::unique_ptr<Transport>> MpiTransport::split(int color, int key) {
+  QCOMM_RETURN_IF_ERROR(usable());
   MPI_Comm sub = MPI_COMM_NULL;
   QCOMM_RETURN_IF_ERROR(
       mpiStatus(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub),
@@ -153,7 +345,9 @@ Result<std::unique_ptr<Transport>> MpiTransport::split(int color, int key) {
   int rank = 0, size = 0;
   MPI_Comm_rank(sub, &rank);
   MPI_Comm_size(sub, &size);
-  return std::unique_ptr<Transport>(new MpiTransport(sub, rank, size));
+  auto transport = std::unique_ptr<Transport>(new MpiTransport(sub, rank, size));
+  transport->setTimeout(timeout());
+  return transport;
 }
 
 }  // namespace qcomm::transport
