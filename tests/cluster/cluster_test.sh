@@ -30,13 +30,17 @@ done
 echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
   fail "some benchmark row has values outside the quantization bound"
 
+echo "== a rank killed (SIGKILL) or stalled mid-training across 4 emulated hosts"
+"$(dirname "$0")/../mpi/fault_job_test.sh" "$build/tests/qcomm_fault_job" \
+  "$qcomm" run --cluster "$name" --np 4 || fail "killed-rank test across the emulated hosts"
+
 "$qcomm" cluster down "$name"
 trap - EXIT
 # Veth ends and killed processes go away asynchronously: allow up to 10 s before calling it a leak.
 leftovers() {  # prefix
   ip netns list | grep "^$1-" || true
   ip -o link show | grep -o " $1-[a-z0-9]*" || true
-  pgrep -af "qcomm_mpi_tests|qcomm_allreduce_bench|orted" || true
+  pgrep -af "qcomm_mpi_tests|qcomm_allreduce_bench|qcomm_fault_job|orted" || true
   [ ! -e "/run/qcomm/$1" ] || echo "/run/qcomm/$1"
 }
 expect_clean() {  # prefix what

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,46 @@ TEST(MpiTransport, CollectivesMoveTheRightBytes) {
   const std::vector<size_t> wrong(p + 1, 1);
   std::vector<uint8_t> one(1), many(p + 1);
   EXPECT_EQ(t->allgatherv(one, many, wrong).code(), StatusCode::kInvalidArgument);
+}
+
+// A message longer or shorter than its receiver expects is a DataLoss naming the sender, and the
+// transport stays usable (the operation completed everywhere).
+TEST(MpiTransport, AWrongSizedMessageIsADataLossNamingItsSender) {
+  auto t = world();
+  const int p = t->size(), me = t->rank();
+  for (const size_t believed : {size_t{50}, size_t{200}}) {
+    std::vector<size_t> counts(p, 100);
+    if (me == 0) counts[1] = believed;  // rank 0 alone is wrong about rank 1's size
+    std::vector<uint8_t> send(100, uint8_t(me)), recv(transport::total(counts));
+    const Status s = t->allgatherv(send, recv, counts);
+    if (me == 0) {
+      EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.toString();
+      EXPECT_NE(s.message().find("from rank 1"), std::string::npos) << s.message();
+      EXPECT_NE(s.message().find("size mismatch"), std::string::npos) << s.message();
+    } else {
+      EXPECT_TRUE(s.isOk()) << s.toString();
+    }
+    EXPECT_TRUE(t->barrier().isOk());
+  }
+}
+
+// A rank that never joins an operation: past the timeout every other rank fails with
+// DeadlineExceeded naming it, and the transport refuses further work with the same error.
+TEST(MpiTransport, ASilentRankIsNamedWhenTheTimeoutPasses) {
+  auto t = world();
+  const int p = t->size(), me = t->rank(), silent = p - 1;
+  t->setTimeout(std::chrono::milliseconds(500));
+  std::vector<size_t> counts(p, 64);  // small: eager sends complete without their receiver
+  std::vector<uint8_t> send(64, uint8_t(me)), recv(64 * p);
+  if (me != silent) {
+    const Status s = t->allgatherv(send, recv, counts);
+    EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.toString();
+    EXPECT_NE(s.message().find(strCat("rank ", silent, " not heard from within 500 ms")),
+              std::string::npos)
+        << s.message();
+    EXPECT_EQ(t->barrier().code(), StatusCode::kDeadlineExceeded);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);  // the silent rank waits here for the others' verdict
 }
 
 TEST(MpiCommunicator, EveryAlgorithmWithinTheBoundAndIdenticalOnAllRanks) {
