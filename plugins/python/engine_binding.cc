@@ -106,6 +106,9 @@ void defineEngine(py::module_& m) {
              options.errorFeedback = errorFeedback;
              options.seed = seed;
              options.minCompressNumel = minCompressNumel;
+             // The hook's timeout bounds the collectives too (not only Gloo's connect).
+             options.timeout =
+                 std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));
              const Status valid = options.validate();
              if (!valid.isOk()) raiseRuntime(valid);
              transport::GlooOptions gloo;

@@ -7,7 +7,9 @@
 # target for SECONDS (default 60) on the committed corpus (tests/fuzz/corpus/NAME), which grows
 # with what libFuzzer finds (new inputs are minimized into it with -merge=1). A crash leaves
 # crash-* in build-fuzz/findings/NAME and fails the script: fix it, then add the input to the corpus.
-# Prints one line per target: executions, coverage (cov/ft) and corpus size.
+# Prints one line per target: executions, coverage (cov/ft) and corpus size. QCOMM_FUZZ_TIMEOUT
+# (seconds, default 10) is libFuzzer's per-input limit: raise it when the fuzzers share the
+# machine with other work (a starved process reads as a timeout).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 seconds=${1:-60}
@@ -32,7 +34,7 @@ for t in "${targets[@]}"; do
   log=$build/findings/$t.log
   # A forged size too large to allocate must become std::bad_alloc (an error), not an abort.
   (cd "$findings" && UBSAN_OPTIONS=print_stacktrace=1 ASAN_OPTIONS=allocator_may_return_null=1 \
-      "$build/tests/fuzz/qcomm_fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+      "$build/tests/fuzz/qcomm_fuzz_$t" -max_total_time="$seconds" -timeout="${QCOMM_FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 \
       -malloc_limit_mb=65536 -print_final_stats=1 \
       "$build/new/$t" "$corpus" >"$log" 2>&1)
   rc=$?
