@@ -56,7 +56,8 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
       across ? crossHostAlgorithm(std::max<int64_t>(1, std::min(n, chunked.chunkNumel) / s),
                                   layout.hosts)
              : Algorithm::kUncompressed;
-  ScheduleContext cross{across ? *ctx.cross : intra,
+  // Ranks that own no slice have no cross-host transport (and never use this context's).
+  ScheduleContext cross{across && ctx.cross != nullptr ? *ctx.cross : intra,
                         ctx.executor,
                         ctx.codec,
                         ctx.wire,

@@ -31,13 +31,13 @@ using testing::ScopedIsa;
 
 std::vector<uint64_t> bitsOf(const std::vector<double>& v) {
   std::vector<uint64_t> out(v.size());
-  std::memcpy(out.data(), v.data(), v.size() * 8);
+  if (!v.empty()) std::memcpy(out.data(), v.data(), v.size() * 8);
   return out;
 }
 
 std::vector<uint32_t> bitsOf(const std::vector<float>& v) {
   std::vector<uint32_t> out(v.size());
-  std::memcpy(out.data(), v.data(), v.size() * 4);
+  if (!v.empty()) std::memcpy(out.data(), v.data(), v.size() * 4);
   return out;
 }
 
