@@ -2,6 +2,8 @@
 // (the non-finite marker) survives text archives, which cannot read "nan" back.
 #include "qcomm/persist.h"
 
+#include "codec/budget.h"
+
 #include <bit>
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
@@ -21,42 +23,12 @@
 namespace qcomm {
 namespace {
 
-// Boost reads a vector's length and allocates before it reads the elements: a forged length in a
-// small file would allocate gigabytes. The archived vectors allocate through this allocator, which
-// refuses more bytes in all than the archive could describe (8 bytes of memory per byte of input
-// covers a text archive's shortest element, "0 ", and a binary archive's raw bytes).
-struct Budget {
-  size_t remaining = 0;
-};
+using persist::Budget;
+using persist::BudgetAllocator;
+using persist::BudgetVector;
 
-template <typename T>
-struct BudgetAllocator {
-  using value_type = T;
-  Budget* budget = nullptr;
-  BudgetAllocator() = default;
-  explicit BudgetAllocator(Budget* b) : budget(b) {}
-  template <typename U>
-  BudgetAllocator(const BudgetAllocator<U>& other) : budget(other.budget) {}
-  T* allocate(size_t n) {
-    if (budget != nullptr) {
-      if (n > budget->remaining / sizeof(T)) {
-        throw std::length_error("the archive claims " + std::to_string(n) + " elements, more than its " +
-                                "size can hold");
-      }
-      budget->remaining -= n * sizeof(T);
-    }
-    return std::allocator<T>().allocate(n);
-  }
-  void deallocate(T* p, size_t n) { std::allocator<T>().deallocate(p, n); }
-  template <typename U>
-  bool operator==(const BudgetAllocator<U>& other) const { return budget == other.budget; }
-};
-
-template <typename T>
-using BudgetVector = std::vector<T, BudgetAllocator<T>>;
-
-// The archived form, versioned through Boost's class version. (Vectors with another allocator
-// archive exactly as std::vector: the format is unchanged.)
+// The archived form, versioned through Boost's class version. (Its budget vectors archive exactly
+// as std::vector: codec/budget.h.)
 struct Archived {
   explicit Archived(Budget* b = nullptr)
       : shape(BudgetAllocator<int64_t>(b)),
@@ -78,24 +50,6 @@ struct Archived {
     ar& bits& layout& norm& dtype& bucketSize& count& shape& flags& scaleBits& words;
   }
 };
-
-// Boost's own archive header starts with a length-prefixed signature, read (and allocated) before
-// anything else: it must be the one Boost writes.
-Status checkArchiveHeader(const std::string& bytes, ArchiveKind kind) {
-  static constexpr char kSignature[] = "serialization::archive";
-  constexpr size_t kLength = sizeof(kSignature) - 1;
-  if (kind == ArchiveKind::kBinary) {
-    uint64_t length = 0;
-    if (bytes.size() >= 8) std::memcpy(&length, bytes.data(), 8);
-    if (bytes.size() < 8 + kLength || length != kLength ||
-        bytes.compare(8, kLength, kSignature) != 0) {
-      return dataLoss("loading encoded tensor: not a Boost binary archive (no signature)");
-    }
-  } else if (bytes.compare(0, kLength + 3, "22 " + std::string(kSignature)) != 0) {
-    return dataLoss("loading encoded tensor: not a Boost text archive (no signature)");
-  }
-  return Status::ok();
-}
 
 template <class OArchive>
 void write(std::ostream& out, const Archived& a) {
@@ -141,8 +95,9 @@ Status saveEncoded(const EncodedTensor& e, std::ostream& out, ArchiveKind kind) 
 Result<EncodedTensor> loadEncoded(std::istream& in, ArchiveKind kind) {
   // The whole archive first: its size bounds what loading it may allocate.
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  QCOMM_RETURN_IF_ERROR(checkArchiveHeader(bytes, kind));
-  Budget budget{8 * bytes.size() + 4096};
+  QCOMM_RETURN_IF_ERROR(persist::checkArchiveSignature(bytes, kind == ArchiveKind::kBinary,
+                                                       "loading encoded tensor"));
+  Budget budget = Budget::forArchiveOf(bytes.size());
   Archived a(&budget);
   try {
     std::istringstream archive(bytes);
@@ -173,4 +128,25 @@ Result<EncodedTensor> loadEncoded(std::istream& in, ArchiveKind kind) {
   return e;
 }
 
+namespace persist {
+
+// Boost's own archive header starts with a length-prefixed signature, read (and allocated) before
+// anything else: it must be the one Boost writes.
+Status checkArchiveSignature(const std::string& bytes, bool binary, std::string_view what) {
+  static constexpr char kSignature[] = "serialization::archive";
+  constexpr size_t kLength = sizeof(kSignature) - 1;
+  if (binary) {
+    uint64_t length = 0;
+    if (bytes.size() >= 8) std::memcpy(&length, bytes.data(), 8);
+    if (bytes.size() < 8 + kLength || length != kLength ||
+        bytes.compare(8, kLength, kSignature) != 0) {
+      return dataLoss(what, ": not a Boost binary archive (no signature)");
+    }
+  } else if (bytes.compare(0, kLength + 3, "22 " + std::string(kSignature)) != 0) {
+    return dataLoss(what, ": not a Boost text archive (no signature)");
+  }
+  return Status::ok();
+}
+
+}  // namespace persist
 }  // namespace qcomm

@@ -2,6 +2,7 @@
 // schedules of collectives/.
 #include "qcomm/communicator.h"
 
+#include "codec/budget.h"
 #include "codec/wire_bytes.h"
 
 #include <boost/archive/binary_iarchive.hpp>
@@ -14,6 +15,8 @@
 #include <deque>
 #include <functional>
 #include <istream>
+#include <iterator>
+#include <sstream>
 #include <mutex>
 #include <ostream>
 #include <thread>
@@ -420,16 +423,27 @@ Status Communicator::saveState(std::ostream& out) {
 
 Status Communicator::loadState(std::istream& in) {
   QCOMM_RETURN_IF_ERROR(drain());
-  std::string describe;
+  // The whole checkpoint first: its size bounds what loading it may allocate (codec/budget.h).
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  QCOMM_RETURN_IF_ERROR(
+      persist::checkArchiveSignature(bytes, true, "loading communicator state"));
+  persist::Budget budget = persist::Budget::forArchiveOf(bytes.size());
+  persist::BudgetString archivedDescribe{
+      persist::BudgetVector<char>(persist::BudgetAllocator<char>(&budget))};
   uint64_t step = 0;
   std::map<std::string, std::vector<float>> residuals, ownerResiduals;
-  std::vector<double> costs;
+  persist::BudgetFloatTable residualTable{&budget, &residuals};
+  persist::BudgetFloatTable ownerTable{&budget, &ownerResiduals};
+  persist::BudgetVector<double> archivedCosts{persist::BudgetAllocator<double>(&budget)};
   try {
-    boost::archive::binary_iarchive archive(in);
-    archive >> describe >> step >> residuals >> ownerResiduals >> costs;
+    std::istringstream stream(bytes);
+    boost::archive::binary_iarchive archive(stream);
+    archive >> archivedDescribe >> step >> residualTable >> ownerTable >> archivedCosts;
   } catch (const std::exception& e) {
     return dataLoss("loading communicator state: malformed archive (", e.what(), ")");
   }
+  const std::string describe = archivedDescribe.str();
+  const std::vector<double> costs(archivedCosts.begin(), archivedCosts.end());
   if (describe != options_.describe()) {
     return failedPrecondition("loading communicator state: saved with '", describe,
                               "' but this communicator is '", options_.describe(), "'");

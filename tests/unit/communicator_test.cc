@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -224,6 +225,67 @@ TEST(Communicator, StateSavesRestoresAndResetsOnResize) {
                     }),
               "state");
   EXPECT_EQ(resumed, straight);
+}
+
+// A checkpoint whose lengths are forged (the options line, a residual's key, a residual) fails as
+// DataLoss before anything of that size is allocated.
+TEST(Communicator, ForgedCheckpointLengthsFailBeforeAllocating) {
+  expectAllOk(
+      spawn(2,
+            [&](Transport& t) -> Status {
+              CommunicatorOptions o = optionsFor(4, Layout::kCompact, Algorithm::kAllgather);
+              o.errorFeedback = true;
+              QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+              std::vector<float> data = inputOf(t.rank(), 3000);
+              QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "layer.weight"));
+              std::stringstream saved;
+              QCOMM_RETURN_IF_ERROR(comm->saveState(saved));
+              const std::string bytes = saved.str();
+              // Each length is an 8-byte count right before what it counts.
+              auto lengthBefore = [&](const std::string& what, uint64_t value) {
+                const size_t at = bytes.find(what);
+                uint64_t v = 0;
+                if (at != std::string::npos && at >= 8) std::memcpy(&v, bytes.data() + at - 8, 8);
+                return v == value ? at - 8 : std::string::npos;
+              };
+              const std::string describe = o.describe();
+              std::vector<size_t> fields = {lengthBefore(describe, describe.size()),
+                                            lengthBefore("layer.weight", 12)};
+              // The residual's count: the first 3000 after its key.
+              for (size_t i = fields[1] + 20; i + 8 <= bytes.size(); ++i) {
+                uint64_t v = 0;
+                std::memcpy(&v, bytes.data() + i, 8);
+                if (v == 3000) {
+                  fields.push_back(i);
+                  break;
+                }
+              }
+              if (fields.size() != 3 || fields[0] == std::string::npos ||
+                  fields[1] == std::string::npos) {
+                return internalError("could not find the checkpoint's length fields");
+              }
+              for (size_t at : fields) {
+                for (const uint64_t forged : {uint64_t{1} << 32, uint64_t{1} << 60}) {
+                  std::string bad = bytes;
+                  std::memcpy(bad.data() + at, &forged, 8);
+                  std::stringstream in(bad);
+                  const Status s = comm->loadState(in);
+                  if (s.code() != StatusCode::kDataLoss ||
+                      s.message().find("more than its size can hold") == std::string::npos) {
+                    return internalError("forged length at byte ", at, ": ", s.toString());
+                  }
+                }
+              }
+              // Not an archive at all.
+              std::stringstream garbage("not a checkpoint");
+              if (comm->loadState(garbage).code() != StatusCode::kDataLoss) {
+                return internalError("garbage loaded");
+              }
+              // The real one still loads.
+              std::stringstream good(bytes);
+              return comm->loadState(good);
+            }),
+      "forged checkpoints");
 }
 
 TEST(Communicator, MismatchedSizesFailOnEveryRankNamingTheTensor) {

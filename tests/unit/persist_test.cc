@@ -2,6 +2,10 @@
 // and malformed or inconsistent archives give a DataLoss instead of a crash.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <boost/archive/binary_oarchive.hpp>
+#include <boost/archive/text_oarchive.hpp>
+#include <boost/serialization/vector.hpp>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -105,6 +109,51 @@ TEST(Persist, ForgedLengthsFailBeforeAllocating) {
   ASSERT_FALSE(r.isOk());
   EXPECT_NE(r.status().message().find("more than its size can hold"), std::string::npos)
       << r.status().message();
+}
+
+// The format of a .qc archive is that of plain std::vector fields (as written before archives
+// were loaded within a budget): files written by either read with the other.
+struct PlainArchived {
+  int bits = 0, layout = 0, norm = 0, dtype = 0;
+  int64_t bucketSize = 0, count = 0;
+  std::vector<int64_t> shape;
+  uint32_t flags = 0;
+  std::vector<uint64_t> scaleBits, words;
+  template <class Archive>
+  void serialize(Archive& ar, const unsigned int /*version*/) {
+    ar& bits& layout& norm& dtype& bucketSize& count& shape& flags& scaleBits& words;
+  }
+};
+
+TEST(Persist, ArchivesHaveTheFormatOfPlainVectors) {
+  const EncodedTensor e = sample();
+  PlainArchived plain;
+  plain.bits = e.bits;
+  plain.layout = static_cast<int>(e.layout);
+  plain.norm = static_cast<int>(e.norm);
+  plain.dtype = static_cast<int>(e.dtype);
+  plain.bucketSize = e.bucketSize;
+  plain.count = e.count;
+  plain.shape = e.shape;
+  plain.flags = e.flags;
+  for (double x : e.scales) plain.scaleBits.push_back(std::bit_cast<uint64_t>(x));
+  plain.words = e.words;
+  for (ArchiveKind kind : {ArchiveKind::kBinary, ArchiveKind::kText}) {
+    std::stringstream expected;
+    if (kind == ArchiveKind::kBinary) {
+      boost::archive::binary_oarchive archive(expected);
+      archive << plain;
+    } else {
+      boost::archive::text_oarchive archive(expected);
+      archive << plain;
+    }
+    std::stringstream written;
+    ASSERT_TRUE(saveEncoded(e, written, kind).isOk());
+    EXPECT_EQ(written.str(), expected.str()) << "archive kind " << static_cast<int>(kind);
+    Result<EncodedTensor> back = loadEncoded(expected, kind);
+    ASSERT_TRUE(back.isOk()) << back.status().toString();
+    EXPECT_TRUE(sameTensor(*back, e));
+  }
 }
 
 TEST(Persist, InconsistentArchivedTensorIsRejected) {

@@ -143,6 +143,8 @@ class Communicator {
   // Error-feedback state, for checkpoints (Boost.Serialization binary archive). Each waits for
   // pending asynchronous calls first.
   Status saveState(std::ostream& out);
+  // loadState reads `in` to its end and allocates no more than its size justifies: a forged
+  // length is a DataLoss, not a huge allocation.
   Status loadState(std::istream& in);
   Status resetState();
 
