@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sanitizer builds of the test suites (issue 15), each in its own tree, CUDA and benchmarks off:
+# Sanitizer builds of the test suites (issue 15), each in its own tree, CUDA off:
 #
 #   tests/sanitize/run.sh asan [CTEST_ARGS...]  # AddressSanitizer + UndefinedBehaviorSanitizer +
 #                                              # LeakSanitizer (gcc): the unit, MPI and Python
@@ -23,14 +23,15 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 kind=${1:?usage: run.sh asan|tsan [ARGS...]}
 shift
 jobs=${QCOMM_SANITIZE_JOBS:-2}
-common=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQCOMM_WITH_CUDA=OFF -DQCOMM_BUILD_BENCH=OFF
+common=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQCOMM_WITH_CUDA=OFF
         -DPython3_EXECUTABLE=/usr/bin/python3)
 case $kind in
   asan)
     build=${QCOMM_SANITIZE_BUILD:-$root/build-asan}
     mkdir -p "$build"
     flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-    cmake -S "$root" -B "$build" "${common[@]}" -DCMAKE_CXX_FLAGS="$flags" \
+    # The benchmarks too: their smoke tests (label mpi) and `qcomm sweep` (python) run them.
+    cmake -S "$root" -B "$build" "${common[@]}" -DQCOMM_BUILD_BENCH=ON -DCMAKE_CXX_FLAGS="$flags" \
       -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
       -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" >"$build/configure.log" 2>&1 ||
       { tail -30 "$build/configure.log"; exit 1; }
@@ -47,8 +48,10 @@ case $kind in
     # The quarantine keeps freed memory resident: the soak's memory check means nothing here,
     # LeakSanitizer is its check.
     export QCOMM_SOAK_SLACK_MB=1024
-    # The Python extension is instrumented: the interpreter needs the runtime preloaded.
-    asan_rt=$(gcc -print-file-name=libasan.so)
+    # The Python extension is instrumented: the interpreter needs the runtime preloaded, and
+    # libstdc++ with it (or ASan cannot find the real __cxa_throw: the interpreter does not link
+    # libstdc++, and the first C++ exception aborts).
+    asan_rt="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
     # install_consumer builds a program against the installed library without the runtime.
     (cd "$build" && ctest -j "$jobs" --output-on-failure -L 'unit|mpi' -E 'cluster|install_consumer' "$@")
     (cd "$build" && ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" LD_PRELOAD="$asan_rt" \
@@ -58,7 +61,8 @@ case $kind in
     build=${QCOMM_SANITIZE_BUILD:-$root/build-tsan}
     mkdir -p "$build"
     flags="-O1 -g -fno-omit-frame-pointer -fsanitize=thread"
-    cmake -S "$root" -B "$build" "${common[@]}" -DQCOMM_WITH_PYTHON=OFF -DCMAKE_CXX_FLAGS="$flags" \
+    cmake -S "$root" -B "$build" "${common[@]}" -DQCOMM_BUILD_BENCH=OFF -DQCOMM_WITH_PYTHON=OFF \
+      -DCMAKE_CXX_FLAGS="$flags" \
       -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
       >"$build/configure.log" 2>&1 || { tail -30 "$build/configure.log"; exit 1; }
     cmake --build "$build" -j "$jobs" --target qcomm_unit_tests \
