@@ -65,11 +65,13 @@ Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const 
   const RandomKey key{ctx.seed, id.sender, id.stream, ctx.step};
   const uint64_t envelope = messageEnvelope(ctx, id, static_cast<int64_t>(values.size()));
   if (!ctx.codec.isQsgd) {
-    QCOMM_RETURN_IF_ERROR(
-        encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message, ctx.executor));
-    message->insert(message->begin(), kEnvelopeBytes, 0);
+    // Written after the envelope in place (no shift of the whole message).
+    QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q,
+                           quantize(values, ctx.codec.quant, key, {}, ctx.executor));
+    QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(q));
+    message->resize(kEnvelopeBytes + size);
     wire::put<uint64_t>(message->data(), envelope);
-    return Status::ok();
+    return writeQuantWire(q, ctx.wire.crc, std::span<uint8_t>(*message).subspan(kEnvelopeBytes));
   }
   // QSGD reuses the caller's scratch tensor: no allocation once it has held this size.
   QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, ctx.codec.qsgd, key, ctx.executor, scratch));
