@@ -172,6 +172,11 @@ int main(int argc, char** argv) {
                  "multiply the quantization bounds #wrong checks against (tests of the check: "
                  "0 makes nearly every quantized value wrong)")
       ->capture_default_str();
+  bool checks = false;
+  app.add_flag("--checks", checks,
+               "keep CommunicatorOptions::checkSizes on, as by default: the per-call size check "
+               "and outcome agreement (two small allgathers) are timed too; off: the collective "
+               "alone");
   app.add_option("--json", jsonPath, "write every row to this file (rank 0)");
   std::string device = "cpu", deviceTransport = "auto";
   app.add_option("--device", device, "cpu, or cuda: device buffers through the GPU pipeline")
@@ -252,7 +257,7 @@ int main(int argc, char** argv) {
       options.codec = codec;
       options.minCompressNumel = 0;
       options.chunkNumel = chunk;
-      options.checkSizes = false;  // time the collective alone
+      options.checkSizes = checks;  // off: time the collective alone
       options.ranksPerHost = ranksPerHost;
       if (name != "mpi") {
         auto algorithm = qcomm::parseAlgorithm(name);

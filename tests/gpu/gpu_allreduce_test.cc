@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <span>
 #include <string>
 #include <cmath>
@@ -158,6 +159,35 @@ TEST(GpuAllreduce, StagedMpiHierarchicalEqualsTheCpuPath) {
   {
     SCOPED_TRACE("one rank per host");
     expectGpuEqualsCpu(**device, {Algorithm::kAllgather, Algorithm::kHierarchical, 1, true});
+  }
+}
+
+// The staged path polls MPI's nonblocking collectives against the timeout: a rank that never
+// joins is named by every other rank through the roll call, for a movement and a reduction.
+TEST(GpuAllreduce, StagedMpiNamesASilentRankAfterTheTimeout) {
+  const int p = worldSize(), me = worldRank(), silent = 1 % p;
+  if (p < 2) GTEST_SKIP() << "needs two ranks";
+  cudaSetDevice(me % deviceCount());
+  auto buffer = cuda::DeviceBuffer<float>::allocate(1024 * (p + 1));  // 1024 out, 1024 * p in
+  ASSERT_TRUE(buffer.isOk());
+  ASSERT_EQ(cudaMemset(buffer->data(), 0, 4 * 1024 * (p + 1)), cudaSuccess);
+  for (const std::string op : {"MPI_Allgather", "MPI_Allreduce"}) {
+    auto device = transport::MpiDeviceTransport::create(MPI_COMM_WORLD, /*forceStaging=*/true,
+                                                        std::chrono::milliseconds(400));
+    ASSERT_TRUE(device.isOk()) << device.status().toString();
+    if (me != silent) {
+      const Status s = op == "MPI_Allgather"
+                           ? (*device)->allGather(buffer->data(), buffer->data() + 1024, 4096, 0)
+                           : (*device)->allReduceSum(buffer->data(), 1024, 0);
+      EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << op << ": " << s.toString();
+      EXPECT_NE(s.message().find(strCat(op, " on rank ", me, " of the staged MPI device transport, "
+                                        "timeout 400 ms: rank ", silent, " not heard from")),
+                std::string::npos)
+          << s.message();
+      EXPECT_EQ((*device)->allReduceSum(buffer->data(), 1, 0).code(),
+                StatusCode::kDeadlineExceeded);  // broken: refuses further work
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
   }
 }
 

@@ -94,6 +94,27 @@ TEST(MpiTransport, ASilentRankIsNamedWhenTheTimeoutPasses) {
   MPI_Barrier(MPI_COMM_WORLD);  // the silent rank waits here for the others' verdict
 }
 
+// MPI's collectives do not say whom they wait for: the ranks that give up answer a roll call, and
+// the one that does not answer is named, for the float allreduce and for the barrier.
+TEST(MpiTransport, ASilentRankIsNamedInACollectiveByTheRollCall) {
+  for (const char* op : {"allreduce", "barrier"}) {
+    auto t = world();
+    const int p = t->size(), me = t->rank(), silent = 1 % p;
+    t->setTimeout(std::chrono::milliseconds(400));
+    if (me != silent) {
+      std::vector<float> values(1000, 1.0f);
+      const Status s = std::string(op) == "barrier" ? t->barrier() : t->allreduceSum(values);
+      EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << op << ": " << s.toString();
+      EXPECT_NE(s.message().find(strCat(op, " on rank ", me)), std::string::npos) << s.message();
+      // Every other rank answered: only the silent one is named.
+      EXPECT_NE(s.message().find(strCat(": rank ", silent, " not heard from (no answer to a roll call")),
+                std::string::npos)
+          << s.message();
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
 TEST(MpiCommunicator, EveryAlgorithmWithinTheBoundAndIdenticalOnAllRanks) {
   auto t = world();
   const int p = t->size();

@@ -3,6 +3,7 @@
 // real job meets (a rank that never comes, a rank that dies, bad arguments).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -148,6 +149,59 @@ TEST(GlooTransport, ARankThatDiesMidJobFailsTheOthersCollective) {
   EXPECT_NE(results[0].message().find("gloo transport, rank 0 of 2: allreduce of 1000 floats"),
             std::string::npos)
       << results[0].message();
+  EXPECT_NE(results[0].message().find("rank 1 not heard from"), std::string::npos)
+      << results[0].message();
+}
+
+// A rank that joins the group but not the operation: past the timeout every other rank fails
+// naming it (a roll call through the store: Gloo's ring does not say whom it waited for), for
+// every operation; the transport then refuses further work with the same error. The ranks whose
+// own deadline passed say DeadlineExceeded; Gloo closes their connections, so a rank still
+// waiting on one of them may fail first with IoError ("Connection closed by peer").
+TEST(GlooTransport, ASilentRankIsNamedByTheOthersAfterTheTimeout) {
+  constexpr int kSize = 4, kSilent = 2;
+  for (const std::string op : {"allgatherv", "alltoallv", "allreduce", "barrier"}) {
+    std::atomic<int> done{0};
+    const std::vector<Status> results = spawnGloo(
+        kSize,
+        [&](Transport& t) -> Status {
+          t.setTimeout(400ms);
+          if (t.rank() == kSilent) {  // alive, connected, but never joins: waits for the verdict
+            while (done.load() < kSize - 1) std::this_thread::sleep_for(1ms);
+            return Status::ok();
+          }
+          std::vector<uint8_t> send(kSize * 8, 1), recv(kSize * 8);
+          const std::vector<size_t> counts(kSize, 8), all(kSize, 8);
+          std::vector<float> values(1000, 1.0f);
+          Status s = op == "allgatherv" ? t.allgatherv(std::span(send).first(8), recv, counts)
+                     : op == "alltoallv" ? t.alltoallv(send, all, recv, all)
+                     : op == "allreduce" ? t.allreduceSum(values)
+                                         : t.barrier();
+          const Status again = t.barrier();  // broken: the same error at once
+          ++done;
+          if (again.toString() != s.toString()) {
+            return internalError("after the failure the transport says ", again.toString(),
+                                 " instead of ", s.toString());
+          }
+          return s;
+        },
+        makeMemoryStore(), loopback(30s));
+    int timedOut = 0;
+    for (int r = 0; r < kSize; ++r) {
+      if (r == kSilent) continue;
+      timedOut += results[r].code() == StatusCode::kDeadlineExceeded;
+      EXPECT_TRUE(results[r].code() == StatusCode::kDeadlineExceeded ||
+                  results[r].code() == StatusCode::kIoError)
+          << op << ": " << results[r].toString();
+      EXPECT_NE(results[r].message().find(strCat("rank ", r, " of 4: ")), std::string::npos)
+          << results[r].message();
+      EXPECT_NE(results[r].message().find(strCat(": rank ", kSilent, " not heard from (no answer "
+                                                 "to a roll call")),
+                std::string::npos)
+          << op << ": " << results[r].message();
+    }
+    EXPECT_GT(timedOut, 0) << op << ": no rank saw its deadline pass";
+  }
 }
 
 // A rank that is done the moment its transport exists closes its sockets at once; the others'

@@ -4,10 +4,17 @@
 // for it (the one host synchronization per call the staged path needs), exchange, copy back. The
 // GPU path only ever sends encoded words this way, so what crosses PCIe is the codes, not the
 // float gradients.
+//
+// Timeouts: the staged path runs MPI's nonblocking collectives on the host copies, polled against
+// the transport's timeout; past it the ranks that give up hold a roll call (as MpiTransport does)
+// and the error, DeadlineExceeded, names the ranks not heard from; the transport is broken from
+// then on (end the job). The CUDA-aware path calls MPI's blocking collectives (Open MPI 4.x takes
+// device pointers in blocking collectives only) and has no timeout: force staging to get one.
 #pragma once
 
 #include <mpi.h>
 
+#include <chrono>
 #include <memory>
 
 #include "qcomm/device_transport.h"
@@ -17,9 +24,11 @@ namespace qcomm::transport {
 class MpiDeviceTransport final : public DeviceTransport {
  public:
   // Uses a duplicate of `comm` (with MPI_ERRORS_RETURN). forceStaging: stage even when MPI is
-  // CUDA-aware (for tests and comparisons).
-  static Result<std::unique_ptr<MpiDeviceTransport>> create(MPI_Comm comm,
-                                                            bool forceStaging = false);
+  // CUDA-aware (for tests, comparisons and timeouts). timeout: of every staged operation; zero:
+  // QCOMM_TIMEOUT seconds (default 300); negative: none.
+  static Result<std::unique_ptr<MpiDeviceTransport>> create(
+      MPI_Comm comm, bool forceStaging = false,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   ~MpiDeviceTransport() override;
 
   int rank() const override { return rank_; }
@@ -27,6 +36,9 @@ class MpiDeviceTransport final : public DeviceTransport {
   std::string_view name() const override { return cudaAware_ ? "mpi-cuda" : "mpi-staged"; }
   bool asynchronous() const override { return false; }
   bool cudaAware() const { return cudaAware_; }
+  // Of every staged operation from now on (<= 0: none); transports split from this one inherit it.
+  void setTimeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
   Status allGather(const void* send, void* recv, size_t bytes, cudaStream_t stream) override;
   Status allToAll(const void* send, std::span<const size_t> sendBytes, void* recv,
@@ -44,8 +56,10 @@ class MpiDeviceTransport final : public DeviceTransport {
   MpiDeviceTransport() = default;
   // Pinned host staging buffers, grown as needed and reused.
   Result<uint8_t*> staging(int which, size_t bytes);
-  // Runs mpi(send, recv) (an MPI call; its return code) on device memory: directly when MPI is
-  // CUDA-aware, else through the staging buffers (sendBytes out, recvBytes back).
+  // Runs mpi(send, recv, request) (an MPI collective; its return code) on device memory: the
+  // blocking call (request == nullptr) straight on the device pointers when MPI is CUDA-aware,
+  // else the nonblocking one (starting *request) on the staging buffers (sendBytes out,
+  // recvBytes back), waited for against the timeout. send == recv: in place.
   template <typename Mpi>
   Status throughHost(const char* what, const void* send, size_t sendBytes, void* recv,
                      size_t recvBytes, cudaStream_t stream, Mpi&& mpi);
@@ -54,6 +68,8 @@ class MpiDeviceTransport final : public DeviceTransport {
   int rank_ = 0;
   int size_ = 1;
   bool cudaAware_ = false;
+  std::chrono::milliseconds timeout_{0};
+  Status broken_;  // set by a timeout: MPI may still write into the staging buffers
   struct Pinned {
     void* data = nullptr;
     size_t bytes = 0;

@@ -3,7 +3,11 @@
 // MPI failure becomes a Status instead of an abort. allgatherv and alltoallv are nonblocking
 // point-to-point messages (one tag per operation), so that a wait knows which ranks it has heard
 // from: with a timeout set, requests are polled against the deadline and a DeadlineExceeded names
-// the ranks that sent nothing; a message of the wrong size is a DataLoss naming its sender.
+// the ranks that sent nothing; a message of the wrong size is a DataLoss naming its sender. The
+// float allreduce and the barrier are MPI's nonblocking collectives, which do not say whom they
+// wait for: past their deadline every rank that gives up answers a roll call (a zero-byte message
+// to every rank on the reserved tag MPI_TAG_UB), and the ranks that do not answer within
+// min(timeout, 5 s) are the ones named.
 #pragma once
 
 #include <mpi.h>
@@ -48,7 +52,7 @@ class MpiTransport final : public Transport {
   struct Shared {
     Status broken;
     int nextTag = 0;
-    int tagLimit = 32767;  // MPI_TAG_UB (at least 32767)
+    int tagLimit = 32767;  // MPI_TAG_UB (at least 32767), reserved for the roll call
   };
 
  private:

@@ -136,8 +136,67 @@ struct GlooTransport::State {
   uint32_t tag = 0;  // one per operation: Gloo matches messages by tag
   int splits = 0;    // split calls so far: each gets its own store keys
 
+  std::chrono::milliseconds timeout{0};  // of every operation; <= 0: none
+  Status broken;  // set by a timeout: Gloo's pairs are unusable from then on
+
   std::string where(std::string_view op) const {
     return strCat("gloo transport, rank ", rank, " of ", size, ": ", op);
+  }
+
+  // How long a rank that gave up waits for the others' roll call: ranks that entered the
+  // operation later than that are named although alive.
+  static constexpr std::chrono::milliseconds kRollCallGrace{5000};
+
+  // Gloo does not say whom it waited for (a ring waits on its neighbour, which may itself be
+  // waiting). Every rank whose operation fails answers a roll call through the store (its key,
+  // the operation's tag as value); the ranks that do not answer within min(timeout, 5 s) are the
+  // ones not heard from.
+  std::string rollCall(uint32_t opTag) {
+    const std::string base = strCat(options.prefix, "/rollcall/");
+    const std::string mine = std::to_string(opTag);
+    if (!store->set(base + std::to_string(rank), std::vector<char>(mine.begin(), mine.end()))
+             .isOk()) {
+      return "(the roll call through the store failed)";
+    }
+    const std::chrono::milliseconds grace = std::min(timeout, kRollCallGrace);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    std::vector<int> silent, elsewhere;
+    for (int r = 0; r < size; ++r) {
+      if (r == rank) continue;
+      const auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     deadline - std::chrono::steady_clock::now()),
+                                 std::chrono::milliseconds(1));
+      Result<std::vector<char>> answer = store->get(base + std::to_string(r), left);
+      if (!answer.isOk()) {
+        silent.push_back(r);
+      } else if (std::string(answer->begin(), answer->end()) != mine) {
+        elsewhere.push_back(r);
+      }
+    }
+    std::string who;
+    if (!silent.empty()) {
+      who = strCat(describeRanks(silent), " not heard from (no answer to a roll call within ",
+                   grace.count(), " ms after the deadline)");
+    }
+    if (!elsewhere.empty()) {
+      who += strCat(who.empty() ? "" : "; ", describeRanks(elsewhere),
+                    " waiting in another operation");
+    }
+    if (who.empty()) {
+      who = "every rank answered a roll call after the deadline (the network is too slow?)";
+    }
+    return who;
+  }
+
+  // A failed operation: Gloo closes its connections on a timeout (so the peers' operations fail
+  // too, with "Connection closed by peer") and a pair that failed stays closed, so the transport
+  // is broken from then on. The roll call names the ranks that did not fail with this one.
+  Status failed(const std::exception& e, std::string_view op, uint32_t opTag) {
+    const StatusCode code = fromException(e, where(op)).code();
+    broken = Status(code, strCat(where(op), ", timeout ", timeout.count(), " ms: ",
+                                 rollCall(opTag), "; the transport is broken (end the job). Gloo: ",
+                                 e.what()));
+    return broken;
   }
 };
 
@@ -187,6 +246,7 @@ Result<std::unique_ptr<GlooTransport>> GlooTransport::create(std::shared_ptr<Key
                                                 " ranks through the store (prefix '",
                                                 options.prefix, "')")));
   }
+  state->timeout = options.timeout;
   auto transport = std::unique_ptr<GlooTransport>(new GlooTransport(std::move(state)));
   transport->Transport::setTimeout(options.timeout);
   return transport;
@@ -194,6 +254,7 @@ Result<std::unique_ptr<GlooTransport>> GlooTransport::create(std::shared_ptr<Key
 
 void GlooTransport::setTimeout(std::chrono::milliseconds timeout) {
   Transport::setTimeout(timeout);
+  state_->timeout = timeout;
   state_->context->setTimeout(timeout.count() > 0 ? timeout : gloo::kNoTimeout);
 }
 
@@ -210,15 +271,17 @@ Result<std::unique_ptr<Request>> GlooTransport::iallgatherv(std::span<const uint
                            recv.size(), " with ", recvCounts.size(), " counts summing to ",
                            total(recvCounts));
   }
+  QCOMM_RETURN_IF_ERROR(s.broken);
   if (recv.empty()) return std::unique_ptr<Request>(new CompletedRequest());
+  const uint32_t tag = s.tag++;
   try {
     gloo::AllgathervOptions opts(s.context);
     opts.setInput(const_cast<uint8_t*>(send.data()), send.size());
     opts.setOutput(recv.data(), std::vector<size_t>(recvCounts.begin(), recvCounts.end()));
-    opts.setTag(s.tag++);
+    opts.setTag(tag);
     gloo::allgatherv(opts);
   } catch (const std::exception& e) {
-    return fromException(e, s.where(strCat("allgatherv of ", recv.size(), " bytes")));
+    return s.failed(e, strCat("allgatherv of ", recv.size(), " bytes"), tag);
   }
   return std::unique_ptr<Request>(new CompletedRequest());
 }
@@ -235,6 +298,8 @@ Result<std::unique_ptr<Request>> GlooTransport::ialltoallv(std::span<const uint8
                            sendCounts.size(), " blocks, ", recv.size(), " bytes out in ",
                            recvCounts.size(), " blocks");
   }
+  QCOMM_RETURN_IF_ERROR(s.broken);
+  const uint32_t tag = s.tag++;
   try {
     gloo::AlltoallvOptions opts(s.context);
     std::vector<int64_t> in(sendCounts.begin(), sendCounts.end());
@@ -242,39 +307,43 @@ Result<std::unique_ptr<Request>> GlooTransport::ialltoallv(std::span<const uint8
     uint8_t dummy = 0;  // Gloo wants a buffer even for zero bytes
     opts.setInput(send.empty() ? &dummy : const_cast<uint8_t*>(send.data()), std::move(in));
     opts.setOutput(recv.empty() ? &dummy : recv.data(), std::move(out));
-    opts.setTag(s.tag++);
+    opts.setTag(tag);
     gloo::alltoallv(opts);
   } catch (const std::exception& e) {
-    return fromException(e, s.where(strCat("alltoallv of ", send.size(), " bytes out, ",
-                                           recv.size(), " in")));
+    return s.failed(e, strCat("alltoallv of ", send.size(), " bytes out, ", recv.size(), " in"),
+                    tag);
   }
   return std::unique_ptr<Request>(new CompletedRequest());
 }
 
 Result<std::unique_ptr<Request>> GlooTransport::iallreduceSum(std::span<float> data) {
   State& s = *state_;
+  QCOMM_RETURN_IF_ERROR(s.broken);
   if (data.empty() || s.size == 1) return std::unique_ptr<Request>(new CompletedRequest());
+  const uint32_t tag = s.tag++;
   try {
     gloo::AllreduceOptions opts(s.context);
     opts.setOutput(data.data(), data.size());
     opts.setReduceFunction(
         static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
-    opts.setTag(s.tag++);
+    opts.setTag(tag);
     gloo::allreduce(opts);
   } catch (const std::exception& e) {
-    return fromException(e, s.where(strCat("allreduce of ", data.size(), " floats")));
+    return s.failed(e, strCat("allreduce of ", data.size(), " floats"), tag);
   }
   return std::unique_ptr<Request>(new CompletedRequest());
 }
 
 Status GlooTransport::barrier() {
   State& s = *state_;
+  QCOMM_RETURN_IF_ERROR(s.broken);
+  const uint32_t tag = s.tag++;
   try {
     gloo::BarrierOptions opts(s.context);
-    opts.setTag(s.tag++);
+    opts.setTag(tag);
     gloo::barrier(opts);
   } catch (const std::exception& e) {
-    return fromException(e, s.where("barrier"));
+    return s.failed(e, "barrier", tag);
   }
   return Status::ok();
 }

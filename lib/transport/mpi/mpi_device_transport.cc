@@ -9,6 +9,9 @@
 #include <climits>
 #include <vector>
 
+#include "mpi_wait.h"
+#include "qcomm/env.h"
+
 namespace qcomm::transport {
 namespace {
 
@@ -53,9 +56,14 @@ Status fitsInt(size_t bytes, int rank) {
 
 }  // namespace
 
-Result<std::unique_ptr<MpiDeviceTransport>> MpiDeviceTransport::create(MPI_Comm comm,
-                                                                      bool forceStaging) {
+Result<std::unique_ptr<MpiDeviceTransport>> MpiDeviceTransport::create(
+    MPI_Comm comm, bool forceStaging, std::chrono::milliseconds timeout) {
+  if (timeout.count() == 0) {
+    QCOMM_ASSIGN_OR_RETURN(const int64_t seconds, knobInt(Knob::kTimeout, 0, int64_t{1} << 31));
+    timeout = std::chrono::seconds(seconds);
+  }
   auto t = std::unique_ptr<MpiDeviceTransport>(new MpiDeviceTransport());
+  t->timeout_ = timeout;
   if (MPI_Comm_dup(comm, &t->comm_) != MPI_SUCCESS) {
     return internalError("MpiDeviceTransport: MPI_Comm_dup failed");
   }
@@ -67,6 +75,9 @@ Result<std::unique_ptr<MpiDeviceTransport>> MpiDeviceTransport::create(MPI_Comm 
 }
 
 MpiDeviceTransport::~MpiDeviceTransport() {
+  // After a timeout an abandoned collective may still write into the staging buffers and has the
+  // communicator in use: both are left to the job's end.
+  if (!broken_.isOk()) return;
   for (Pinned& p : pinned_) {
     if (p.data != nullptr) cudaFreeHost(p.data);
   }
@@ -112,18 +123,27 @@ template <typename Mpi>
 Status MpiDeviceTransport::throughHost(const char* what, const void* send, size_t sendBytes,
                                        void* recv, size_t recvBytes, cudaStream_t stream,
                                        Mpi&& mpi) {
+  QCOMM_RETURN_IF_ERROR(broken_);
   if (cudaAware_) {
     QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));  // the device data must be ready for MPI
-    if (const int rc = mpi(send, recv); rc != MPI_SUCCESS) return mpiFailure(what, rc, rank_);
+    if (const int rc = mpi(send, recv, nullptr); rc != MPI_SUCCESS) {
+      return mpiFailure(what, rc, rank_);
+    }
     return Status::ok();
   }
   QCOMM_ASSIGN_OR_RETURN(uint8_t* hostSend, staging(0, std::max<size_t>(sendBytes, 1)));
   QCOMM_ASSIGN_OR_RETURN(uint8_t* hostRecv, staging(1, std::max<size_t>(recvBytes, 1)));
   QCOMM_CUDA_CALL(cudaMemcpyAsync(hostSend, send, sendBytes, cudaMemcpyDeviceToHost, stream));
   QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  if (const int rc = mpi(hostSend, hostRecv); rc != MPI_SUCCESS) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  if (const int rc = mpi(hostSend, hostRecv, &request); rc != MPI_SUCCESS) {
     return mpiFailure(what, rc, rank_);
   }
+  const Status waited = mpi_wait::waitCollective(
+      &request, comm_, rank_, size_, timeout_,
+      strCat(what, " on rank ", rank_, " of the staged MPI device transport"), what);
+  if (waited.code() == StatusCode::kDeadlineExceeded) broken_ = waited;
+  QCOMM_RETURN_IF_ERROR(waited);
   QCOMM_CUDA_CALL(cudaMemcpyAsync(recv, hostRecv, recvBytes, cudaMemcpyHostToDevice, stream));
   // The staging buffers are reused by the next call: the copy must be done first.
   QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
@@ -135,8 +155,9 @@ Status MpiDeviceTransport::allGather(const void* send, void* recv, size_t bytes,
   QCOMM_RETURN_IF_ERROR(fitsInt(bytes, rank_));
   const int count = static_cast<int>(bytes);
   return throughHost("MPI_Allgather", send, bytes, recv, bytes * size_, stream,
-                     [&](const void* s, void* r) {
-                       return MPI_Allgather(s, count, MPI_BYTE, r, count, MPI_BYTE, comm_);
+                     [&](const void* s, void* r, MPI_Request* q) {
+                       return q ? MPI_Iallgather(s, count, MPI_BYTE, r, count, MPI_BYTE, comm_, q)
+                                : MPI_Allgather(s, count, MPI_BYTE, r, count, MPI_BYTE, comm_);
                      });
 }
 
@@ -150,28 +171,23 @@ Status MpiDeviceTransport::allToAll(const void* send, std::span<const size_t> se
   QCOMM_RETURN_IF_ERROR(
       intCounts(recvBytes, size_, rank_, "allToAll (receive counts)", &rc, &rd, &recvTotal));
   return throughHost("MPI_Alltoallv", send, sendTotal, recv, recvTotal, stream,
-                     [&](const void* s, void* r) {
-                       return MPI_Alltoallv(s, sc.data(), sd.data(), MPI_BYTE, r, rc.data(),
-                                            rd.data(), MPI_BYTE, comm_);
+                     [&](const void* s, void* r, MPI_Request* q) {
+                       return q ? MPI_Ialltoallv(s, sc.data(), sd.data(), MPI_BYTE, r, rc.data(),
+                                                 rd.data(), MPI_BYTE, comm_, q)
+                                : MPI_Alltoallv(s, sc.data(), sd.data(), MPI_BYTE, r, rc.data(),
+                                                rd.data(), MPI_BYTE, comm_);
                      });
 }
 
 Status MpiDeviceTransport::allReduceSum(float* data, size_t count, cudaStream_t stream) {
   QCOMM_RETURN_IF_ERROR(fitsInt(count, rank_));
-  if (cudaAware_) {
-    QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-    QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
-                                 comm_));
-    return Status::ok();
-  }
-  QCOMM_ASSIGN_OR_RETURN(uint8_t* host, staging(0, count * sizeof(float)));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(host, data, count * sizeof(float), cudaMemcpyDeviceToHost, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  QCOMM_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, host, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
-                               comm_));
-  QCOMM_CUDA_CALL(cudaMemcpyAsync(data, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
-  QCOMM_CUDA_CALL(cudaStreamSynchronize(stream));
-  return Status::ok();
+  const int n = static_cast<int>(count);
+  return throughHost("MPI_Allreduce", data, count * sizeof(float), data, count * sizeof(float),
+                     stream, [&](const void* s, void* r, MPI_Request* q) {
+                       const void* in = s == r ? MPI_IN_PLACE : s;
+                       return q ? MPI_Iallreduce(in, r, n, MPI_FLOAT, MPI_SUM, comm_, q)
+                                : MPI_Allreduce(in, r, n, MPI_FLOAT, MPI_SUM, comm_);
+                     });
 }
 
 Status MpiDeviceTransport::reduceScatterSum(const float* send, float* recv,
@@ -180,8 +196,10 @@ Status MpiDeviceTransport::reduceScatterSum(const float* send, float* recv,
   size_t total = 0;
   QCOMM_RETURN_IF_ERROR(intCounts(counts, size_, rank_, "reduceScatterSum", &c, &d, &total));
   return throughHost("MPI_Reduce_scatter", send, total * sizeof(float), recv,
-                     counts[rank_] * sizeof(float), stream, [&](const void* s, void* r) {
-                       return MPI_Reduce_scatter(s, r, c.data(), MPI_FLOAT, MPI_SUM, comm_);
+                     counts[rank_] * sizeof(float), stream,
+                     [&](const void* s, void* r, MPI_Request* q) {
+                       return q ? MPI_Ireduce_scatter(s, r, c.data(), MPI_FLOAT, MPI_SUM, comm_, q)
+                                : MPI_Reduce_scatter(s, r, c.data(), MPI_FLOAT, MPI_SUM, comm_);
                      });
 }
 
@@ -191,17 +209,22 @@ Status MpiDeviceTransport::allGatherV(const void* send, void* recv, std::span<co
   size_t total = 0;
   QCOMM_RETURN_IF_ERROR(intCounts(bytes, size_, rank_, "allGatherV", &c, &d, &total));
   return throughHost("MPI_Allgatherv", send, bytes[rank_], recv, total, stream,
-                     [&](const void* s, void* r) {
-                       return MPI_Allgatherv(s, c[rank_], MPI_BYTE, r, c.data(), d.data(),
-                                             MPI_BYTE, comm_);
+                     [&](const void* s, void* r, MPI_Request* q) {
+                       return q ? MPI_Iallgatherv(s, c[rank_], MPI_BYTE, r, c.data(), d.data(),
+                                                  MPI_BYTE, comm_, q)
+                                : MPI_Allgatherv(s, c[rank_], MPI_BYTE, r, c.data(), d.data(),
+                                                 MPI_BYTE, comm_);
                      });
 }
 
 Result<std::unique_ptr<DeviceTransport>> MpiDeviceTransport::split(int color, int key) {
+  QCOMM_RETURN_IF_ERROR(broken_);
   MPI_Comm part = MPI_COMM_NULL;
   QCOMM_MPI_CALL(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &part));
   if (part == MPI_COMM_NULL) return std::unique_ptr<DeviceTransport>();
-  Result<std::unique_ptr<MpiDeviceTransport>> t = create(part, /*forceStaging=*/!cudaAware_);
+  Result<std::unique_ptr<MpiDeviceTransport>> t =
+      create(part, /*forceStaging=*/!cudaAware_,
+             timeout_.count() == 0 ? std::chrono::milliseconds(-1) : timeout_);
   MPI_Comm_free(&part);  // create() keeps a duplicate
   if (!t.isOk()) return t.status();
   return std::unique_ptr<DeviceTransport>(std::move(*t));

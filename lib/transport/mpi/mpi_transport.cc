@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "mpi_wait.h"
+
 namespace qcomm::transport {
 namespace {
 
@@ -37,16 +39,21 @@ Status toInts(std::span<const size_t> counts, const char* op, int rank, std::vec
   return Status::ok();
 }
 
-using Clock = std::chrono::steady_clock;
+using mpi_wait::Clock;
 
 // A started operation: point-to-point requests (peer[i] >= 0; receives check their byte count)
 // or one nonblocking collective (peer[i] == -1). wait() polls them against the transport's
 // timeout and names the ranks it has not heard from when the deadline passes.
 class MpiRequest final : public Request {
  public:
-  MpiRequest(std::string op, int rank, std::chrono::milliseconds timeout,
+  MpiRequest(std::string op, MPI_Comm comm, int rank, int size, std::chrono::milliseconds timeout,
              std::shared_ptr<MpiTransport::Shared> shared)
-      : op_(std::move(op)), rank_(rank), timeout_(timeout), shared_(std::move(shared)) {}
+      : op_(std::move(op)),
+        comm_(comm),
+        rank_(rank),
+        size_(size),
+        timeout_(timeout),
+        shared_(std::move(shared)) {}
   ~MpiRequest() override {
     // Requests still active after a failed wait are abandoned (a receive was cancelled; a send or
     // a collective cannot be taken back): the transport is broken and the job should end.
@@ -139,16 +146,22 @@ class MpiRequest final : public Request {
       if (peers_[i] < 0) collective = true;
       (receive_[i] ? silent : notReceiving).push_back(peers_[i]);
     }
+    // A collective hides whom it waits for: the ranks that do not answer a roll call are the
+    // ones not heard from. Every rank answers, whatever it was waiting in.
     std::string who;
     if (collective) {
-      who = "(an MPI collective does not say which ranks are missing)";
-    } else if (!silent.empty()) {
-      who = describeRanks(silent) + " not heard from";
+      who = mpi_wait::rollCallVerdict(comm_, rank_, size_, shared_->tagLimit, timeout_);
     } else {
-      who = describeRanks(notReceiving) + " not receiving";
+      // The peers may be waiting in a collective: this rank answers their roll call.
+      mpi_wait::rollCall(comm_, rank_, size_, shared_->tagLimit, /*listen=*/false, timeout_);
+      who = silent.empty()
+                ? strCat(describeRanks(notReceiving), " not receiving within ", timeout_.count(),
+                         " ms")
+                : strCat(describeRanks(silent), " not heard from within ", timeout_.count(), " ms");
     }
-    return deadlineExceeded(op_, " on rank ", rank_, " of the MPI transport: ", who, " within ",
-                            timeout_.count(), " ms; the transport is broken (end the job)");
+    return deadlineExceeded(op_, " on rank ", rank_, " of the MPI transport, timeout ",
+                            timeout_.count(), " ms: ", who,
+                            "; the transport is broken (end the job)");
   }
 
   // Cancels the receives, abandons the rest and breaks the transport with `reason`.
@@ -165,7 +178,9 @@ class MpiRequest final : public Request {
   }
 
   std::string op_;
+  MPI_Comm comm_;
   int rank_;
+  int size_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<MpiTransport::Shared> shared_;
   std::vector<MPI_Request> requests_;
@@ -179,10 +194,7 @@ class MpiRequest final : public Request {
 
 MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
     : comm_(comm), rank_(rank), size_(size), shared_(std::make_shared<Shared>()) {
-  int* tagUb = nullptr;
-  int found = 0;
-  MPI_Comm_get_attr(comm, MPI_TAG_UB, &tagUb, &found);
-  if (found && tagUb != nullptr && *tagUb > 0) shared_->tagLimit = *tagUb;
+  shared_->tagLimit = mpi_wait::rollCallTag(comm);
 }
 
 Status MpiTransport::usable() const { return shared_->broken; }
@@ -251,7 +263,7 @@ Status postExchange(MpiRequest& request, MPI_Comm comm, int rank, int size, int 
 
 int MpiTransport::takeTag() {
   const int tag = shared_->nextTag;
-  shared_->nextTag = tag >= shared_->tagLimit ? 0 : tag + 1;
+  shared_->nextTag = tag + 1 >= shared_->tagLimit ? 0 : tag + 1;  // tagLimit: the roll call
   return tag;
 }
 
@@ -267,7 +279,7 @@ Result<std::unique_ptr<Request>> MpiTransport::iallgatherv(std::span<const uint8
   }
   std::vector<int> ints, offsets;
   QCOMM_RETURN_IF_ERROR(toInts(recvCounts, "allgatherv", rank_, &ints, &offsets));
-  auto request = std::make_unique<MpiRequest>("allgatherv", rank_, timeout(), shared_);
+  auto request = std::make_unique<MpiRequest>("allgatherv", comm_, rank_, size_, timeout(), shared_);
   // The same block to every rank.
   const std::vector<size_t> sendCounts(size_, send.size()), sendOffsets(size_, 0);
   QCOMM_RETURN_IF_ERROR(postExchange(*request, comm_, rank_, size_, takeTag(), send, sendCounts,
@@ -288,7 +300,7 @@ Result<std::unique_ptr<Request>> MpiTransport::ialltoallv(std::span<const uint8_
   std::vector<int> ints, offsets;
   QCOMM_RETURN_IF_ERROR(toInts(sendCounts, "alltoallv", rank_, &ints, &offsets));
   QCOMM_RETURN_IF_ERROR(toInts(recvCounts, "alltoallv", rank_, &ints, &offsets));
-  auto request = std::make_unique<MpiRequest>("alltoallv", rank_, timeout(), shared_);
+  auto request = std::make_unique<MpiRequest>("alltoallv", comm_, rank_, size_, timeout(), shared_);
   QCOMM_RETURN_IF_ERROR(postExchange(*request, comm_, rank_, size_, takeTag(), send, sendCounts,
                                      displacements(sendCounts), recv, recvCounts, "alltoallv"));
   return std::unique_ptr<Request>(std::move(request));
@@ -299,7 +311,7 @@ Result<std::unique_ptr<Request>> MpiTransport::iallreduceSum(std::span<float> da
   if (data.size() > static_cast<size_t>(INT_MAX)) {
     return outOfRange("allreduce on rank ", rank_, ": ", data.size(), " values exceed int counts");
   }
-  auto request = std::make_unique<MpiRequest>("allreduce", rank_, timeout(), shared_);
+  auto request = std::make_unique<MpiRequest>("allreduce", comm_, rank_, size_, timeout(), shared_);
   MPI_Request handle = MPI_REQUEST_NULL;
   QCOMM_RETURN_IF_ERROR(
       mpiStatus(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
@@ -319,7 +331,7 @@ Capabilities MpiTransport::capabilities() const {
 
 Status MpiTransport::barrier() {
   QCOMM_RETURN_IF_ERROR(usable());
-  MpiRequest request("barrier", rank_, timeout(), shared_);
+  MpiRequest request("barrier", comm_, rank_, size_, timeout(), shared_);
   MPI_Request handle = MPI_REQUEST_NULL;
   QCOMM_RETURN_IF_ERROR(mpiStatus(MPI_Ibarrier(comm_, &handle), "MPI_Ibarrier", rank_));
   request.addCollective(handle);
