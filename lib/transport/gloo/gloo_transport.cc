@@ -17,6 +17,7 @@
 #include <climits>
 #include <exception>
 #include <filesystem>
+#include <mutex>
 #include <stdexcept>
 
 namespace qcomm::transport {
@@ -32,7 +33,10 @@ Status fromException(const std::exception& e, std::string_view what) {
   return ioError(what, ": ", text);
 }
 
-// A KeyValueStore over one of Gloo's own stores.
+// A KeyValueStore over one of Gloo's own stores, safe to share between threads (ranks as threads
+// in one process, a transport and its splits): Gloo's FileStore::set appends to a member vector
+// unguarded (ThreadSanitizer found it with an instrumented Gloo), so sets are serialized. Gets
+// and waits only read files, or take HashStore's own lock.
 class GlooBackedStore final : public KeyValueStore {
  public:
   explicit GlooBackedStore(std::unique_ptr<gloo::rendezvous::Store> store)
@@ -40,6 +44,7 @@ class GlooBackedStore final : public KeyValueStore {
 
   Status set(const std::string& key, const std::vector<char>& value) override {
     try {
+      const std::lock_guard<std::mutex> lock(setMutex_);
       store_->set(key, value);
       return Status::ok();
     } catch (const std::exception& e) {
@@ -66,6 +71,7 @@ class GlooBackedStore final : public KeyValueStore {
 
  private:
   std::unique_ptr<gloo::rendezvous::Store> store_;
+  std::mutex setMutex_;
 };
 
 // Gloo's view of a KeyValueStore, under this group's prefix; errors go back as exceptions.
