@@ -143,7 +143,7 @@ struct GlooTransport::State {
   int splits = 0;    // split calls so far: each gets its own store keys
 
   std::chrono::milliseconds timeout{0};  // of every operation; <= 0: none
-  Status broken;  // set by a timeout: Gloo's pairs are unusable from then on
+  Status broken;  // set by a failed operation: Gloo's pairs are unusable from then on
 
   std::string where(std::string_view op) const {
     return strCat("gloo transport, rank ", rank, " of ", size, ": ", op);
@@ -155,8 +155,8 @@ struct GlooTransport::State {
 
   // Gloo does not say whom it waited for (a ring waits on its neighbour, which may itself be
   // waiting). Every rank whose operation fails answers a roll call through the store (its key,
-  // the operation's tag as value); the ranks that do not answer within min(timeout, 5 s) are the
-  // ones not heard from.
+  // the operation's tag as value); the ranks that do not answer within min(timeout, 5 s) (5 s
+  // without a timeout) are the ones not heard from.
   std::string rollCall(uint32_t opTag) {
     const std::string base = strCat(options.prefix, "/rollcall/");
     const std::string mine = std::to_string(opTag);
@@ -164,7 +164,8 @@ struct GlooTransport::State {
              .isOk()) {
       return "(the roll call through the store failed)";
     }
-    const std::chrono::milliseconds grace = std::min(timeout, kRollCallGrace);
+    const std::chrono::milliseconds grace =
+        timeout.count() > 0 ? std::min(timeout, kRollCallGrace) : kRollCallGrace;
     const auto deadline = std::chrono::steady_clock::now() + grace;
     std::vector<int> silent, elsewhere;
     for (int r = 0; r < size; ++r) {
@@ -199,9 +200,10 @@ struct GlooTransport::State {
   // is broken from then on. The roll call names the ranks that did not fail with this one.
   Status failed(const std::exception& e, std::string_view op, uint32_t opTag) {
     const StatusCode code = fromException(e, where(op)).code();
-    broken = Status(code, strCat(where(op), ", timeout ", timeout.count(), " ms: ",
-                                 rollCall(opTag), "; the transport is broken (end the job). Gloo: ",
-                                 e.what()));
+    const std::string limit =
+        timeout.count() > 0 ? strCat("timeout ", timeout.count(), " ms") : "no timeout";
+    broken = Status(code, strCat(where(op), ", ", limit, ": ", rollCall(opTag),
+                                 "; the transport is broken (end the job). Gloo: ", e.what()));
     return broken;
   }
 };
