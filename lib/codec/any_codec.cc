@@ -7,20 +7,20 @@ namespace qcomm {
 
 Status encodeWireMessage(std::span<const float> values, const CodecConfig& codec,
                          const RandomKey& key, bool crc, std::vector<uint8_t>* message,
-                         Executor* executor) {
+                         Executor* executor, size_t headroom) {
   if (!codec.isQsgd) {
     QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q,
                            quantize(values, codec.quant, key, {}, executor));
     QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(q));
-    message->resize(size);
-    return writeQuantWire(q, crc, *message);
+    message->resize(headroom + size);
+    return writeQuantWire(q, crc, std::span<uint8_t>(*message).subspan(headroom));
   }
   QCOMM_ASSIGN_OR_RETURN(const EncodedTensor e, qsgdEncode(values, codec.qsgd, key, executor));
   QCOMM_ASSIGN_OR_RETURN(const size_t size, wireSize(e));
-  message->resize(size);
+  message->resize(headroom + size);
   WireOptions wire;
   wire.crc = crc;
-  return writeWire(e, wire, *message);
+  return writeWire(e, wire, std::span<uint8_t>(*message).subspan(headroom));
 }
 
 Status decodeWireMessage(std::span<const uint8_t> message, std::span<float> out,

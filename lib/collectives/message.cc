@@ -66,12 +66,10 @@ Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const 
   const uint64_t envelope = messageEnvelope(ctx, id, static_cast<int64_t>(values.size()));
   if (!ctx.codec.isQsgd) {
     // Written after the envelope in place (no shift of the whole message).
-    QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q,
-                           quantize(values, ctx.codec.quant, key, {}, ctx.executor));
-    QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(q));
-    message->resize(kEnvelopeBytes + size);
+    QCOMM_RETURN_IF_ERROR(encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message,
+                                            ctx.executor, kEnvelopeBytes));
     wire::put<uint64_t>(message->data(), envelope);
-    return writeQuantWire(q, ctx.wire.crc, std::span<uint8_t>(*message).subspan(kEnvelopeBytes));
+    return Status::ok();
   }
   // QSGD reuses the caller's scratch tensor: no allocation once it has held this size.
   QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, ctx.codec.qsgd, key, ctx.executor, scratch));
