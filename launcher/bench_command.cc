@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <memory>
 
+#include <unistd.h>
+
 #include "run_command.h"
 
 namespace qcomm::launcher {
@@ -65,6 +67,17 @@ void addBenchCommand(CLI::App& app, int& exitCode) {
     request->program = {benchPath};
     for (const std::string& a : allreduce->remaining()) request->program.push_back(a);
     Result<RunContext> context = currentRunContext(*request);
+    // On a docker cluster rank 0 writes --json inside container 0: into the cluster's shared
+    // folder, copied to the path asked for afterwards.
+    std::string jsonWanted, jsonShared;
+    if (context.isOk() && context->cluster && context->cluster->docker) {
+      for (size_t i = 1; i + 1 < request->program.size(); ++i) {
+        if (request->program[i] != "--json") continue;
+        jsonWanted = request->program[i + 1];
+        jsonShared = context->cluster->shared() + "/bench-" + std::to_string(getpid()) + ".json";
+        request->program[i + 1] = jsonShared;
+      }
+    }
     Result<Argv> argv =
         context.isOk() ? mpirunArgv(*request, *context) : Result<Argv>(context.status());
     if (!argv.isOk()) {
@@ -77,9 +90,18 @@ void addBenchCommand(CLI::App& app, int& exitCode) {
       exitCode = 0;
       return;
     }
-    const Status s = execCommand(*argv);
-    std::fprintf(stderr, "qcomm bench: %s\n", s.message().c_str());
-    exitCode = 1;
+    exitCode = runJob(*argv, *context, "bench");
+    if (!jsonShared.empty()) {
+      std::filesystem::copy_file(jsonShared, jsonWanted,
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      std::error_code ignored;
+      std::filesystem::remove(jsonShared, ignored);
+      if (ec && exitCode == 0) {
+        std::fprintf(stderr, "qcomm bench: cannot copy the results to %s: %s\n",
+                     jsonWanted.c_str(), ec.message().c_str());
+        exitCode = 1;
+      }
+    }
   });
 }
 

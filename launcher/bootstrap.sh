@@ -16,6 +16,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libgloo-dev
   python3 python3-dev python3-numpy python3-pytest pybind11-dev python3-pybind11 python3-sklearn
   python3-matplotlib python3-torch
+  docker.io debootstrap
 )
 
 usage() {
@@ -35,8 +36,18 @@ install_missing() {
     exit 1
   fi
   echo "== installing ${missing[*]}"
+  # docker.io would start the system's dockerd, which rewrites iptables and adds a bridge: keep
+  # every service from starting while installing (qcomm starts its own engine, without those).
+  local policy=/usr/sbin/policy-rc.d ours=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=1
+  fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+    rc=$?
+  [ "$ours" -eq 0 ] || rm -f "$policy"
+  [ "$rc" -eq 0 ] || exit "$rc"
 }
 
 configure_and_build() {

@@ -1,7 +1,10 @@
 #include "cluster.h"
 
+#include "docker_cluster.h"
+
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -44,6 +47,20 @@ Status ClusterSpec::validate() const {
     return invalidArgument("cluster name '", prefix,
                            "' must be a lowercase letter then up to 7 letters or digits");
   }
+  if (prefix == "docker") {
+    return invalidArgument("cluster name 'docker' is taken by qcomm's own Docker engine's state");
+  }
+  if (docker) {
+    static const std::regex imageName(R"([a-zA-Z0-9][a-zA-Z0-9_.:/@-]*)");
+    if (!std::regex_match(image, imageName)) {
+      return invalidArgument("image '", image, "' is not a Docker image name");
+    }
+    for (const std::string& m : mounts) {
+      if (m.empty() || m[0] != '/' || m.find(':') != std::string::npos) {
+        return invalidArgument("--mount '", m, "' must be a folder's absolute path (no ':')");
+      }
+    }
+  }
   if (hosts < 1 || hosts > 64) return invalidArgument("hosts must be in [1, 64], got ", hosts);
   if (slots < 1 || slots > 64) return invalidArgument("slots must be in [1, 64], got ", slots);
   if (!std::regex_match(link, kRate)) {
@@ -68,7 +85,7 @@ Result<std::string> tbfBurst(const std::string& rate) {
   return std::to_string(bytes) + "b";
 }
 
-std::vector<Argv> clusterUpPlan(const ClusterSpec& s) {
+std::vector<Argv> clusterUpPlan(const ClusterSpec& s, const std::vector<int>& pids) {
   const std::string burst = tbfBurst(s.link).value();
   std::vector<Argv> plan = {{"ip", "link", "add", s.bridge(), "type", "bridge"},
                             {"ip", "link", "set", s.bridge(), "up"}};
@@ -81,7 +98,11 @@ std::vector<Argv> clusterUpPlan(const ClusterSpec& s) {
       full.insert(full.end(), cmd.begin(), cmd.end());
       return full;
     };
-    plan.push_back({"ip", "netns", "add", ns});
+    if (s.docker) {
+      plan.push_back({"ip", "netns", "attach", ns, std::to_string(pids.at(h))});
+    } else {
+      plan.push_back({"ip", "netns", "add", ns});
+    }
     plan.push_back({"ip", "link", "add", veth, "type", "veth", "peer", "name", peer});
     plan.push_back({"ip", "link", "set", peer, "netns", ns});
     plan.push_back({"ip", "link", "set", veth, "master", s.bridge()});
@@ -130,8 +151,14 @@ std::string clusterAgentScript(const ClusterSpec& s) {
 }
 
 std::string clusterSpecText(const ClusterSpec& s) {
-  return "prefix=" + s.prefix + "\nhosts=" + std::to_string(s.hosts) +
-         "\nslots=" + std::to_string(s.slots) + "\nlink=" + s.link + "\nsubnet=" + s.subnet + "\n";
+  std::string text = "prefix=" + s.prefix + "\nhosts=" + std::to_string(s.hosts) +
+                     "\nslots=" + std::to_string(s.slots) + "\nlink=" + s.link +
+                     "\nsubnet=" + s.subnet + "\n";
+  if (s.docker) {
+    text += "docker=1\nimage=" + s.image + "\ndocker_host=" + s.dockerHost + "\n";
+    for (const std::string& m : s.mounts) text += "mount=" + m + "\n";
+  }
+  return text;
 }
 
 Result<ClusterSpec> parseClusterSpecText(const std::string& text) {
@@ -145,6 +172,10 @@ Result<ClusterSpec> parseClusterSpecText(const std::string& text) {
     if (key == "slots") s.slots = std::atoi(value.c_str());
     if (key == "link") s.link = value;
     if (key == "subnet") s.subnet = value;
+    if (key == "docker") s.docker = value == "1";
+    if (key == "image") s.image = value;
+    if (key == "docker_host") s.dockerHost = value;
+    if (key == "mount") s.mounts.push_back(value);
   }
   QCOMM_RETURN_IF_ERROR(s.validate().withContext("cluster state: "));
   return s;
@@ -186,9 +217,23 @@ Result<ClusterSpec> loadCluster(const std::string& prefix, const std::string& st
   return spec;
 }
 
-Status clusterUp(const ClusterSpec& spec) {
-  QCOMM_RETURN_IF_ERROR(spec.validate());
+Status clusterUp(const ClusterSpec& requested) {
+  QCOMM_RETURN_IF_ERROR(requested.validate());
   QCOMM_RETURN_IF_ERROR(requireRoot("up"));
+  ClusterSpec spec = requested;
+  if (spec.docker) {
+    for (const std::string& m : spec.mounts) {
+      if (!std::filesystem::is_directory(m)) {
+        return invalidArgument("--mount '", m, "' is not an existing folder");
+      }
+    }
+    std::vector<std::string> mounts = defaultDockerMounts();
+    for (const std::string& m : spec.mounts) {
+      if (std::find(mounts.begin(), mounts.end(), m) == mounts.end()) mounts.push_back(m);
+    }
+    spec.mounts = mounts;
+    QCOMM_ASSIGN_OR_RETURN(spec.dockerHost, ensureDockerEngine(spec.stateRoot));
+  }
   // Idempotent: the same cluster already up is fine; anything else by these names is not ours.
   Result<ClusterSpec> existing = loadCluster(spec.prefix, spec.stateRoot);
   QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> namespaces,
@@ -225,6 +270,11 @@ Status clusterUp(const ClusterSpec& spec) {
   if (ec) return ioError("cannot create ", spec.stateDir(), ": ", ec.message());
   // The spec goes first, so that a crash half-way leaves something `down` recognises.
   QCOMM_RETURN_IF_ERROR(writeText(spec.stateDir() + "/spec", clusterSpecText(spec), 0644));
+  if (spec.docker) {
+    const Status s = dockerClusterUp(spec);
+    if (!s.isOk()) (void)clusterDown(spec.prefix, spec.stateRoot);
+    return s.withContext("qcomm cluster up --docker (undone): ");
+  }
   for (const Argv& command : clusterUpPlan(spec)) {
     const Status s = runCommand(command);
     if (!s.isOk()) {
@@ -243,6 +293,33 @@ Status clusterDown(const std::string& prefix, const std::string& stateRoot) {
   }
   QCOMM_RETURN_IF_ERROR(requireRoot("down"));
   Status first;
+  // Containers first: their network namespaces are attached under the names removed below.
+  const Result<ClusterSpec> spec = loadCluster(prefix, stateRoot);
+  std::vector<std::string> engines;
+  if (spec.isOk() && spec->docker) {
+    // After a crash of qcomm's own engine its containers may still run: start it to remove them.
+    if (spec->dockerHost == ownDockerHost(stateRoot) && !dockerAnswers(spec->dockerHost)) {
+      Result<std::string> own = startOwnDockerEngine(stateRoot);
+      if (!own.isOk()) first = own.status();
+    }
+    engines.push_back(spec->dockerHost);
+  } else if (!spec.isOk()) {
+    // No state (lost, or a crash before it was written): ask every engine that answers, and
+    // qcomm's own even if it is down (its containers outlive a crashed daemon).
+    if (!dockerAnswers(ownDockerHost(stateRoot)) &&
+        captureCommand({"pgrep", "-f", "containerd-shim.* -address " + stateRoot + "/docker/"})
+            .isOk()) {
+      (void)startOwnDockerEngine(stateRoot);
+    }
+    for (const std::string& host : {ownDockerHost(stateRoot),
+                                    std::string("unix:///var/run/docker.sock")}) {
+      if (dockerAnswers(host)) engines.push_back(host);
+    }
+  }
+  for (const std::string& host : engines) {
+    const Status s = removeDockerContainers(host, prefix).status();
+    if (!s.isOk() && first.isOk()) first = s;
+  }
   QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> namespaces, leftoverNamespaces(prefix));
   for (const std::string& ns : namespaces) {
     // Processes left inside (an interrupted run) would keep the namespace alive.
@@ -254,8 +331,14 @@ Status clusterDown(const std::string& prefix, const std::string& stateRoot) {
   for (const std::string& link : links) {
     (void)runCommand({"ip", "link", "del", link});  // a veth may vanish with its peer meanwhile
   }
+  // Containers that could not be removed keep the state, so that another `down` can retry.
+  if (!first.isOk() && spec.isOk() && spec->docker) return first;
   std::error_code ec;
   std::filesystem::remove_all(stateRoot + "/" + prefix, ec);
+  if ((spec.isOk() && spec->docker) || !engines.empty()) {
+    Result<bool> stopped = stopOwnDockerEngineIfIdle(stateRoot);
+    if (!stopped.isOk() && first.isOk()) first = stopped.status();
+  }
   return first;
 }
 
@@ -275,6 +358,15 @@ Result<std::string> clusterStatus(const std::string& prefix, const std::string& 
   text += std::to_string(namespaces.size()) + " namespaces, " + std::to_string(links.size()) +
           " links in the root namespace\n";
   for (const std::string& ns : namespaces) text += "  " + ns + "\n";
+  if (spec.isOk() && spec->docker) {
+    Result<std::string> ps = captureCommand(
+        {"docker", "-H", spec->dockerHost, "ps", "-a", "--filter", "label=qcomm.cluster=" + prefix,
+         "--format", "{{.Names}} {{.Status}} ({{.Image}})"});
+    const std::string list = ps.isOk() ? *ps : "  (the engine does not answer)\n";
+    text += "containers on " + spec->dockerHost + ", image " + spec->image + ":\n";
+    for (const std::string& line : lines(list)) text += "  " + line + "\n";
+    for (const std::string& m : spec->mounts) text += "mounted read-only: " + m + "\n";
+  }
   return text;
 }
 

@@ -2,6 +2,10 @@
 // with tbf (this kernel has no netem), a hostfile, and an rsh agent through which Open MPI starts
 // its daemons inside the namespaces. Everything is named after the cluster's prefix; addresses
 // live only inside the namespaces (the bridge has none), and state lives in /run/qcomm/<prefix>.
+//
+// With `docker`, each host is a container (docker_cluster.h) started without a network; its
+// network namespace is attached under the same name NAME-hN, so that the same plan wires it to
+// the bridge, and Open MPI reaches the containers over ssh instead of the rsh agent.
 #pragma once
 
 #include <string>
@@ -19,6 +23,11 @@ struct ClusterSpec {
   std::string link = "1gbit";        // tc rate syntax: 500mbit, 1gbit, 2gbit
   std::string subnet = "10.231.77";  // first three octets of a /24
   std::string stateRoot = "/run/qcomm";
+  // Containers as hosts (docker_cluster.h).
+  bool docker = false;
+  std::string image = "qcomm:latest";
+  std::string dockerHost;           // the engine's socket, unix:///...
+  std::vector<std::string> mounts;  // host folders visible read-only at the same path inside
 
   Status validate() const;
   std::string stateDir() const { return stateRoot + "/" + prefix; }
@@ -28,10 +37,14 @@ struct ClusterSpec {
   std::string rootVeth(int host) const { return prefix + "-v" + std::to_string(host); }
   std::string hostfile() const { return stateDir() + "/hostfile"; }
   std::string agent() const { return stateDir() + "/agent"; }
+  std::string keys() const { return stateDir() + "/keys"; }
+  // A docker cluster's one writable shared folder, at this path in every container too.
+  std::string shared() const { return stateDir() + "/shared"; }
 };
 
-// The commands that build the cluster, in order (pure: compared in unit tests).
-std::vector<Argv> clusterUpPlan(const ClusterSpec& spec);
+// The commands that build the cluster, in order (pure: compared in unit tests). For a docker
+// cluster, `pids` holds each container's process: its network namespace is attached, not added.
+std::vector<Argv> clusterUpPlan(const ClusterSpec& spec, const std::vector<int>& pids = {});
 // The files `up` writes: hostfile, agent script, spec.
 std::string clusterHostfile(const ClusterSpec& spec);
 std::string clusterAgentScript(const ClusterSpec& spec);

@@ -55,6 +55,11 @@ Result<Outcome> spawnAndWait(const Argv& argv, bool captureOut) {
   posix_spawn_file_actions_init(&actions);
   if (captureOut) posix_spawn_file_actions_adddup2(&actions, outPipe[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, errPipe[1], STDERR_FILENO);
+  // Only the duplicates stay open in the child: a daemon it leaves behind (dockerd) must not
+  // hold the pipes, or the wait for their end would never end.
+  for (int fd : {outPipe[0], outPipe[1], errPipe[0], errPipe[1]}) {
+    if (fd > STDERR_FILENO) posix_spawn_file_actions_addclose(&actions, fd);
+  }
   std::vector<char*> cargv;
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -104,6 +109,20 @@ Result<std::string> captureCommand(const Argv& argv) {
     return ioError("'", joinArgv(argv), "' exited with ", outcome.exitCode, ": ", outcome.err);
   }
   return outcome.out;
+}
+
+Result<int> runInForeground(const Argv& argv) {
+  std::vector<char*> cargv;
+  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::fflush(stdout);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ);
+  if (rc != 0) return ioError("cannot run '", argv[0], "': ", std::strerror(rc));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 Status execCommand(const Argv& argv) {

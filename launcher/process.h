@@ -15,6 +15,8 @@ using Argv = std::vector<std::string>;
 Status runCommand(const Argv& argv);
 // Runs argv and returns what it printed on stdout (empty on failure).
 Result<std::string> captureCommand(const Argv& argv);
+// Runs argv with this process's standard streams and returns its exit code (128 + signal).
+Result<int> runInForeground(const Argv& argv);
 // Replaces this process with argv (returns only on failure).
 Status execCommand(const Argv& argv);
 std::string joinArgv(const Argv& argv);

@@ -7,9 +7,38 @@
 #include <memory>
 #include <thread>
 
+#include "docker_cluster.h"
+
 extern char** environ;
 
 namespace qcomm::launcher {
+
+namespace {
+
+bool insideMount(const std::string& path, const ClusterSpec& s) {
+  for (const std::string& m : s.mounts) {
+    if (path == m || path.rfind(m + "/", 0) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<std::string> programInContainers(const std::string& program, const ClusterSpec& s,
+                                        const std::string& workdir) {
+  // A bare name is looked up on the containers' PATH, an absolute path may be the image's own.
+  if (program.find('/') == std::string::npos || program[0] == '/') return program;
+  // A relative path means this machine's working directory, which the containers share only
+  // where a mount holds it.
+  const std::string absolute = (std::filesystem::path(workdir) / program).lexically_normal();
+  if (insideMount(absolute, s)) return absolute;
+  std::string mounts;
+  for (const std::string& m : s.mounts) mounts += (mounts.empty() ? "" : ", ") + m;
+  return failedPrecondition("program '", program, "' (", absolute, ") is not inside a folder ",
+                            "mounted into the containers of cluster '", s.prefix, "' (",
+                            mounts.empty() ? "none" : mounts,
+                            "); bring the cluster up again with --mount FOLDER");
+}
 
 Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
   if (r.ranks < 1) return invalidArgument("--np must be >= 1, got ", r.ranks);
@@ -18,12 +47,19 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
       (r.hostfile.empty() ? 0 : 1) + (r.hosts.empty() ? 0 : 1) + (r.cluster.empty() ? 0 : 1);
   if (targets > 1) return invalidArgument("give at most one of --hostfile, --hosts and --cluster");
   Argv argv;
+  bool root = c.root;
   if (!r.cluster.empty()) {
     if (!c.cluster) return failedPrecondition("cluster '", r.cluster, "' is not loaded");
-    // mpirun runs inside host 0; the agent starts the other daemons in their namespaces.
-    argv = {"ip", "netns", "exec", c.cluster->namespaceOf(0)};
+    if (c.cluster->docker) {
+      // mpirun runs inside container 0 (as root there); ssh starts the other daemons.
+      argv = dockerExecArgv(*c.cluster, c.qcommVariables, c.workdir);
+      root = true;
+    } else {
+      // mpirun runs inside host 0; the agent starts the other daemons in their namespaces.
+      argv = {"ip", "netns", "exec", c.cluster->namespaceOf(0)};
+    }
   }
-  if (c.root)
+  if (root)
     argv.insert(argv.end(),
                 {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"});
   argv.insert(argv.end(), {"mpirun", "-np", std::to_string(r.ranks)});
@@ -32,8 +68,12 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
     const ClusterSpec& s = *c.cluster;
     const std::string subnet = s.subnet + ".0/24";
     // Ranks of one host talk over shared memory (vader), hosts over TCP on the shaped links.
-    argv.insert(argv.end(), {"--hostfile", s.hostfile(), "--mca", "plm_rsh_agent", s.agent(),
-                             "--mca", "btl", s.slots > 1 ? "self,vader,tcp" : "self,tcp",
+    if (s.docker) {
+      argv.insert(argv.end(), {"--hostfile", "/etc/qcomm/hostfile"});
+    } else {
+      argv.insert(argv.end(), {"--hostfile", s.hostfile(), "--mca", "plm_rsh_agent", s.agent()});
+    }
+    argv.insert(argv.end(), {"--mca", "btl", s.slots > 1 ? "self,vader,tcp" : "self,tcp",
                              "--mca", "btl_tcp_if_include", subnet,
                              "--mca", "oob_tcp_if_include", subnet,
                              // Several daemons start on one machine at once; Open MPI 4.1's
@@ -56,6 +96,10 @@ Result<Argv> mpirunArgv(const RunRequest& r, const RunContext& c) {
   if (slots > 0 && r.ranks > slots) argv.push_back("--oversubscribe");
   for (const std::string& name : c.qcommVariables) argv.insert(argv.end(), {"-x", name});
   argv.insert(argv.end(), r.program.begin(), r.program.end());
+  if (c.cluster && c.cluster->docker) {
+    QCOMM_ASSIGN_OR_RETURN(argv[argv.size() - r.program.size()],
+                           programInContainers(r.program[0], *c.cluster, c.workdir));
+  }
   return argv;
 }
 
@@ -90,6 +134,8 @@ Result<RunContext> currentRunContext(const RunRequest& request) {
       c.qcommVariables.emplace_back(*e, eq ? eq - *e : std::strlen(*e));
     }
   }
+  std::error_code ec;
+  c.workdir = std::filesystem::current_path(ec).string();
   if (!request.cluster.empty()) {
     QCOMM_ASSIGN_OR_RETURN(ClusterSpec spec, loadCluster(request.cluster));
     c.cluster = spec;
@@ -106,6 +152,19 @@ int report(const Status& s, const char* what) {
 }
 
 }  // namespace
+
+int runJob(const Argv& argv, const RunContext& context, const char* what) {
+  if (!context.cluster || !context.cluster->docker) return report(execCommand(argv), what);
+  Result<int> code = runInForeground(argv);
+  if (!code.isOk()) return report(code.status(), what);
+  if (*code != 0) {
+    const std::string stopped = stoppedContainers(*context.cluster);
+    std::fprintf(stderr, "qcomm %s: the job on docker cluster '%s' ended with exit code %d%s%s",
+                 what, context.cluster->prefix.c_str(), *code, stopped.empty() ? "" : "; ",
+                 stopped.empty() ? "\n" : stopped.c_str());
+  }
+  return *code;
+}
 
 void addRunCommand(CLI::App& app, int& exitCode) {
   auto request = std::make_shared<RunRequest>();
@@ -139,7 +198,7 @@ void addRunCommand(CLI::App& app, int& exitCode) {
       exitCode = 0;
       return;
     }
-    exitCode = report(execCommand(*argv), "run");
+    exitCode = runJob(*argv, *context, "run");
   });
 }
 
@@ -152,7 +211,11 @@ void addSweepCommand(CLI::App& app, int& exitCode) {
       "Markdown report)");
   sweep->add_option("file", *file, "sweep file, e.g. examples/sweep.toml")->required();
   sweep->add_option("--out", *out, "output folder (default: sweep-<name>)");
-  sweep->callback([file, out, &exitCode] {
+  auto cluster = std::make_shared<std::string>();
+  sweep->add_option("--cluster", *cluster,
+                    "run every group on this cluster from qcomm cluster up (namespaces or "
+                    "--docker) instead of the file's links");
+  sweep->callback([file, out, cluster, &exitCode] {
     std::error_code ec;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
     const std::filesystem::path script =
@@ -163,6 +226,7 @@ void addSweepCommand(CLI::App& app, int& exitCode) {
     }
     Argv argv = {QCOMM_PYTHON, script.string(), *file, "--qcomm", self.string()};
     if (!out->empty()) argv.insert(argv.end(), {"--out", *out});
+    if (!cluster->empty()) argv.insert(argv.end(), {"--cluster", *cluster});
     exitCode = report(execCommand(argv), "sweep");
   });
 }
@@ -182,16 +246,46 @@ void addClusterCommand(CLI::App& app, int& exitCode) {
   up->add_option("--prefix,--name", spec->prefix, "cluster name (prefix of everything it creates)")
       ->capture_default_str();
   up->add_option("--subnet", spec->subnet, "first three octets of its /24")->capture_default_str();
+  up->add_flag("--docker", spec->docker,
+               "hosts are containers (sshd inside; starts qcomm's own dockerd when none answers)");
+  up->add_option("--image", spec->image, "with --docker: the hosts' image")->capture_default_str();
+  up->add_option("--mount", spec->mounts,
+                 "with --docker: a folder visible read-only at the same path in every host "
+                 "(repeatable; qcomm's own build tree is mounted by default)");
   up->callback([spec, &exitCode] {
+    if (!spec->docker && (spec->image != ClusterSpec().image || !spec->mounts.empty())) {
+      exitCode = report(invalidArgument("--image and --mount need --docker"), "cluster up");
+      return;
+    }
     const Status s = clusterUp(*spec);
     if (s.isOk()) {
       std::printf(
-          "cluster %s up: %d hosts x %d slots on %s links; run on it with qcomm run --cluster "
+          "cluster %s up: %d %s x %d slots on %s links; run on it with qcomm run --cluster "
           "%s --np %d PROGRAM\n",
-          spec->prefix.c_str(), spec->hosts, spec->slots, spec->link.c_str(),
+          spec->prefix.c_str(), spec->hosts, spec->docker ? "containers" : "hosts", spec->slots,
+          spec->link.c_str(),
           spec->prefix.c_str(), spec->hosts * spec->slots);
     }
     exitCode = report(s, "cluster up");
+  });
+  auto stop = std::make_shared<bool>(false);
+  CLI::App* engine = cluster->add_subcommand(
+      "engine", "print the Docker engine docker clusters use (DOCKER_HOST, the system's, or "
+                "qcomm's own dockerd, started if none answers); --stop stops qcomm's own if idle");
+  engine->add_flag("--stop", *stop, "stop qcomm's own dockerd (when no container is left on it)");
+  engine->callback([stop, &exitCode] {
+    if (*stop) {
+      Result<bool> stopped = stopOwnDockerEngineIfIdle(ClusterSpec().stateRoot);
+      if (stopped.isOk()) {
+        std::printf("%s\n", *stopped ? "stopped qcomm's dockerd" : "qcomm's dockerd is not "
+                                                                   "running, or still has containers");
+      }
+      exitCode = report(stopped.status(), "cluster engine");
+      return;
+    }
+    Result<std::string> host = ensureDockerEngine(ClusterSpec().stateRoot);
+    if (host.isOk()) std::printf("%s\n", host->c_str());
+    exitCode = report(host.status(), "cluster engine");
   });
   auto name = std::make_shared<std::string>("qcomm");
   CLI::App* down = cluster->add_subcommand("down", "remove everything a cluster made");

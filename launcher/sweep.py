@@ -73,20 +73,28 @@ def main():
     parser.add_argument("file")
     parser.add_argument("--out", default=None, help="output folder (default: sweep-NAME)")
     parser.add_argument("--qcomm", default="qcomm", help="the qcomm command")
+    parser.add_argument("--cluster", default=None,
+                        help="run every group on this existing cluster (qcomm cluster up, "
+                             "namespaces or --docker) instead of the file's links")
     args = parser.parse_args()
     spec = load(args.file)
+    if args.cluster:
+        spec["links"] = [args.cluster]  # the cluster's name labels its rows and plots
     out = args.out or f"sweep-{spec['name']}"
     os.makedirs(out, exist_ok=True)
     codecs = [f"qsgd:bits={b},bucket={k},norm={n},layout={l}" for b, k, l, n in
               itertools.product(spec["bits"], spec["bucket"], spec["layout"], spec["norm"])]
     groups = list(itertools.product(spec["links"], spec["ranks"]))
     steps = len(groups) * len(spec["sizes"]) * len(codecs)
-    if any(link != "local" for link in spec["links"]) and os.geteuid() != 0:
+    if not args.cluster and any(link != "local" for link in spec["links"]) and os.geteuid() != 0:
         fail("emulated links need root (network namespaces); use links = [\"local\"] otherwise")
     rows, done, started = [], 0, time.time()
     for link, ranks in groups:
-        cluster = []
-        if link != "local":
+        cluster, own = [], False
+        if args.cluster:
+            cluster = ["--cluster", args.cluster]
+        elif link != "local":
+            own = True
             run([args.qcomm, "cluster", "down", "qcsweep"], "cleaning an old sweep cluster")
             run([args.qcomm, "cluster", "up", str(ranks), "--link", link, "--prefix", "qcsweep",
                  "--subnet", "10.231.81"], f"qcomm cluster up {ranks} --link {link}")
@@ -108,7 +116,7 @@ def main():
                             row.update(link=link, ranks=ranks)
                             rows.append(row)
         finally:
-            if cluster:
+            if own:
                 run([args.qcomm, "cluster", "down", "qcsweep"], "qcomm cluster down")
     print(f"\rdone: {steps} benchmark runs in {time.time() - started:.0f} s" + " " * 40)
     fields = ["link", "ranks", "size", "count", "algorithm", "codec", "time_us", "algbw_GBps",

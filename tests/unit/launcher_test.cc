@@ -1,7 +1,9 @@
-// Pure pieces of the launcher: the mpirun command line and the .npy reader.
+// Pure pieces of the launcher: the mpirun command line, cluster plans (namespaces and docker)
+// and the .npy reader.
 #include <gtest/gtest.h>
 
 #include "cluster.h"
+#include "docker_cluster.h"
 #include "npy.h"
 #include "run_command.h"
 
@@ -159,6 +161,109 @@ TEST(Launcher, ClusterSpecsAreValidated) {
   s.hosts = 4;
   s.subnet = "10.300.1";
   EXPECT_EQ(s.validate().message(), "subnet '10.300.1' must be three octets such as 10.231.77");
+}
+
+ClusterSpec dockerSpec() {
+  ClusterSpec s;
+  s.prefix = "qd";
+  s.hosts = 2;
+  s.docker = true;
+  s.image = "qcomm:node";
+  s.dockerHost = "unix:///run/qcomm/docker/docker.sock";
+  s.mounts = {"/src/build", "/opt/cuda/lib"};
+  return s;
+}
+
+TEST(Launcher, DockerClusterHostsAreContainersWiredByTheSamePlan) {
+  const ClusterSpec s = dockerSpec();
+  const std::vector<Argv> plan = clusterUpPlan(s, {4242, 4343});
+  ASSERT_EQ(plan.size(), 2u + 2 * 11);
+  // The container's network namespace is attached under the host's name, not created.
+  EXPECT_EQ(plan[2], (Argv{"ip", "netns", "attach", "qd-h0", "4242"}));
+  EXPECT_EQ(plan[13], (Argv{"ip", "netns", "attach", "qd-h1", "4343"}));
+  EXPECT_EQ(plan[12], (Argv{"tc", "qdisc", "add", "dev", "qd-v0", "root", "tbf", "rate", "1gbit",
+                            "burst", "500000b", "latency", "100ms"}));
+  EXPECT_EQ(dockerRunArgv(s, 1),
+            (Argv{"docker", "-H", "unix:///run/qcomm/docker/docker.sock", "run", "-d", "--name",
+                  "qd-h1", "--hostname", "qd-h1", "--network", "none", "--shm-size", "1g",
+                  "--label", "qcomm.cluster=qd", "-v", "/run/qcomm/qd/keys:/etc/qcomm/keys:ro",
+                  "-v", "/run/qcomm/qd/hostfile:/etc/qcomm/hostfile:ro", "-v",
+                  "/run/qcomm/qd/shared:/run/qcomm/qd/shared", "-v", "/src/build:/src/build:ro",
+                  "-v", "/opt/cuda/lib:/opt/cuda/lib:ro", "qcomm:node", "qcomm-node", "serve"}));
+  const Result<ClusterSpec> back = parseClusterSpecText(clusterSpecText(s));
+  ASSERT_TRUE(back.isOk()) << back.status().message();
+  EXPECT_TRUE(back->docker);
+  EXPECT_EQ(back->image, "qcomm:node");
+  EXPECT_EQ(back->dockerHost, s.dockerHost);
+  EXPECT_EQ(back->mounts, s.mounts);
+  EXPECT_FALSE(parseClusterSpecText(clusterSpecText(ClusterSpec()))->docker);
+}
+
+TEST(Launcher, MpirunArgvOnADockerClusterRunsInContainerZeroOverSsh) {
+  RunRequest r;
+  r.ranks = 2;
+  r.cluster = "qd";
+  r.program = {"build/bench", "-b", "1M"};
+  RunContext c;
+  c.cluster = dockerSpec();
+  c.cores = 2;
+  c.workdir = "/src";
+  c.qcommVariables = {"QCOMM_TIMEOUT"};
+  const Result<Argv> argv = mpirunArgv(r, c);
+  ASSERT_TRUE(argv.isOk()) << argv.status().message();
+  EXPECT_EQ(*argv,
+            (Argv{"docker", "-H", "unix:///run/qcomm/docker/docker.sock", "exec", "-e",
+                  "QCOMM_TIMEOUT", "qd-h0", "env", "OMPI_ALLOW_RUN_AS_ROOT=1",
+                  "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "mpirun", "-np", "2", "--hostfile",
+                  "/etc/qcomm/hostfile", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include",
+                  "10.231.77.0/24", "--mca", "oob_tcp_if_include", "10.231.77.0/24", "--mca",
+                  "rtc_hwloc_vmhole", "none", "-x", "QCOMM_TIMEOUT", "/src/build/bench", "-b",
+                  "1M"}));
+  // Inside a mount, the job starts where qcomm was started.
+  c.workdir = "/src/build/sub";
+  r.program = {"../bench"};
+  const Argv inside = *mpirunArgv(r, c);
+  EXPECT_EQ(std::vector<std::string>(inside.begin() + 4, inside.begin() + 9),
+            (Argv{"-e", "QCOMM_TIMEOUT", "-w", "/src/build/sub", "qd-h0"}));
+  EXPECT_EQ(inside.back(), "/src/build/bench");
+  // A relative path the containers cannot see is an error that says what to mount.
+  c.workdir = "/home/me";
+  r.program = {"./train"};
+  EXPECT_EQ(mpirunArgv(r, c).status().message(),
+            "program './train' (/home/me/train) is not inside a folder mounted into the containers "
+            "of cluster 'qd' (/src/build, /opt/cuda/lib); bring the cluster up again with --mount "
+            "FOLDER");
+  // Bare names and absolute paths are the containers' own.
+  r.program = {"hostname"};
+  EXPECT_EQ(mpirunArgv(r, c)->back(), "hostname");
+  r.program = {"/usr/local/bin/qcomm_digits_example"};
+  EXPECT_EQ(mpirunArgv(r, c)->back(), "/usr/local/bin/qcomm_digits_example");
+}
+
+TEST(Launcher, DockerSpecsAreValidated) {
+  ClusterSpec s = dockerSpec();
+  s.mounts = {};
+  EXPECT_TRUE(s.validate().isOk()) << s.validate().message();
+  s.prefix = "docker";
+  EXPECT_EQ(s.validate().message(),
+            "cluster name 'docker' is taken by qcomm's own Docker engine's state");
+  s.prefix = "qd";
+  s.image = "-bad image";
+  EXPECT_EQ(s.validate().message(), "image '-bad image' is not a Docker image name");
+  s.image = "qcomm:node";
+  s.mounts = {"relative/dir"};
+  EXPECT_EQ(s.validate().message(), "--mount 'relative/dir' must be a folder's absolute path (no ':')");
+  s.mounts = {"/a:/b"};
+  EXPECT_FALSE(s.validate().isOk());
+  s.mounts = {"/tmp"};
+  EXPECT_TRUE(s.validate().isOk());
+  // qcomm's own engine: no iptables, forwarding, masquerading or default bridge.
+  const Argv dockerd = ownDockerdArgv("/run/qcomm");
+  for (const char* flag : {"--iptables=false", "--ip-forward=false", "--ip-masq=false",
+                           "--bridge=none"}) {
+    EXPECT_NE(std::find(dockerd.begin(), dockerd.end(), flag), dockerd.end()) << flag;
+  }
+  EXPECT_EQ(dockerd.back(), "unix:///run/qcomm/docker/docker.sock");
 }
 
 TEST(Launcher, NpyRoundTripsEveryRank) {
