@@ -1,6 +1,7 @@
 #include "docker_cluster.h"
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,6 +161,11 @@ Result<bool> stopOwnDockerEngineIfIdle(const std::string& stateRoot) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   if (alive(pid)) return internalError("qcomm's dockerd (pid ", pid, ") did not stop");
+  // dockerd leaves two mounts behind when it stops: its network namespace handle and its data
+  // root bound onto itself. The data (the images) stays as the cache; the mounts go.
+  for (const std::string& mount : {dir + "/exec/netns/default", dir + "/data"}) {
+    umount2(mount.c_str(), MNT_DETACH);  // not mounted: EINVAL, nothing to do
+  }
   return true;
 }
 

@@ -41,6 +41,7 @@ leftovers() {  # prefix
   [ ! -e "/run/qcomm/$1" ] || echo "/run/qcomm/$1"
   if [ "$own" -eq 1 ] && [ -e /run/qcomm/docker/dockerd.pid ] &&
      kill -0 "$(cat /run/qcomm/docker/dockerd.pid)" 2>/dev/null; then echo "qcomm's dockerd"; fi
+  if [ "$own" -eq 1 ]; then grep -o " /run/qcomm/docker/[^ ]*" /proc/mounts || true; fi
 }
 expect_clean() {  # prefix what
   for _ in $(seq 20); do
