@@ -55,13 +55,18 @@ pid_t readPid(const std::string& path) {
   return pid > 1 ? static_cast<pid_t>(pid) : 0;
 }
 
-// Running, and not a zombie (a killed daemon whose parent, init here, has not reaped it yet).
-bool alive(pid_t pid) {
+// Whether `pid` is a running `command` (dockerd, containerd): not a zombie (a killed daemon whose
+// parent, init here, has not reaped it yet), and not another program that reused a stale pid.
+bool alive(pid_t pid, const std::string& command) {
   if (pid <= 0 || kill(pid, 0) != 0) return false;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const size_t paren = text.rfind(')');
-  return paren == std::string::npos || paren + 2 >= text.size() || text[paren + 2] != 'Z';
+  // "PID (COMM) STATE ..."
+  const size_t open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 >= text.size()) {
+    return false;
+  }
+  return text.substr(open + 1, close - open - 1) == command && text[close + 2] != 'Z';
 }
 
 }  // namespace
@@ -110,24 +115,25 @@ Result<std::string> startOwnDockerEngine(const std::string& stateRoot) {
   // A daemon of ours that died (kill -9, a crash) leaves its pid file and socket behind, and
   // its containerd running, which would keep a new daemon's containerd from starting (the
   // containers' shims survive both and are taken over again).
-  if (!alive(readPid(dir + "/dockerd.pid"))) {
+  if (!alive(readPid(dir + "/dockerd.pid"), "dockerd")) {
     fs::remove(dir + "/dockerd.pid", ec);
     fs::remove(dir + "/docker.sock", ec);
     const pid_t containerd = readPid(dir + "/exec/containerd/containerd.pid");
-    if (alive(containerd)) {
+    if (alive(containerd, "containerd")) {
       kill(containerd, SIGTERM);
       const auto deadline = Clock::now() + std::chrono::seconds(10);
-      while (alive(containerd) && Clock::now() < deadline) {
+      while (alive(containerd, "containerd") && Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      if (alive(containerd)) kill(containerd, SIGKILL);
+      if (alive(containerd, "containerd")) kill(containerd, SIGKILL);
     }
     // dockerd takes any process under that pid, a zombie included, for its containerd.
     fs::remove(dir + "/exec/containerd/containerd.pid", ec);
   }
-  // In its own session, so that it outlives this command; its log beside its state.
+  // In its own session, so that it outlives this command; its log (of this start) beside its
+  // state.
   const std::string log = dir + "/dockerd.log";
-  const std::string command = "setsid " + joinArgv(ownDockerdArgv(stateRoot)) + " >>" + log +
+  const std::string command = "setsid " + joinArgv(ownDockerdArgv(stateRoot)) + " >" + log +
                               " 2>&1 </dev/null &";
   if (!runCommand({"sh", "-c", "command -v dockerd >/dev/null"}).isOk()) {
     return failedPrecondition("no Docker engine answers and dockerd is not installed "
@@ -145,27 +151,33 @@ Result<std::string> startOwnDockerEngine(const std::string& stateRoot) {
 
 Result<bool> stopOwnDockerEngineIfIdle(const std::string& stateRoot) {
   const std::string dir = ownEngineDir(stateRoot), host = ownDockerHost(stateRoot);
+  // dockerd leaves two mounts behind when it stops or dies: its network namespace handle and
+  // its data root bound onto itself. The data (the images) stays as the cache; the mounts go.
+  auto unmount = [&dir] {
+    for (const std::string& mount : {dir + "/exec/netns/default", dir + "/data"}) {
+      umount2(mount.c_str(), MNT_DETACH);  // not mounted: EINVAL, nothing to do
+    }
+  };
   const pid_t pid = readPid(dir + "/dockerd.pid");
-  if (!alive(pid)) return false;
+  if (!alive(pid, "dockerd")) {
+    if (!dockerAnswers(host)) unmount();
+    return false;
+  }
   if (dockerAnswers(host)) {
     QCOMM_ASSIGN_OR_RETURN(const std::string ids, captureCommand(withCli(host, {"ps", "-aq"})));
     if (ids.find_first_not_of(" \n") != std::string::npos) return false;  // someone else's
   }
   kill(pid, SIGTERM);
   const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (alive(pid) && Clock::now() < deadline) {
+  while (alive(pid, "dockerd") && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  if (alive(pid)) {
+  if (alive(pid, "dockerd")) {
     kill(pid, SIGKILL);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  if (alive(pid)) return internalError("qcomm's dockerd (pid ", pid, ") did not stop");
-  // dockerd leaves two mounts behind when it stops: its network namespace handle and its data
-  // root bound onto itself. The data (the images) stays as the cache; the mounts go.
-  for (const std::string& mount : {dir + "/exec/netns/default", dir + "/data"}) {
-    umount2(mount.c_str(), MNT_DETACH);  // not mounted: EINVAL, nothing to do
-  }
+  if (alive(pid, "dockerd")) return internalError("qcomm's dockerd (pid ", pid, ") did not stop");
+  unmount();
   return true;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,7 +112,17 @@ Result<std::string> captureCommand(const Argv& argv) {
   return outcome.out;
 }
 
-Result<int> runInForeground(const Argv& argv) {
+namespace {
+
+// The one signal that interrupted a foreground wait. A signal handler can only reach state
+// like this; it is written by the handler and read by runInForeground alone.
+volatile sig_atomic_t interruptSignal = 0;
+
+void noteInterrupt(int signal) { interruptSignal = signal; }
+
+}  // namespace
+
+Result<int> runInForeground(const Argv& argv, int* interruptedBy) {
   std::vector<char*> cargv;
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -119,9 +130,25 @@ Result<int> runInForeground(const Argv& argv) {
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ);
   if (rc != 0) return ioError("cannot run '", argv[0], "': ", std::strerror(rc));
+  // While the child runs, SIGINT/SIGTERM/SIGHUP are noted instead of ending this process, so
+  // that the caller can clean up after the child; the first is passed on to the child (which,
+  // from a terminal, gets a second SIGINT through the process group: harmless).
+  interruptSignal = 0;
+  struct sigaction note = {}, old[3];
+  note.sa_handler = noteInterrupt;
+  sigemptyset(&note.sa_mask);
+  const int signals[3] = {SIGINT, SIGTERM, SIGHUP};
+  for (int i = 0; i < 3; ++i) sigaction(signals[i], &note, &old[i]);
   int status = 0;
+  bool forwarded = false;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    if (!forwarded && interruptSignal != 0) {
+      kill(pid, interruptSignal);
+      forwarded = true;
+    }
   }
+  for (int i = 0; i < 3; ++i) sigaction(signals[i], &old[i], nullptr);
+  if (interruptedBy != nullptr) *interruptedBy = interruptSignal;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

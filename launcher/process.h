@@ -16,7 +16,9 @@ Status runCommand(const Argv& argv);
 // Runs argv and returns what it printed on stdout (empty on failure).
 Result<std::string> captureCommand(const Argv& argv);
 // Runs argv with this process's standard streams and returns its exit code (128 + signal).
-Result<int> runInForeground(const Argv& argv);
+// SIGINT, SIGTERM and SIGHUP do not end this process meanwhile: the signal is stored in
+// *interruptedBy (0 if none came) for the caller to clean up after.
+Result<int> runInForeground(const Argv& argv, int* interruptedBy = nullptr);
 // Replaces this process with argv (returns only on failure).
 Status execCommand(const Argv& argv);
 std::string joinArgv(const Argv& argv);

@@ -155,8 +155,20 @@ int report(const Status& s, const char* what) {
 
 int runJob(const Argv& argv, const RunContext& context, const char* what) {
   if (!context.cluster || !context.cluster->docker) return report(execCommand(argv), what);
-  Result<int> code = runInForeground(argv);
+  int interruptedBy = 0;
+  Result<int> code = runInForeground(argv, &interruptedBy);
   if (!code.isOk()) return report(code.status(), what);
+  if (interruptedBy != 0) {
+    // The docker client leaves on a signal, but what it started in container 0 goes on: end
+    // mpirun there, which ends the job on every host.
+    const ClusterSpec& s = *context.cluster;
+    const Status stopped = runCommand(
+        {"docker", "-H", s.dockerHost, "exec", s.namespaceOf(0), "pkill", "-TERM", "-x", "mpirun"});
+    std::fprintf(stderr, "qcomm %s: interrupted (signal %d); %s\n", what, interruptedBy,
+                 stopped.isOk() ? ("ended mpirun in container " + s.namespaceOf(0)).c_str()
+                                : "no mpirun was left in container 0");
+    return 128 + interruptedBy;
+  }
   if (*code != 0) {
     const std::string stopped = stoppedContainers(*context.cluster);
     std::fprintf(stderr, "qcomm %s: the job on docker cluster '%s' ended with exit code %d%s%s",
@@ -251,7 +263,8 @@ void addClusterCommand(CLI::App& app, int& exitCode) {
   up->add_option("--image", spec->image, "with --docker: the hosts' image")->capture_default_str();
   up->add_option("--mount", spec->mounts,
                  "with --docker: a folder visible read-only at the same path in every host "
-                 "(repeatable; qcomm's own build tree is mounted by default)");
+                 "(repeatable; qcomm's own build tree is mounted by default)")
+      ->allow_extra_args(false);  // one folder per --mount: the host count may follow
   up->callback([spec, &exitCode] {
     if (!spec->docker && (spec->image != ClusterSpec().image || !spec->mounts.empty())) {
       exitCode = report(invalidArgument("--image and --mount need --docker"), "cluster up");

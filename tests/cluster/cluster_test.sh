@@ -12,7 +12,7 @@ if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
 fi
 cleanup() { "$qcomm" cluster down "$name" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/checks.sh"
 
 "$qcomm" cluster down "$name" >/dev/null 2>&1 || true   # leftovers of an interrupted run
 "$qcomm" cluster up 4 --link 1gbit --prefix "$name" --subnet 10.231.78
@@ -24,11 +24,7 @@ echo "== mpirun tests across 4 emulated hosts"
 echo "== allreduce benchmark across 4 emulated hosts"
 out=$("$qcomm" bench allreduce --cluster "$name" --np 4 -b 1M -e 4M -f 4 -n 2 -w 1)
 echo "$out"
-for a in mpi allgather sra; do
-  echo "$out" | grep -qE " $a " || fail "benchmark printed no $a row"
-done
-echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
-  fail "some benchmark row has values outside the quantization bound"
+expect_bench_rows "$out" "mpi " "allgather " "sra "
 
 echo "== a rank killed (SIGKILL) or stalled mid-training across 4 emulated hosts"
 "$(dirname "$0")/../mpi/fault_job_test.sh" "$build/tests/qcomm_fault_job" \
@@ -36,20 +32,7 @@ echo "== a rank killed (SIGKILL) or stalled mid-training across 4 emulated hosts
 
 "$qcomm" cluster down "$name"
 trap - EXIT
-# Veth ends and killed processes go away asynchronously: allow up to 10 s before calling it a leak.
-leftovers() {  # prefix
-  ip netns list | grep "^$1-" || true
-  ip -o link show | grep -o " $1-[a-z0-9]*" || true
-  pgrep -af "qcomm_mpi_tests|qcomm_allreduce_bench|qcomm_fault_job|orted" || true
-  [ ! -e "/run/qcomm/$1" ] || echo "/run/qcomm/$1"
-}
-expect_clean() {  # prefix what
-  for _ in $(seq 20); do
-    [ -z "$(leftovers "$1")" ] && return 0
-    sleep 0.5
-  done
-  fail "$2 left: $(leftovers "$1" | tr '\n' ' ')"
-}
+extra_leftovers() { pgrep -af "qcomm_mpi_tests|qcomm_allreduce_bench|qcomm_fault_job|orted" || true; }
 expect_clean "$name" "teardown"
 echo "== 2 emulated hosts x 2 ranks (shared memory inside a host): mpirun tests and hierarchical"
 name=qcsl
@@ -60,11 +43,7 @@ trap cleanup EXIT
 out=$("$qcomm" bench allreduce --cluster "$name" --np 4 -b 1M -e 4M -f 4 -n 2 -w 1 \
       --algorithms mpi,sra,hierarchical,auto)
 echo "$out"
-for a in hierarchical auto:; do
-  echo "$out" | grep -qE " $a" || fail "benchmark printed no $a row"
-done
-echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
-  fail "some benchmark row on 2x2 has values outside the quantization bound"
+expect_bench_rows "$out" hierarchical auto:
 # Hierarchical sends about half of what flat sra sends out of each host (host_tx, last column).
 echo "$out" | awk '$1 == 4194304 && $10 == "sra" { s = $NF } $1 == 4194304 && $10 == "hierarchical" { h = $NF }
                    END { exit !(h > 0 && h < 0.6 * s) }' ||

@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then echo "SKIP: the docker tests need root"; exit 77; 
 for tool in docker dockerd ip tc; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed (docker.io, iproute2)"; exit 77; }
 done
-fail() { echo "FAIL: $*"; exit 1; }
+source "$source/tests/cluster/checks.sh"
 started=$SECONDS
 stamp() { echo "== [$((SECONDS - started)) s] $*"; }
 
@@ -34,27 +34,18 @@ trap cleanup EXIT
 stamp "image qcomm:node (built once per machine, then Docker's cache)"
 "$source/docker/build_images.sh" --node
 
-leftovers() {  # prefix
-  ip netns list | grep "^$1-" || true
-  ip -o link show | grep -o " $1-[a-z0-9]*" || true
+extra_leftovers() {  # prefix: containers, and qcomm's dockerd with its mounts
   if docker info >/dev/null 2>&1; then docker ps -aq --filter "label=qcomm.cluster=$1"; fi
-  [ ! -e "/run/qcomm/$1" ] || echo "/run/qcomm/$1"
-  if [ "$own" -eq 1 ] && [ -e /run/qcomm/docker/dockerd.pid ] &&
-     kill -0 "$(cat /run/qcomm/docker/dockerd.pid)" 2>/dev/null; then echo "qcomm's dockerd"; fi
-  if [ "$own" -eq 1 ]; then grep -o " /run/qcomm/docker/[^ ]*" /proc/mounts || true; fi
-}
-expect_clean() {  # prefix what
-  for _ in $(seq 20); do
-    [ -z "$(leftovers "$1")" ] && return 0
-    sleep 0.5
-  done
-  fail "$2 left: $(leftovers "$1" | tr '\n' ' ')"
+  if [ "$own" -eq 1 ]; then
+    if [ -e /run/qcomm/docker/dockerd.pid ] &&
+       kill -0 "$(cat /run/qcomm/docker/dockerd.pid)" 2>/dev/null; then echo "qcomm's dockerd"; fi
+    grep -o " /run/qcomm/docker/[^ ]*" /proc/mounts || true
+  fi
 }
 
 stamp "4 containers on 1 Gbit/s links"
 "$qcomm" cluster down "$name" >/dev/null 2>&1 || true   # leftovers of an interrupted run
 "$qcomm" cluster up 4 --docker --image qcomm:node --link 1gbit --prefix "$name" --subnet 10.231.93
-[ "$own" -eq 0 ] || export DOCKER_HOST=unix:///run/qcomm/docker/docker.sock  # up restarted it
 status=$("$qcomm" cluster status "$name")
 echo "$status"
 [ "$(echo "$status" | grep -c " Up ")" -eq 4 ] || fail "status does not show 4 running containers"
@@ -67,11 +58,7 @@ json=$(mktemp --suffix .json)
 out=$("$qcomm" bench allreduce --cluster "$name" --np 4 -b 64M -e 64M -n 2 -w 1 \
       --algorithms mpi,allgather,sra --json "$json")
 echo "$out"
-for a in mpi allgather sra; do
-  echo "$out" | grep -qE " $a " || fail "benchmark printed no $a row"
-done
-echo "$out" | awk '$1 ~ /^[0-9]+$/ && $9 != 0 { bad = 1 } END { exit bad }' ||
-  fail "some benchmark row has values outside the quantization bound"
+expect_bench_rows "$out" "mpi " "allgather " "sra "
 echo "$out" | awk '$10 == "mpi" { m = $6 } $10 == "sra" { s = $6 } END { exit !(s > 0 && s < m) }' ||
   fail "sra was not faster than MPI_Allreduce at 64 MB"
 grep -q '"algorithm": "sra"' "$json" || fail "--json did not come back from container 0"
@@ -102,6 +89,24 @@ stamp "digits example with --check across 4 containers"
 stamp "a rank killed (SIGKILL) or stalled mid-training across 4 containers"
 "$source/tests/mpi/fault_job_test.sh" "$build/tests/qcomm_fault_job" \
   "$qcomm" run --cluster "$name" --np 4 || fail "killed-rank test across the containers"
+
+stamp "qcomm run interrupted (SIGINT): mpirun in container 0 ends too"
+log=$(mktemp)
+"$qcomm" run --cluster "$name" --np 4 "$build/tests/qcomm_fault_job" --mode kill --rank 99 \
+  --at-call 0 --calls 100000000 --timeout-ms 30000 >"$log" 2>&1 &
+job=$!
+sleep 4
+kill -INT "$job"
+rc=0
+wait "$job" || rc=$?
+grep -E "^qcomm run" "$log" || true
+[ "$rc" -eq 130 ] || { tail "$log"; fail "qcomm run exited $rc after SIGINT, not 130"; }
+for _ in $(seq 20); do
+  docker exec "$name-h0" pgrep -x mpirun >/dev/null || break
+  sleep 0.5
+done
+if docker exec "$name-h0" pgrep -x mpirun >/dev/null; then fail "mpirun still runs in $name-h0"; fi
+rm -f "$log"
 
 stamp "docker kill of one container mid-run"
 log=$(mktemp)
