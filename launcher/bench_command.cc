@@ -71,11 +71,17 @@ void addBenchCommand(CLI::App& app, int& exitCode) {
     // folder, copied to the path asked for afterwards.
     std::string jsonWanted, jsonShared;
     if (context.isOk() && context->cluster && context->cluster->docker) {
-      for (size_t i = 1; i + 1 < request->program.size(); ++i) {
-        if (request->program[i] != "--json") continue;
-        jsonWanted = request->program[i + 1];
-        jsonShared = context->cluster->shared() + "/bench-" + std::to_string(getpid()) + ".json";
-        request->program[i + 1] = jsonShared;
+      const std::string shared =
+          context->cluster->shared() + "/bench-" + std::to_string(getpid()) + ".json";
+      Argv& p = request->program;
+      for (size_t i = 1; i < p.size(); ++i) {
+        if (p[i] == "--json" && i + 1 < p.size()) {
+          jsonWanted = p[i + 1];
+          p[i + 1] = jsonShared = shared;
+        } else if (p[i].rfind("--json=", 0) == 0) {
+          jsonWanted = p[i].substr(7);
+          p[i] = "--json=" + (jsonShared = shared);
+        }
       }
     }
     Result<Argv> argv =
