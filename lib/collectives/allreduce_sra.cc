@@ -34,10 +34,10 @@ Status sraStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float>
     s.sendCounts[j] = w.message.size();
     s.send.insert(s.send.end(), w.message.begin(), w.message.end());
     if (!residual.empty()) {  // what part j lost on the way: input - D(Q(input))
-      w.decoded.resize(part.size());
-      QCOMM_RETURN_IF_ERROR(qsgdDecode(w.scratch, w.decoded, ctx.executor));
+      const std::span<float> decoded = firstOf(w.decoded, part.size());
+      QCOMM_RETURN_IF_ERROR(qsgdDecode(w.scratch, decoded, ctx.executor));
       for (size_t i = 0; i < part.size(); ++i) {
-        residual[s.bounds[j] + i] = part[i] - w.decoded[i];
+        residual[s.bounds[j] + i] = part[i] - decoded[i];
       }
     }
   }
@@ -60,8 +60,7 @@ Status sraFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out,
   QCOMM_RETURN_IF_ERROR(deferDataLoss(ctx, s.request->wait()));
   // Reduce part `me`: decode the P codes and average in rank order.
   const int64_t mine = s.bounds[me + 1] - s.bounds[me];
-  std::vector<float>& mean = w.mean;
-  mean.resize(mine);
+  const std::span<float> mean = firstOf(w.mean, mine);
   QCOMM_RETURN_IF_ERROR(decodeMeanMessages(ctx, s.recv, s.recvCounts[me], p, ctx.tensorId,
                                            s.begin + s.bounds[me], mean, {}));
   const std::span<float> owner =
@@ -78,8 +77,7 @@ Status sraFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out,
   for (int r = 0; r < p; ++r) {
     QCOMM_ASSIGN_OR_RETURN(counts[r], messageSize(ctx, s.bounds[r + 1] - s.bounds[r]));
   }
-  std::vector<uint8_t>& gathered = w.gathered;
-  gathered.resize(transport::total(counts));
+  const std::span<uint8_t> gathered = firstOf(w.gathered, transport::total(counts));
   ctx.stats->bytesSent += w.message.size() * (p - 1);
   ctx.stats->bytesReceived += gathered.size() - w.message.size();
   QCOMM_RETURN_IF_ERROR(deferDataLoss(ctx, ctx.transport.allgatherv(w.message, gathered, counts)));

@@ -39,6 +39,14 @@ struct Workspace {
   } hierarchy;
 };
 
+// The first n elements of a reused buffer, grown when too small but never shrunk: resizing a
+// vector up again after a smaller chunk would zero the regrown part on every call.
+template <typename T>
+std::span<T> firstOf(std::vector<T>& buffer, size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return std::span<T>(buffer).first(n);
+}
+
 struct ScheduleContext {
   transport::Transport& transport;
   Executor* executor;
