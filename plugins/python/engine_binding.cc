@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "python_store.h"
 #include "qcomm/communicator.h"
 #include "qcomm/gloo_transport.h"
 
@@ -13,65 +14,6 @@ namespace py = pybind11;
 
 namespace qcomm::python {
 namespace {
-
-// A Python store (set(key, bytes), get(key) -> bytes, wait(keys, timedelta)) as a KeyValueStore.
-class PythonStore final : public transport::KeyValueStore {
- public:
-  explicit PythonStore(py::object store) : store_(std::move(store)) {}
-  ~PythonStore() override {
-    py::gil_scoped_acquire gil;
-    store_ = py::object();
-  }
-
-  Status set(const std::string& key, const std::vector<char>& value) override {
-    py::gil_scoped_acquire gil;
-    try {
-      store_.attr("set")(key, py::bytes(value.data(), value.size()));
-      return Status::ok();
-    } catch (py::error_already_set& e) {
-      return ioError("store: setting '", key, "': ", e.what());
-    }
-  }
-  Result<std::vector<char>> get(const std::string& key,
-                                std::chrono::milliseconds timeout) override {
-    QCOMM_RETURN_IF_ERROR(wait({key}, timeout));
-    py::gil_scoped_acquire gil;
-    try {
-      const std::string value = py::bytes(store_.attr("get")(key));
-      return std::vector<char>(value.begin(), value.end());
-    } catch (py::error_already_set& e) {
-      return ioError("store: getting '", key, "': ", e.what());
-    }
-  }
-  Status wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) override {
-    py::gil_scoped_acquire gil;
-    try {
-      const py::object timedelta = py::module_::import("datetime").attr("timedelta");
-      store_.attr("wait")(keys, timedelta(py::arg("milliseconds") = timeout.count()));
-      return Status::ok();
-    } catch (py::error_already_set& e) {
-      const std::string text = e.what();
-      if (text.find("imeout") != std::string::npos || text.find("imed out") != std::string::npos) {
-        return deadlineExceeded("store: waiting for ", keys.size(), " keys: ", text);
-      }
-      return ioError("store: waiting for ", keys.size(), " keys: ", text);
-    }
-  }
-
- private:
-  py::object store_;
-};
-
-// ValueError for bad arguments, TimeoutError for a rank that did not answer in time,
-// RuntimeError for the rest (a rank that died, a mismatched configuration).
-[[noreturn]] void raiseRuntime(const Status& status) {
-  if (status.code() == StatusCode::kInvalidArgument) throw py::value_error(status.message());
-  if (status.code() == StatusCode::kDeadlineExceeded) {
-    PyErr_SetString(PyExc_TimeoutError, status.message().c_str());
-    throw py::error_already_set();
-  }
-  throw std::runtime_error(status.message());
-}
 
 // The transport and the Communicator on it, destroyed in that order's reverse.
 struct Engine {
@@ -90,6 +32,14 @@ void defineEngine(py::module_& m) {
           s = p.wait();
         }
         if (!s.isOk()) raiseRuntime(s);
+      })
+      // (submitted, started, finished) in seconds of time.monotonic()'s clock; call after wait().
+      .def_property_readonly("times", [](const PendingAllreduce& p) {
+        const PendingTimes t = p.times();
+        const auto seconds = [](std::chrono::steady_clock::time_point at) {
+          return std::chrono::duration<double>(at.time_since_epoch()).count();
+        };
+        return py::make_tuple(seconds(t.submitted), seconds(t.started), seconds(t.finished));
       });
 
   py::class_<Engine>(m, "Engine")

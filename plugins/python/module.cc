@@ -29,6 +29,7 @@ struct HeldName<EncodedTensor> {
 void defineCuda(py::module_& m);        // cuda_binding.cc
 void defineQuantizers(py::module_& m);  // quant_binding.cc
 void defineEngine(py::module_& m);      // engine_binding.cc (with Gloo)
+void defineGpuEngine(py::module_& m);   // gpu_engine_binding.cc (with CUDA, NCCL and Gloo)
 
 namespace {
 
@@ -333,6 +334,12 @@ PYBIND11_MODULE(_qcomm, m) {
   m.attr("built_with_gloo") = true;
 #else
   m.attr("built_with_gloo") = false;
+#endif
+#if defined(QCOMM_HAVE_GPU_ENGINE)
+  defineGpuEngine(m);
+  m.attr("built_with_gpu_engine") = true;
+#else
+  m.attr("built_with_gpu_engine") = false;
 #endif
   m.def("encode_message", &encodeMessage);
   m.def("encode_message_spec", &encodeMessageSpec);

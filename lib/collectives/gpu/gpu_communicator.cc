@@ -63,23 +63,28 @@ GpuCommunicator::~GpuCommunicator() {
   if (commStream_ != nullptr) cudaStreamDestroy(commStream_);
 }
 
-Result<std::unique_ptr<GpuCommunicator>> GpuCommunicator::create(
-    transport::DeviceTransport& transport, const GpuCommunicatorOptions& options) {
-  const int me = transport.rank();
-  QCOMM_ASSIGN_OR_RETURN(const CodecConfig codec, parseAnyCodecSpec(options.codec));
-  if (!codec.isQsgd) {
-    return invalidArgument("rank ", me, ": the GPU path runs QSGD codes; '", options.codec,
+Status GpuCommunicatorOptions::validate() const {
+  QCOMM_ASSIGN_OR_RETURN(const CodecConfig parsed, parseAnyCodecSpec(codec));
+  if (!parsed.isQsgd) {
+    return invalidArgument("the GPU path runs QSGD codes; '", codec,
                            "' is a block quantizer (its kernels exist, qcomm::cuda::quantize, but "
                            "are not wired into the GPU allreduce)");
   }
-  if (options.chunkNumel < 1 || options.minCompressNumel < 0) {
-    return invalidArgument("rank ", me, ": chunkNumel must be >= 1 and minCompressNumel >= 0");
+  if (chunkNumel < 1 || minCompressNumel < 0) {
+    return invalidArgument("chunkNumel must be >= 1 and minCompressNumel >= 0");
   }
-  if (options.algorithm != Algorithm::kAllgather &&
-      options.algorithm != Algorithm::kHierarchical) {
-    return invalidArgument("rank ", me, ": the GPU path runs algorithm allgather or hierarchical, "
-                           "not ", algorithmName(options.algorithm));
+  if (algorithm != Algorithm::kAllgather && algorithm != Algorithm::kHierarchical) {
+    return invalidArgument("the GPU path runs algorithm allgather or hierarchical, not ",
+                           algorithmName(algorithm));
   }
+  return Status::ok();
+}
+
+Result<std::unique_ptr<GpuCommunicator>> GpuCommunicator::create(
+    transport::DeviceTransport& transport, const GpuCommunicatorOptions& options) {
+  const int me = transport.rank();
+  QCOMM_RETURN_IF_ERROR(options.validate().withContext(strCat("rank ", me, ": ")));
+  const CodecConfig codec = *parseAnyCodecSpec(options.codec);
   const int p = transport.size();
   if (options.ranksPerHost < 0 || (options.ranksPerHost > 0 && p % options.ranksPerHost != 0)) {
     return invalidArgument("rank ", me, ": ranksPerHost ", options.ranksPerHost,

@@ -9,21 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "qcomm/key_value_store.h"
 #include "qcomm/transport.h"
 
 namespace qcomm::transport {
-
-// A rendezvous store: set once, get (waiting until the key is set, up to the timeout), wait for
-// keys. Implementations are shared by every rank of a process that uses them and must be safe to
-// call from several threads.
-class KeyValueStore {
- public:
-  virtual ~KeyValueStore() = default;
-  virtual Status set(const std::string& key, const std::vector<char>& value) = 0;
-  virtual Result<std::vector<char>> get(const std::string& key,
-                                        std::chrono::milliseconds timeout) = 0;
-  virtual Status wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) = 0;
-};
 
 // Files in `directory` (created if missing), one per key: ranks in several processes, or hosts
 // sharing a file system.

@@ -51,6 +51,8 @@ struct GpuCommunicatorOptions {
   int ranksPerHost = 0;
 
   std::string describe() const;
+  // The checks that need no transport and no GPU (create() makes them too).
+  Status validate() const;
 };
 
 // Where the time of the last call went (CUDA events; with `timePhases`, phases are serialized to
