@@ -64,8 +64,16 @@ struct Communicator::Worker {
     }
   }
 
-  std::shared_future<Status> submit(std::function<Status()> fn) {
-    std::packaged_task<Status()> task(std::move(fn));
+  PendingAllreduce submit(std::function<Status()> fn) {
+    auto times = std::make_shared<PendingTimes>();
+    times->submitted = std::chrono::steady_clock::now();
+    // The times are written before the future is made ready, so a waiter reads them whole.
+    std::packaged_task<Status()> task([fn = std::move(fn), times] {
+      times->started = std::chrono::steady_clock::now();
+      Status status = fn();
+      times->finished = std::chrono::steady_clock::now();
+      return status;
+    });
     std::shared_future<Status> done = task.get_future().share();
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -78,7 +86,7 @@ struct Communicator::Worker {
       pending.push_back(done);
     }
     wake.notify_one();
-    return done;
+    return PendingAllreduce(std::move(done), std::move(times));
   }
 
   ~Worker() {
@@ -127,15 +135,13 @@ Status Communicator::asyncAllowed() const {
 Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::span<float> data, std::string key) {
   QCOMM_RETURN_IF_ERROR(asyncAllowed());
   if (!worker_) worker_ = std::make_unique<Worker>();
-  return PendingAllreduce(
-      worker_->submit([this, data, key = std::move(key)] { return reduceChecked(data, key); }));
+  return worker_->submit([this, data, key = std::move(key)] { return reduceChecked(data, key); });
 }
 
 Result<PendingAllreduce> Communicator::allreduceMeanAsync(std::vector<NamedTensor> tensors) {
   QCOMM_RETURN_IF_ERROR(asyncAllowed());
   if (!worker_) worker_ = std::make_unique<Worker>();
-  return PendingAllreduce(
-      worker_->submit([this, tensors = std::move(tensors)] { return reduceList(tensors); }));
+  return worker_->submit([this, tensors = std::move(tensors)] { return reduceList(tensors); });
 }
 
 Communicator::Communicator(transport::Transport& transport, CommunicatorOptions options,

@@ -32,9 +32,12 @@ when set (torch's own Gloo convention), else on this host's name.
 - A configuration that differs between ranks fails the first compressed step on every rank; a
   rank that dies fails the others' futures within `timeout` seconds (default: torch's default
   process group timeout).
-- CUDA buckets, when qcomm was built with CUDA, are encoded and decoded on their device by the
-  CUDA codec (QSGD options only) and exchanged with the process group's all_gather; otherwise
-  they are staged through host memory into the engine.
+- CUDA buckets, when qcomm was built with CUDA, NCCL and Gloo, go to qcomm's GPU engine (the
+  GpuCommunicator over NCCL, its unique id exchanged through the same store): encoded, exchanged
+  and decoded on their device, ordered on the current CUDA stream, with QSGD options ('auto' and
+  'sra' run allgather there); otherwise, and for block quantizers, they are staged through host
+  memory into the engine. The GPU engine's error-feedback residuals stay on the device and are
+  not in `state_dict()`.
 """
 
 import datetime
@@ -43,12 +46,13 @@ import os
 import queue
 import socket
 import threading
+import time
 
 import torch
 import torch.distributed as dist
 from torch.distributed import constants as _constants
 
-from . import _codec, _qcomm
+from . import _qcomm
 
 _LAYOUTS = ("seed", "compact")
 _NORMS = ("l2", "max")
@@ -77,8 +81,14 @@ class QsgdState:
 
     def __init__(self, process_group=None, bits=4, bucket_size=512, norm="max", layout="compact",
                  algorithm="auto", error_feedback=True, start_iter=2, min_compress_numel=16384,
-                 seed=0, codec=None, timeout=None, store=None):
+                 seed=0, codec=None, timeout=None, store=None, timeline=False):
         self.process_group = process_group
+        # timeline: when True, one dict per bucket exchange in self.timeline (step, bucket, numel,
+        # path, and time.monotonic() seconds: ready = the hook was called, start/end = the
+        # exchange ran on the engine's thread; the plain path has no start).
+        if not isinstance(timeline, bool):
+            raise TypeError("qcomm.torch: timeline must be True or False")
+        self.timeline = [] if timeline else None
         # store: the rendezvous of the engine's Gloo transport (a torch.distributed store);
         # None: a TCPStore started by rank 0 of the process group.
         self.store = store
@@ -111,8 +121,10 @@ class QsgdState:
                              f"got {timeout!r}")
         self.timeout = float(timeout)
         self.iter = 0
-        self.residuals = {}  # CUDA buckets' error feedback (the engine keeps the CPU ones)
         self._engine = None
+        self._gpu_engine = None  # CUDA buckets: GpuCommunicator over NCCL
+        self._gpu_device = None
+        self._store = None
         self._engine_state = None  # loaded before the engine exists: applied when it starts
         self._completer = None
 
@@ -123,10 +135,48 @@ class QsgdState:
         return (f"qsgd:bits={self.bits},bucket={self.bucket_size},norm={self.norm},"
                 f"layout={self.layout}")
 
+    def _store_for(self, group):
+        if self._store is None:
+            self._store = self.store if self.store is not None else _rendezvous_store(group, self)
+        return self._store
+
+    def gpu_codec(self):
+        """The codec spec CUDA buckets run on their device, or None where the GPU engine cannot
+        run it (qcomm built without CUDA/NCCL/Gloo, or a block quantizer: staged through host
+        memory into the CPU engine instead). The GPU path has allgather and hierarchical; 'auto'
+        and 'sra' run allgather there."""
+        if not _qcomm.built_with_gpu_engine:
+            return None
+        try:
+            _qcomm.check_gpu_engine_options(self.engine_codec(), self._gpu_algorithm())
+        except ValueError:
+            return None
+        return self.engine_codec()
+
+    def _gpu_algorithm(self):
+        return "hierarchical" if self.algorithm == "hierarchical" else "allgather"
+
+    def _gpu_engine_for(self, group, device):
+        if self._gpu_engine is None:
+            rank, world = dist.get_rank(group), dist.get_world_size(group)
+            try:
+                self._gpu_engine = _qcomm.GpuEngine(
+                    self._store_for(group), rank, world, device.index, self.engine_codec(),
+                    self._gpu_algorithm(), self.error_feedback, self.seed, self.timeout)
+            except (RuntimeError, ValueError, TimeoutError) as e:
+                raise type(e)(f"qcomm.torch: {e}") from None
+            self._gpu_device = device
+            if self._completer is None:
+                self._completer = _Completer()
+        elif device != self._gpu_device:
+            raise RuntimeError(f"qcomm.torch: CUDA buckets on {device} and {self._gpu_device}: "
+                               f"one process drives one device")
+        return self._gpu_engine
+
     def _engine_for(self, group):
         if self._engine is None:
             rank, world = dist.get_rank(group), dist.get_world_size(group)
-            store = self.store if self.store is not None else _rendezvous_store(group, self)
+            store = self._store_for(group)
             try:
                 engine = _qcomm.Engine(store, rank, world, self.engine_codec(), self.algorithm,
                                        self.error_feedback, self.seed, 0, self.timeout,
@@ -137,7 +187,8 @@ class QsgdState:
                 engine.load_state(self._engine_state)
                 self._engine_state = None
             self._engine = engine
-            self._completer = _Completer()
+            if self._completer is None:
+                self._completer = _Completer()
         return self._engine
 
     def config(self):
@@ -148,16 +199,13 @@ class QsgdState:
 
     def state_dict(self):
         engine = self._engine.save_state() if self._engine is not None else self._engine_state
-        return {"config": self.config(), "iter": self.iter,
-                "residuals": {k: v.clone() for k, v in self.residuals.items()},
-                "engine": engine}
+        return {"config": self.config(), "iter": self.iter, "engine": engine}
 
     def load_state_dict(self, state):
         if state.get("config") != self.config():
             raise ValueError(f"qcomm.torch: state saved with {state.get('config')} cannot load into "
                              f"a hook configured with {self.config()}")
         self.iter = int(state["iter"])
-        self.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
         engine = state.get("engine")
         if engine is not None and self._engine is not None:
             self._engine.load_state(engine)
@@ -194,14 +242,24 @@ class _Completer:
         self._thread = threading.Thread(target=self._run, name="qcomm-hook", daemon=True)
         self._thread.start()
 
-    def put(self, pending, future, bucket, work):
-        self._queue.put((pending, future, bucket, work))
+    def put(self, pending, future, bucket, work, event=None):
+        """`pending`: the CPU engine's handle, or a torch.cuda.Event recorded after a CUDA
+        bucket's exchange (and cast back) on its stream."""
+        self._queue.put((pending, future, bucket, work, event))
 
     def _run(self):
         while True:
-            pending, future, bucket, work = self._queue.get()
+            pending, future, bucket, work, event = self._queue.get()
             try:
+                if isinstance(pending, torch.cuda.Event):
+                    pending.synchronize()  # without the GIL
+                    if event is not None:
+                        event["end"] = time.monotonic()
+                    future.set_result(bucket)
+                    continue
                 pending.wait()
+                if event is not None:
+                    _, event["start"], event["end"] = pending.times
                 if work is not bucket:
                     bucket.copy_(work.to(device=bucket.device, dtype=bucket.dtype))
             except Exception as e:  # noqa: BLE001: every failure belongs to the Future
@@ -210,35 +268,28 @@ class _Completer:
             future.set_result(bucket)
 
 
-def _cuda_allgather(state, group, tensor, index):
-    """A CUDA bucket through the CUDA codec: encoded on its device, the words and scales
-    all-gathered as tensors (the same sizes on every rank), decoded and averaged on the device in
-    rank order. The words never cross PCIe. (sra is not done on the device: it uses allgather.)"""
-    world = dist.get_world_size(group)
-    rank = dist.get_rank(group)
-    work = tensor.detach().to(torch.float32)
-    work = work.clone() if work.data_ptr() == tensor.data_ptr() else work.contiguous()
-    residual = None
-    if state.error_feedback:
-        residual = state.residuals.get(index)
-        if residual is None or residual.numel() != work.numel() or residual.device != work.device:
-            residual = torch.zeros_like(work)
-            state.residuals[index] = residual
-        work += residual
-    code = _codec.encode(work, state.bits, seed=state.seed, bucket_size=state.bucket_size,
-                         norm=state.norm, layout=state.layout, rank=rank, tensor_id=index,
-                         step=state.iter)
-    words = torch.empty(world * code["neo"].numel(), dtype=code["neo"].dtype, device=work.device)
-    scales = torch.empty(world * code["norm"].numel(), dtype=torch.float32, device=work.device)
-    dist.all_gather(list(words.chunk(world)), code["neo"], group=group)
-    dist.all_gather(list(scales.chunk(world)), code["norm"], group=group)
-    total = torch.zeros_like(work)
-    for r, (w, sc) in enumerate(zip(words.chunk(world), scales.chunk(world))):
-        decoded = _codec.decode(dict(code, neo=w, norm=sc))
-        total += decoded
-        if r == rank and residual is not None:
-            torch.sub(work, decoded, out=residual)
-    return total / world
+def _submit_cuda(state, group, tensor, index, event):
+    """A CUDA bucket on qcomm's GPU engine (GpuCommunicator over NCCL): averaged in place on its
+    device, ordered on the current stream; the Future completes when that work is done. The
+    words never leave the device."""
+    engine = state._gpu_engine_for(group, tensor.device)
+    if tensor.dtype == torch.float32 and tensor.is_contiguous():
+        work = tensor
+    else:
+        work = tensor.detach().to(torch.float32).contiguous()
+        if work.data_ptr() == tensor.data_ptr():
+            work = work.clone()
+    stream = torch.cuda.current_stream(tensor.device)
+    engine.submit(work.data_ptr(), work.numel(), f"bucket{index}", stream.cuda_stream)
+    if work is not tensor:
+        tensor.copy_(work)  # cast back, on the same stream, after the exchange
+    done = torch.cuda.Event()
+    done.record(stream)
+    if event is not None:
+        event["path"] = "cuda"
+    future = torch.futures.Future()
+    state._completer.put(done, future, tensor, work, event)
+    return future
 
 
 def qsgd_hook(state, bucket):
@@ -248,6 +299,11 @@ def qsgd_hook(state, bucket):
     tensor = bucket.buffer()
     index = bucket.index()
     last = bucket.is_last()
+    event = None
+    if state.timeline is not None:
+        event = dict(step=state.iter, bucket=index, numel=tensor.numel(), path="qcomm",
+                     ready=time.monotonic())
+        state.timeline.append(event)
 
     def advance(value):
         if last:
@@ -256,13 +312,17 @@ def qsgd_hook(state, bucket):
 
     if state.iter < state.start_iter or tensor.numel() < state.min_compress_numel or world == 1:
         future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
-        return future.then(lambda f: advance(f.value()[0].div_(world)))
+        if event is not None:
+            event["path"] = "plain"
 
-    if tensor.is_cuda and _qcomm.built_with_cuda and state.codec is None:
-        tensor.copy_(_cuda_allgather(state, group, tensor, index).to(tensor.dtype))
-        future = torch.futures.Future()
-        future.set_result(advance(tensor))
-        return future
+        def done(f):
+            if event is not None:
+                event["end"] = time.monotonic()
+            return advance(f.value()[0].div_(world))
+        return future.then(done)
+
+    if tensor.is_cuda and state.gpu_codec() is not None:
+        return advance(_submit_cuda(state, group, tensor, index, event))
     engine = state._engine_for(group)
     # The engine averages float32 host memory in place: the bucket itself when it is one, else a
     # staged copy (CUDA without qcomm's CUDA codec, float16/bfloat16) cast back on completion.
@@ -274,7 +334,7 @@ def qsgd_hook(state, bucket):
             work = work.clone()
     pending = engine.submit(work.data_ptr(), work.numel(), f"bucket{index}")
     future = torch.futures.Future()
-    state._completer.put(pending, future, tensor, work)
+    state._completer.put(pending, future, tensor, work, event)
     advance(None)
     return future
 

@@ -56,9 +56,20 @@ def local_grads(model, rank, step):
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-def check_mean_within_bound(rank, world, options, steps):
-    plain = make_model()
-    ddp = torch.nn.parallel.DistributedDataParallel(make_model(), bucket_cap_mb=0.01)
+def deep_model():
+    # 13 layers of mixed widths. DDP's first bucket holds 1 MB (the last layers' gradients,
+    # ready first); with a small cap every later weight and a few biases get their own bucket.
+    torch.manual_seed(2)
+    widths = [37, 120, 301, 64, 8, 80, 1025, 300, 7, 900, 300, 13, 700, 13]
+    layers = []
+    for a, b in zip(widths, widths[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def check_mean_within_bound(rank, world, options, steps, factory=make_model, cap=0.01):
+    plain = factory()
+    ddp = torch.nn.parallel.DistributedDataParallel(factory(), bucket_cap_mb=cap)
     state = qcomm.torch.register(ddp, **options)
     s = (1 << options.get("bits", 4)) - 1
     for step in range(steps):
@@ -94,6 +105,24 @@ def check_mean_within_bound(rank, world, options, steps):
     dist.all_gather(gathered, flat)
     for other in gathered:
         assert torch.equal(other, flat), "parameters differ between ranks"
+    if state.timeline is not None:
+        check_timeline(state, steps, options.get("start_iter", 2))
+
+
+def check_timeline(state, steps, start_iter):
+    """Every bucket of every step is in the timeline; the engine ran the compressed ones in the
+    order the hook handed them over, each after it was ready."""
+    assert {e["step"] for e in state.timeline} == set(range(steps))
+    buckets = {e["bucket"] for e in state.timeline if e["step"] == steps - 1}
+    assert len(buckets) >= 8, f"only {len(buckets)} buckets: the model is too small for the test"
+    engine = [e for e in state.timeline if e["path"] == "qcomm"]
+    assert {e["step"] for e in engine} == set(range(start_iter, steps))
+    for before, after in zip(engine, engine[1:]):
+        assert before["end"] <= after["start"], "the engine ran buckets out of submission order"
+    for e in engine:
+        assert e["ready"] <= e["start"] <= e["end"], e
+    plain = [e for e in state.timeline if e["path"] == "plain"]
+    assert all(e["ready"] <= e["end"] for e in plain)
 
 
 @pytest.mark.parametrize("world, options", [
@@ -104,6 +133,16 @@ def check_mean_within_bound(rank, world, options, steps):
 ])
 def test_hook_gives_the_mean_within_the_bound_and_identical_parameters(world, options):
     spawn(check_mean_within_bound, world, options, 6)
+
+
+@pytest.mark.parametrize("options", [
+    dict(bits=4, start_iter=1, min_compress_numel=0, timeline=True),
+    dict(bits=2, algorithm="sra", error_feedback=True, min_compress_numel=2000, timeline=True),
+])
+def test_many_steps_of_many_buckets_are_identical_on_every_rank_and_in_order(options):
+    # More than 8 DDP buckets of mixed sizes (a few under min_compress_numel take the plain
+    # path), 12 steps: within the bound, the same parameters everywhere, in submission order.
+    spawn(check_mean_within_bound, 3, options, 12, deep_model, 0.004)
 
 
 def check_nan_reaches_every_rank(rank, world):
@@ -256,24 +295,30 @@ def test_decode_mean_sums_in_rank_order_and_names_a_bad_message():
 
 
 def check_cuda_buckets(rank, world):
+    # The GPU engine (GpuCommunicator over NCCL) gives the CPU engine's words: with allgather,
+    # the same seed, key and step the means are bit-identical, and so are the residuals they
+    # leave (seen in the second step's mean).
     g = torch.Generator().manual_seed(rank)
-    values = torch.randn(20011, generator=g)
+    steps = [torch.randn(20011, generator=g) for _ in range(2)]
     for options in (dict(bits=4, error_feedback=True), dict(bits=2, error_feedback=False)):
         host = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0, algorithm="allgather",
                                      **options)
         device = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0,
                                        algorithm="allgather", **options)
-        on_host = qcomm.torch.qsgd_hook(host, FakeBucket(values.clone())).wait()
-        on_device = qcomm.torch.qsgd_hook(device, FakeBucket(values.cuda())).wait()
-        assert on_device.is_cuda
-        assert torch.equal(on_device.cpu(), on_host), "the CUDA codec's mean differs from the CPU's"
-        if options["error_feedback"]:
-            assert torch.equal(device.residuals[0].cpu(), host.residuals[0])
+        assert device.gpu_codec() is not None
+        for step, values in enumerate(steps):
+            on_host = qcomm.torch.qsgd_hook(host, FakeBucket(values.clone())).wait()
+            on_device = qcomm.torch.qsgd_hook(device, FakeBucket(values.cuda())).wait()
+            assert on_device.is_cuda
+            assert torch.equal(on_device.cpu(), on_host), \
+                f"step {step}: the GPU engine's mean differs from the CPU engine's"
+        assert device._gpu_engine is not None and device._engine is None
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not qcomm._qcomm.built_with_cuda,
-                    reason="needs a CUDA device visible to torch and qcomm built with CUDA")
-def test_cuda_buckets_go_through_the_cuda_codec_and_match_the_cpu_hook():
+@pytest.mark.skipif(not torch.cuda.is_available() or not qcomm._qcomm.built_with_gpu_engine,
+                    reason="needs a CUDA device visible to torch and qcomm built with CUDA, NCCL "
+                           "and Gloo")
+def test_cuda_buckets_go_through_the_gpu_engine_and_match_the_cpu_engine():
     spawn(check_cuda_buckets, 2)
 
 
@@ -392,3 +437,69 @@ def _entry_tolerant(rank, world, port, fn):
                             timeout=datetime.timedelta(seconds=60))
     fn(rank, world)
     os._exit(0)
+
+
+def check_subgroups(rank, world):
+    # Two DDP jobs side by side in one world of 4: ranks {0, 1} and {2, 3}, each on its own
+    # process group (every rank creates both groups, as torch requires). Each pair averages only
+    # its own gradients, through its own engine.
+    pairs = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+    mine = pairs[rank // 2]
+    ddp = torch.nn.parallel.DistributedDataParallel(make_model(), process_group=mine,
+                                                    bucket_cap_mb=0.01)
+    state = qcomm.torch.register(ddp, process_group=mine, bits=4, start_iter=0,
+                                 min_compress_numel=0, error_feedback=False)
+    x, y = batch(rank, 0)
+    torch.nn.functional.cross_entropy(ddp(x), y).backward()
+    got = torch.cat([p.grad.flatten() for p in ddp.parameters()])
+    plain = make_model()
+    local = local_grads(plain, rank, 0)
+    everyone = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(everyone, local)
+    partner = everyone[rank ^ 1]
+    exact = (local + partner) / 2 if rank % 2 == 0 else (partner + local) / 2
+    bound = (local.abs().max() + partner.abs().max()) / 15 / 2
+    assert (got - exact).abs().max() <= bound + 1e-6, "not the mean of the pair"
+    world_mean = sum(everyone) / world
+    assert (got - world_mean).abs().max() > bound, "averaged over the world, not the pair"
+    results = [torch.empty_like(got) for _ in range(world)]
+    dist.all_gather(results, got)
+    assert torch.equal(results[rank ^ 1], got), "the pair differs"
+    assert state._engine.size == 2
+
+
+def test_the_hook_works_on_subgroups():
+    spawn(check_subgroups, 4)
+
+
+def test_which_cuda_buckets_the_gpu_engine_takes():
+    # Decided without a GPU: QSGD options go to the GPU engine (where qcomm has one), block
+    # quantizers are staged through host memory into the CPU engine.
+    from qcomm import _qcomm
+    qsgd = qcomm.torch.QsgdState(bits=4, algorithm="sra")
+    block = qcomm.torch.QsgdState(codec="linear:bits=8")
+    if not _qcomm.built_with_gpu_engine:
+        assert qsgd.gpu_codec() is None and block.gpu_codec() is None
+        return
+    assert qsgd.gpu_codec() == qsgd.engine_codec() and qsgd._gpu_algorithm() == "allgather"
+    assert qcomm.torch.QsgdState(algorithm="hierarchical")._gpu_algorithm() == "hierarchical"
+    assert block.gpu_codec() is None
+    with pytest.raises(ValueError, match="the GPU path runs QSGD codes; 'linear:bits=8"):
+        _qcomm.check_gpu_engine_options(block.engine_codec(), "allgather")
+    with pytest.raises(ValueError, match="the GPU path runs algorithm allgather or hierarchical, "
+                                         "not sra"):
+        _qcomm.check_gpu_engine_options(qsgd.engine_codec(), "sra")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens where no GPU is")
+def test_the_gpu_engine_shares_the_nccl_id_then_names_the_missing_device():
+    from qcomm import _qcomm
+    if not _qcomm.built_with_gpu_engine:
+        pytest.skip("qcomm was built without CUDA, NCCL or Gloo")
+    store = dist.HashStore()
+    with pytest.raises(RuntimeError, match=r"rank 0: cudaSetDevice\(0\) failed"):
+        _qcomm.GpuEngine(store, 0, 1, 0, "qsgd:bits=4", "allgather", False, 0, 5.0)
+    # Rank 0 made NCCL's unique id and set it in the store before touching the device.
+    assert store.get("qcomm-gpu/nccl-unique-id")[:1] == b"\x01"
+    with pytest.raises(ValueError, match="is a block quantizer"):
+        _qcomm.GpuEngine(dist.HashStore(), 0, 1, 0, "linear:bits=4", "allgather", False, 0, 5.0)

@@ -423,5 +423,40 @@ TEST(Communicator, AsynchronousCallsEqualBlockingOnesInSubmissionOrder) {
   EXPECT_EQ(PendingAllreduce().wait().message(), "waiting on an empty PendingAllreduce");
 }
 
+TEST(Communicator, AsynchronousCallsRecordWhenTheyRanInSubmissionOrder) {
+  constexpr int p = 2;
+  std::mutex mutex;
+  std::vector<std::string> problems;
+  expectAllOk(spawn(p, [&](transport::Transport& t) -> Status {
+    QCOMM_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm, Communicator::create(t, {}));
+    std::vector<std::vector<float>> data(4, std::vector<float>(70000, 1.0f + t.rank()));
+    std::vector<PendingAllreduce> pending;
+    for (size_t i = 0; i < data.size(); ++i) {
+      QCOMM_ASSIGN_OR_RETURN(PendingAllreduce one,
+                             comm->allreduceMeanAsync(data[i], strCat("t", i)));
+      pending.push_back(std::move(one));
+    }
+    const auto problem = [&](std::string what) {
+      std::lock_guard<std::mutex> lock(mutex);
+      problems.push_back(strCat("rank ", t.rank(), ": ", what));
+    };
+    for (size_t i = 0; i < pending.size(); ++i) {
+      QCOMM_RETURN_IF_ERROR(pending[i].wait());
+      const PendingTimes times = pending[i].times();
+      if (times.submitted.time_since_epoch().count() == 0) problem(strCat("call ", i, ": no times"));
+      if (!(times.submitted <= times.started && times.started <= times.finished)) {
+        problem(strCat("call ", i, ": not submitted <= started <= finished"));
+      }
+      if (i > 0 && pending[i - 1].times().finished > times.started) {
+        problem(strCat("call ", i, " started before call ", i - 1, " finished"));
+      }
+    }
+    return Status::ok();
+  }), "async timing");
+  EXPECT_TRUE(problems.empty()) << problems.front();
+  const PendingTimes none = PendingAllreduce().times();
+  EXPECT_EQ(none.finished.time_since_epoch().count(), 0);
+}
+
 }  // namespace
 }  // namespace qcomm

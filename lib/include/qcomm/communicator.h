@@ -106,17 +106,27 @@ struct CommunicatorStats {
   AlgorithmCosts lastPrediction;
 };
 
+// When an asynchronous call was submitted, started on the worker thread and finished (steady
+// clock: CLOCK_MONOTONIC on Linux, the clock of Python's time.monotonic). Zero until it happened.
+struct PendingTimes {
+  std::chrono::steady_clock::time_point submitted, started, finished;
+};
+
 // A started asynchronous allreduce; wait() returns its Status. The data it was given must stay
 // alive and untouched until then.
 class PendingAllreduce {
  public:
   PendingAllreduce() = default;
-  explicit PendingAllreduce(std::shared_future<Status> done) : done_(std::move(done)) {}
+  PendingAllreduce(std::shared_future<Status> done, std::shared_ptr<const PendingTimes> times)
+      : done_(std::move(done)), times_(std::move(times)) {}
   Status wait() const;
   bool valid() const { return done_.valid(); }
+  // Its times: read them after wait() has returned (the worker writes them before).
+  PendingTimes times() const { return times_ ? *times_ : PendingTimes{}; }
 
  private:
   std::shared_future<Status> done_;
+  std::shared_ptr<const PendingTimes> times_;
 };
 
 class Communicator {
