@@ -68,25 +68,9 @@ void defineEngine(py::module_& m) {
              gloo.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));
              auto kv = std::make_shared<PythonStore>(std::move(store));
              auto engine = std::make_unique<Engine>();
-             Status status;
-             {
-               py::gil_scoped_release release;  // the store's calls take it back
-               Result<std::unique_ptr<transport::GlooTransport>> t =
-                   transport::GlooTransport::create(kv, rank, size, gloo);
-               if (t.isOk()) {
-                 engine->transport = std::move(*t);
-                 Result<std::unique_ptr<Communicator>> c =
-                     Communicator::create(*engine->transport, options);
-                 if (c.isOk()) {
-                   engine->comm = std::move(*c);
-                 } else {
-                   status = c.status();
-                 }
-               } else {
-                 status = t.status();
-               }
-             }
-             if (!status.isOk()) raiseRuntime(status);
+             connectEngine(
+                 *engine, [&] { return transport::GlooTransport::create(kv, rank, size, gloo); },
+                 [&](transport::GlooTransport& t) { return Communicator::create(t, options); });
              return engine;
            }),
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("codec"),
@@ -98,8 +82,7 @@ void defineEngine(py::module_& m) {
       // worker thread. The caller keeps the memory alive until the returned handle's wait().
       .def("submit",
            [](Engine& e, uintptr_t address, int64_t n, const std::string& key) {
-             if (n < 0) throw py::value_error("submit: " + std::to_string(n) + " values");
-             if (address == 0 && n > 0) throw py::value_error("submit: a null address");
+             checkSubmitted(address, n);
              Result<PendingAllreduce> p{PendingAllreduce()};
              {
                py::gil_scoped_release release;

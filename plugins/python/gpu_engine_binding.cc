@@ -57,25 +57,10 @@ void defineGpuEngine(py::module_& m) {
              nccl.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));
              PythonStore kv(std::move(store));
              auto engine = std::make_unique<GpuEngine>();
-             Status status;
-             {
-               py::gil_scoped_release release;  // the store's calls take it back
-               Result<std::unique_ptr<transport::NcclTransport>> t =
-                   transport::createNcclOverStore(kv, rank, size, device, nccl, prefix);
-               if (t.isOk()) {
-                 engine->transport = std::move(*t);
-                 Result<std::unique_ptr<GpuCommunicator>> c =
-                     GpuCommunicator::create(*engine->transport, options);
-                 if (c.isOk()) {
-                   engine->comm = std::move(*c);
-                 } else {
-                   status = c.status();
-                 }
-               } else {
-                 status = t.status();
-               }
-             }
-             if (!status.isOk()) raiseRuntime(status);
+             connectEngine(
+                 *engine,
+                 [&] { return transport::createNcclOverStore(kv, rank, size, device, nccl, prefix); },
+                 [&](transport::NcclTransport& t) { return GpuCommunicator::create(t, options); });
              return engine;
            }),
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("device"),
@@ -88,8 +73,7 @@ void defineGpuEngine(py::module_& m) {
           "submit",
           [](GpuEngine& e, uintptr_t address, int64_t n, const std::string& key,
              uintptr_t stream) {
-            if (n < 0) throw py::value_error("submit: " + std::to_string(n) + " values");
-            if (address == 0 && n > 0) throw py::value_error("submit: a null address");
+            checkSubmitted(address, n);
             Status s;
             {
               py::gil_scoped_release release;

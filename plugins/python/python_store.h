@@ -73,4 +73,33 @@ class PythonStore final : public transport::KeyValueStore {
   throw std::runtime_error(status.message());
 }
 
+// Fills engine.transport from makeTransport() and engine.comm from makeComm(*engine.transport),
+// without the GIL (a store's calls take it back); raises the first error.
+template <typename Engine, typename MakeTransport, typename MakeComm>
+void connectEngine(Engine& engine, MakeTransport makeTransport, MakeComm makeComm) {
+  Status status;
+  {
+    py::gil_scoped_release release;
+    auto t = makeTransport();
+    if (t.isOk()) {
+      engine.transport = std::move(*t);
+      auto c = makeComm(*engine.transport);
+      if (c.isOk()) {
+        engine.comm = std::move(*c);
+      } else {
+        status = c.status();
+      }
+    } else {
+      status = t.status();
+    }
+  }
+  if (!status.isOk()) raiseRuntime(status);
+}
+
+// The arguments of an engine's submit: n values at a raw address.
+inline void checkSubmitted(uintptr_t address, int64_t n) {
+  if (n < 0) throw py::value_error("submit: " + std::to_string(n) + " values");
+  if (address == 0 && n > 0) throw py::value_error("submit: a null address");
+}
+
 }  // namespace qcomm::python
