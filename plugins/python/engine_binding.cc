@@ -15,11 +15,7 @@ namespace py = pybind11;
 namespace qcomm::python {
 namespace {
 
-// The transport and the Communicator on it, destroyed in that order's reverse.
-struct Engine {
-  std::unique_ptr<transport::GlooTransport> transport;
-  std::unique_ptr<Communicator> comm;
-};
+using Engine = EngineOf<transport::GlooTransport, Communicator>;
 
 }  // namespace
 
@@ -48,13 +44,8 @@ void defineEngine(py::module_& m) {
                        int64_t minCompressNumel, double timeoutSeconds,
                        const std::string& hostname, const std::string& iface,
                        const std::string& prefix) {
-             CommunicatorOptions options;
-             options.codec = codec;
-             Result<Algorithm> a = parseAlgorithm(algorithm);
-             if (!a.isOk()) raiseRuntime(a.status());
-             options.algorithm = *a;
-             options.errorFeedback = errorFeedback;
-             options.seed = seed;
+             CommunicatorOptions options =
+                 engineOptions<CommunicatorOptions>(codec, algorithm, errorFeedback, seed);
              options.minCompressNumel = minCompressNumel;
              // The hook's timeout bounds the collectives too (not only Gloo's connect).
              options.timeout =

@@ -15,22 +15,13 @@ namespace py = pybind11;
 namespace qcomm::python {
 namespace {
 
-// The transport and the communicator on it, destroyed in that order's reverse.
-struct GpuEngine {
-  std::unique_ptr<transport::NcclTransport> transport;
-  std::unique_ptr<GpuCommunicator> comm;
-};
+using GpuEngine = EngineOf<transport::NcclTransport, GpuCommunicator>;
 
 // Options as the hook gives them, checked before the store or a GPU is touched.
 GpuCommunicatorOptions gpuOptions(const std::string& codec, const std::string& algorithm,
                                   bool errorFeedback, uint64_t seed) {
-  GpuCommunicatorOptions options;
-  options.codec = codec;
-  Result<Algorithm> a = parseAlgorithm(algorithm);
-  if (!a.isOk()) raiseRuntime(a.status());
-  options.algorithm = *a;
-  options.errorFeedback = errorFeedback;
-  options.seed = seed;
+  GpuCommunicatorOptions options =
+      engineOptions<GpuCommunicatorOptions>(codec, algorithm, errorFeedback, seed);
   options.minCompressNumel = 0;  // the hook sends small buckets through the process group
   const Status valid = options.validate();
   if (!valid.isOk()) raiseRuntime(valid);

@@ -4,9 +4,11 @@
 
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "qcomm/communicator.h"  // Algorithm, parseAlgorithm
 #include "qcomm/key_value_store.h"
 #include "qcomm/status.h"
 
@@ -72,6 +74,27 @@ class PythonStore final : public transport::KeyValueStore {
   }
   throw std::runtime_error(status.message());
 }
+
+// The options both engines take from Python (CommunicatorOptions, GpuCommunicatorOptions).
+template <typename Options>
+Options engineOptions(const std::string& codec, const std::string& algorithm, bool errorFeedback,
+                      uint64_t seed) {
+  Options options;
+  options.codec = codec;
+  Result<Algorithm> a = parseAlgorithm(algorithm);
+  if (!a.isOk()) raiseRuntime(a.status());
+  options.algorithm = *a;
+  options.errorFeedback = errorFeedback;
+  options.seed = seed;
+  return options;
+}
+
+// An engine: a transport and the communicator on it, destroyed in that order's reverse.
+template <typename Transport, typename Comm>
+struct EngineOf {
+  std::unique_ptr<Transport> transport;
+  std::unique_ptr<Comm> comm;
+};
 
 // Fills engine.transport from makeTransport() and engine.comm from makeComm(*engine.transport),
 // without the GIL (a store's calls take it back); raises the first error.
