@@ -36,8 +36,9 @@ when set (torch's own Gloo convention), else on this host's name.
   GpuCommunicator over NCCL, its unique id exchanged through the same store): encoded, exchanged
   and decoded on their device, ordered on the current CUDA stream, with QSGD options ('auto' and
   'sra' run allgather there); otherwise, and for block quantizers, they are staged through host
-  memory into the engine. The GPU engine's error-feedback residuals stay on the device and are
-  not in `state_dict()`.
+  memory into the engine. The GPU engine's error-feedback residuals and step stay with it and are
+  not in `state_dict()`: a resumed job's CUDA buckets draw other random numbers than a job that
+  never stopped (CPU buckets resume exactly).
 """
 
 import datetime
