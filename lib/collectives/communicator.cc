@@ -255,11 +255,12 @@ Status Communicator::checkAgreement(std::string_view what, const std::string& mi
   return internalError(what, ": hashes differ but descriptions agree");
 }
 
-Status Communicator::reduce(std::span<float> data, const std::string& key) {
+Status Communicator::reduce(std::span<float> data, const std::string& key,
+                            std::optional<Algorithm> pinned) {
   ++stats_.calls;
   const uint64_t step = step_++;
   const int64_t n = static_cast<int64_t>(data.size());
-  const Algorithm algorithm = algorithmFor(n);
+  const Algorithm algorithm = pinned ? *pinned : algorithmFor(n);
   stats_.lastAlgorithm = algorithm;
   stats_.lastPrediction = measured_ ? predictAllreduce(n, layout_, costParameters_)
                                     : AlgorithmCosts{};
@@ -400,7 +401,9 @@ Status Communicator::reduceList(std::span<const NamedTensor> tensors) {
       key += t.name + ",";
     }
     if (fused.empty()) continue;
-    QCOMM_RETURN_IF_ERROR(reduce(fused, key));
+    // The small ones stay uncompressed even when together they reach minCompressNumel.
+    QCOMM_RETURN_IF_ERROR(
+        reduce(fused, key, large ? std::nullopt : std::optional(Algorithm::kUncompressed)));
     size_t offset = 0;
     for (const NamedTensor& t : tensors) {
       if ((static_cast<int64_t>(t.data.size()) >= options_.minCompressNumel) != large) continue;

@@ -85,6 +85,26 @@ void defineEngine(py::module_& m) {
              return *p;
            },
            py::arg("address"), py::arg("n"), py::arg("key"))
+      // One call for several tensors [(address, n, key), ...]: the engine fuses those under
+      // min_compress_numel into one uncompressed allreduce and the others into one compressed
+      // message. One handle for all of them.
+      .def("submit_many",
+           [](Engine& e, const std::vector<std::tuple<uintptr_t, int64_t, std::string>>& items) {
+             std::vector<NamedTensor> tensors;
+             for (const auto& [address, n, key] : items) {
+               checkSubmitted(address, n);
+               tensors.push_back(
+                   {key, std::span<float>(reinterpret_cast<float*>(address), static_cast<size_t>(n))});
+             }
+             Result<PendingAllreduce> p{PendingAllreduce()};
+             {
+               py::gil_scoped_release release;
+               p = e.comm->allreduceMeanAsync(std::move(tensors));
+             }
+             if (!p.isOk()) raiseRuntime(p.status());
+             return *p;
+           },
+           py::arg("items"))
       .def("save_state",
            [](Engine& e) {
              std::ostringstream out;

@@ -16,8 +16,10 @@ rank 0 of the process group starts and announces through the group (public API o
 is $MASTER_ADDR, else this host's name). The transport listens on $GLOO_SOCKET_IFNAME's address
 when set (torch's own Gloo convention), else on this host's name.
 
-- Before `start_iter` (DDP rebuilds its buckets after the first iteration) and for buckets under
-  `min_compress_numel` values it runs the process group's plain allreduce.
+- Before `start_iter` (DDP rebuilds its buckets after the first iteration) it runs the process
+  group's plain allreduce. Buckets under `min_compress_numel` values wait for the step's last
+  bucket and then go together in one engine call, which fuses them into one uncompressed
+  allreduce (small CUDA buckets: the process group's allreduce).
 - `algorithm`: 'allgather' (one quantization), 'sra' (scatter-reduce-allgather, bandwidth-optimal),
   'hierarchical' (uncompressed inside a host, compressed across hosts) or 'auto' (the
   Communicator's choice from speeds it measures when created; docs/algorithms.md).
@@ -128,6 +130,7 @@ class QsgdState:
         self._store = None
         self._engine_state = None  # loaded before the engine exists: applied when it starts
         self._completer = None
+        self._small = []  # this step's small CPU buckets, sent together with its last bucket
 
     def engine_codec(self):
         """The codec spec the engine runs."""
@@ -180,7 +183,8 @@ class QsgdState:
             store = self._store_for(group)
             try:
                 engine = _qcomm.Engine(store, rank, world, self.engine_codec(), self.algorithm,
-                                       self.error_feedback, self.seed, 0, self.timeout,
+                                       self.error_feedback, self.seed, self.min_compress_numel,
+                                       self.timeout,
                                        iface=os.environ.get("GLOO_SOCKET_IFNAME", ""))
             except (RuntimeError, ValueError, TimeoutError) as e:
                 raise type(e)(f"qcomm.torch: {e}") from None
@@ -243,30 +247,38 @@ class _Completer:
         self._thread = threading.Thread(target=self._run, name="qcomm-hook", daemon=True)
         self._thread.start()
 
-    def put(self, pending, future, bucket, work, event=None):
+    def put(self, pending, entries):
         """`pending`: the CPU engine's handle, or a torch.cuda.Event recorded after a CUDA
-        bucket's exchange (and cast back) on its stream."""
-        self._queue.put((pending, future, bucket, work, event))
+        bucket's exchange (and cast back) on its stream; `entries`: (future, bucket, work,
+        timeline event) of every bucket it carries."""
+        self._queue.put((pending, entries))
 
     def _run(self):
         while True:
-            pending, future, bucket, work, event = self._queue.get()
+            pending, entries = self._queue.get()
             try:
                 if isinstance(pending, torch.cuda.Event):
                     pending.synchronize()  # without the GIL
-                    if event is not None:
-                        event["end"] = time.monotonic()
-                    future.set_result(bucket)
-                    continue
-                pending.wait()
-                if event is not None:
-                    _, event["start"], event["end"] = pending.times
-                if work is not bucket:
-                    bucket.copy_(work.to(device=bucket.device, dtype=bucket.dtype))
-            except Exception as e:  # noqa: BLE001: every failure belongs to the Future
-                future.set_exception(RuntimeError(f"qcomm.torch: {e}"))
+                    times = (None, None, time.monotonic())
+                else:
+                    pending.wait()
+                    times = pending.times
+            except Exception as e:  # noqa: BLE001: every failure belongs to the Futures
+                for future, _, _, _ in entries:
+                    future.set_exception(RuntimeError(f"qcomm.torch: {e}"))
                 continue
-            future.set_result(bucket)
+            for future, bucket, work, event in entries:
+                if event is not None:
+                    if times[1] is not None:
+                        event["start"] = times[1]
+                    event["end"] = times[2]
+                try:
+                    if work is not bucket:
+                        bucket.copy_(work.to(device=bucket.device, dtype=bucket.dtype))
+                except Exception as e:  # noqa: BLE001
+                    future.set_exception(RuntimeError(f"qcomm.torch: {e}"))
+                    continue
+                future.set_result(bucket)
 
 
 def _submit_cuda(state, group, tensor, index, event):
@@ -289,7 +301,7 @@ def _submit_cuda(state, group, tensor, index, event):
     if event is not None:
         event["path"] = "cuda"
     future = torch.futures.Future()
-    state._completer.put(done, future, tensor, work, event)
+    state._completer.put(done, [(future, tensor, tensor, event)])  # cast back already enqueued
     return future
 
 
@@ -311,7 +323,8 @@ def qsgd_hook(state, bucket):
             state.iter += 1
         return value
 
-    if state.iter < state.start_iter or tensor.numel() < state.min_compress_numel or world == 1:
+    small = tensor.numel() < state.min_compress_numel
+    if state.iter < state.start_iter or world == 1 or (small and tensor.is_cuda):
         future = dist.all_reduce(tensor, group=group, async_op=True).get_future()
         if event is not None:
             event["path"] = "plain"
@@ -333,11 +346,27 @@ def qsgd_hook(state, bucket):
         work = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
         if work.data_ptr() == tensor.data_ptr():
             work = work.clone()
-    pending = engine.submit(work.data_ptr(), work.numel(), f"bucket{index}")
     future = torch.futures.Future()
-    state._completer.put(pending, future, tensor, work, event)
+    entry = (f"bucket{index}", future, tensor, work, event)
+    if small:
+        # Small buckets wait for the step's last bucket and then travel together, in one call
+        # whose small tensors the engine fuses into one uncompressed allreduce.
+        state._small.append(entry)
+    if last:
+        _flush_small(state, engine)
+    if not small:
+        pending = engine.submit(work.data_ptr(), work.numel(), entry[0])
+        state._completer.put(pending, [entry[1:]])
     advance(None)
     return future
+
+
+def _flush_small(state, engine):
+    if state._small:
+        pending = engine.submit_many([(w.data_ptr(), w.numel(), key)
+                                      for key, _, _, w, _ in state._small])
+        state._completer.put(pending, [entry[1:] for entry in state._small])
+        state._small = []
 
 
 def register(ddp_model, **options):

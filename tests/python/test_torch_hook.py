@@ -70,7 +70,7 @@ def deep_model():
 def check_mean_within_bound(rank, world, options, steps, factory=make_model, cap=0.01):
     plain = factory()
     ddp = torch.nn.parallel.DistributedDataParallel(factory(), bucket_cap_mb=cap)
-    state = qcomm.torch.register(ddp, **options)
+    state = qcomm.torch.register(ddp, **{k: v for k, v in options.items() if k != "expect_small"})
     s = (1 << options.get("bits", 4)) - 1
     for step in range(steps):
         plain.load_state_dict({k.replace("module.", ""): v for k, v in ddp.state_dict().items()})
@@ -92,7 +92,7 @@ def check_mean_within_bound(rank, world, options, steps, factory=make_model, cap
             # both bounded by the same over the whole vector.
             scale = (lambda e: e.norm()) if options.get("norm") == "l2" else (lambda e: e.abs().max())
             bound = sum(scale(e) for e in everyone) * carried / s / world
-            if options.get("algorithm") == "sra":
+            if options.get("algorithm", "auto") in ("sra", "auto"):  # auto may choose sra
                 bound = bound * 2 + exact.abs().max() * 2 / s
             worst = (got - exact).abs().max()
             assert worst <= bound + 1e-6, f"step {step}: off by {worst} > {bound}"
@@ -106,10 +106,12 @@ def check_mean_within_bound(rank, world, options, steps, factory=make_model, cap
     for other in gathered:
         assert torch.equal(other, flat), "parameters differ between ranks"
     if state.timeline is not None:
-        check_timeline(state, steps, options.get("start_iter", 2))
+        small = check_timeline(state, steps, options.get("start_iter", 2),
+                               options.get("min_compress_numel", 16384))
+        assert small >= options.get("expect_small", 0), f"only {small} small buckets"
 
 
-def check_timeline(state, steps, start_iter):
+def check_timeline(state, steps, start_iter, min_compress_numel):
     """Every bucket of every step is in the timeline; the engine ran the compressed ones in the
     order the hook handed them over, each after it was ready."""
     assert {e["step"] for e in state.timeline} == set(range(steps))
@@ -117,12 +119,23 @@ def check_timeline(state, steps, start_iter):
     assert len(buckets) >= 8, f"only {len(buckets)} buckets: the model is too small for the test"
     engine = [e for e in state.timeline if e["path"] == "qcomm"]
     assert {e["step"] for e in engine} == set(range(start_iter, steps))
-    for before, after in zip(engine, engine[1:]):
-        assert before["end"] <= after["start"], "the engine ran buckets out of submission order"
+    # One call at a time on the engine's thread: calls never overlap (fused ones share a call).
+    calls = sorted({(e["start"], e["end"]) for e in engine})
+    for before, after in zip(calls, calls[1:]):
+        assert before[1] <= after[0], "the engine ran two calls at once"
     for e in engine:
         assert e["ready"] <= e["start"] <= e["end"], e
+    # Small buckets wait for the step's last bucket and share one call.
+    for step in range(start_iter, steps):
+        small = [e for e in engine if e["step"] == step and e["numel"] < min_compress_numel]
+        assert len({(e["start"], e["end"]) for e in small}) <= 1, "small buckets not fused"
+        if small:
+            last_ready = max(e["ready"] for e in state.timeline if e["step"] == step)
+            assert small[0]["start"] >= last_ready
     plain = [e for e in state.timeline if e["path"] == "plain"]
     assert all(e["ready"] <= e["end"] for e in plain)
+    assert {e["step"] for e in plain} <= set(range(start_iter)), "plain path after start_iter"
+    return sum(1 for e in engine if e["numel"] < min_compress_numel)
 
 
 @pytest.mark.parametrize("world, options", [
@@ -137,7 +150,8 @@ def test_hook_gives_the_mean_within_the_bound_and_identical_parameters(world, op
 
 @pytest.mark.parametrize("options", [
     dict(bits=4, start_iter=1, min_compress_numel=0, timeline=True),
-    dict(bits=2, algorithm="sra", error_feedback=True, min_compress_numel=2000, timeline=True),
+    dict(bits=2, algorithm="sra", error_feedback=True, min_compress_numel=5000, timeline=True,
+         expect_small=3 * 10),
 ])
 def test_many_steps_of_many_buckets_are_identical_on_every_rank_and_in_order(options):
     # More than 8 DDP buckets of mixed sizes (a few under min_compress_numel take the plain

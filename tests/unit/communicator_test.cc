@@ -365,6 +365,37 @@ TEST(Communicator, FusedNamedTensors) {
   EXPECT_EQ(small[0], std::vector<float>(10, 1.5f));  // uncompressed: exact
 }
 
+TEST(Communicator, FusedSmallTensorsStayUncompressedWhenTogetherTheyAreLarge) {
+  // Three tensors of 600 values under minCompressNumel 1000: fused they hold 1800, and still go
+  // through the uncompressed allreduce (exact here), not the compressed algorithms.
+  std::vector<std::vector<float>> got(2);
+  expectAllOk(spawn(2,
+                    [&](Transport& t) -> Status {
+                      CommunicatorOptions o = optionsFor(2, Layout::kCompact, Algorithm::kAllgather);
+                      o.minCompressNumel = 1000;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      std::vector<std::vector<float>> v(3);
+                      for (int i = 0; i < 3; ++i) v[i] = inputOf(t.rank() + 2 * i, 600);
+                      const NamedTensor tensors[] = {{"x", v[0]}, {"y", v[1]}, {"z", v[2]}};
+                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(tensors));
+                      if (comm->stats().lastAlgorithm != Algorithm::kUncompressed) {
+                        return internalError("ran ", algorithmName(comm->stats().lastAlgorithm));
+                      }
+                      for (const auto& one : v) {
+                        got[t.rank()].insert(got[t.rank()].end(), one.begin(), one.end());
+                      }
+                      return Status::ok();
+                    }),
+              "fused small");
+  ASSERT_EQ(got[0], got[1]);
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<float> a = inputOf(2 * i, 600), b = inputOf(1 + 2 * i, 600);
+    for (int k = 0; k < 600; ++k) {
+      ASSERT_NEAR(got[0][i * 600 + k], (a[k] + b[k]) / 2, 1e-6f) << "tensor " << i << " value " << k;
+    }
+  }
+}
+
 TEST(Communicator, SelectAlgorithmIsAPureFunctionOfSizeAndRanks) {
   CommunicatorOptions o;  // minCompressNumel 16384
   const transport::Capabilities caps;

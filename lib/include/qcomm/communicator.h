@@ -10,6 +10,7 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -141,7 +142,7 @@ class Communicator {
   // the random stream, and must be the same on every rank.
   Status allreduceMean(std::span<float> data, std::string_view key = "tensor");
   // Several named tensors in one call: large ones fused into one compressed message, small ones
-  // (under minCompressNumel) into one uncompressed allreduce.
+  // (under minCompressNumel) into one uncompressed allreduce, even when together they hold more.
   Status allreduceMean(std::span<const NamedTensor> tensors);
 
   // The same, on the communicator's worker thread, so a training loop can go on with backward
@@ -178,7 +179,9 @@ class Communicator {
                         std::string_view algorithm);
   // The bodies of the public calls, without waiting for pending asynchronous ones (the worker
   // thread runs these).
-  Status reduce(std::span<float> data, const std::string& key);
+  // `pinned`: run this algorithm instead of the one algorithmFor() picks.
+  Status reduce(std::span<float> data, const std::string& key,
+                std::optional<Algorithm> pinned = std::nullopt);
   Status reduceChecked(std::span<float> data, const std::string& key);
   // After a call whose collectives all ran: every rank learns whether any rank received damaged
   // data (`damaged` is this rank's), and all fail together if one did.
