@@ -32,9 +32,17 @@ Status decodeWireMessage(std::span<const uint8_t> message, std::span<float> out,
     count = q.count;
     if (count == static_cast<int64_t>(out.size())) return dequantize(q, out, executor);
   } else {
-    QCOMM_ASSIGN_OR_RETURN(const EncodedTensor e, fromWire(message));
-    count = e.count;
-    if (count == static_cast<int64_t>(out.size())) return qsgdDecode(e, out, executor);
+    // Read in place where the message is aligned as the schedules' buffers are; else a copy.
+    const bool aligned = reinterpret_cast<uintptr_t>(message.data()) % 8 == 0;
+    if (aligned) {
+      QCOMM_ASSIGN_OR_RETURN(const EncodedView view, viewWire(message));
+      count = view.count;
+      if (count == static_cast<int64_t>(out.size())) return qsgdDecode(view, out, executor);
+    } else {
+      QCOMM_ASSIGN_OR_RETURN(const EncodedTensor e, fromWire(message));
+      count = e.count;
+      if (count == static_cast<int64_t>(out.size())) return qsgdDecode(e, out, executor);
+    }
   }
   return dataLoss("message holds ", count, " values where ", out.size(), " were expected");
 }

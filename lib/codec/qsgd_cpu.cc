@@ -159,10 +159,27 @@ void quantizeRun(const CpuKernels& k, const double* v, int64_t first, int64_t n,
   k.quantizeRunF64(v, first, n, scale, p.bits, p.layout, p.key, p.step, p.randomBits, codes);
 }
 
-// Writes words [t0, t1) of bucket `bk` (whose values start at v, global index bk.begin).
+// residual[i] = v[i] - decode(codes[i]) for n <= kMaxValuesPerWord * kWordTile values just
+// quantized with `scale`: decodeWords' arithmetic on codes still in cache.
+void residualRun(const CpuKernels& k, const uint32_t* codes, const float* v, int64_t n,
+                 double scale, const CodeParams& p, float* residual) {
+  float decoded[qsgd::kMaxValuesPerWord * kWordTile];
+  if (isNan(scale)) {
+    std::fill_n(decoded, n, std::numeric_limits<float>::quiet_NaN());
+  } else {
+    const auto ds = qsgd::decodeScaleF32(static_cast<float>(scale), qsgd::levels(p.bits));
+    k.decodeRunF32(codes, n, p.bits, p.layout, ds, decoded);
+  }
+  for (int64_t i = 0; i < n; ++i) residual[i] = v[i] - decoded[i];
+}
+
+// Writes words [t0, t1) of bucket `bk` (whose values start at v, global index bk.begin); with
+// `residual` (fp32 only: the bucket's first residual), also the error-feedback residual of the
+// values those words hold.
 template <typename T>
 void encodeWords(const CpuKernels& k, const T* v, const Bucket& bk, double scale,
-                 const CodeParams& p, int64_t t0, int64_t t1, uint64_t* words) {
+                 const CodeParams& p, int64_t t0, int64_t t1, uint64_t* words,
+                 float* residual = nullptr) {
   const uint32_t pad = qsgd::padCode(p.bits, p.layout);
   uint32_t codes[qsgd::kMaxValuesPerWord * kWordTile];
   const bool nonFinite = isNan(scale);
@@ -171,6 +188,9 @@ void encodeWords(const CpuKernels& k, const T* v, const Bucket& bk, double scale
     // quantized as one long run (long enough for the SIMD Philox).
     const int64_t valid = nonFinite ? 0 : bk.count;
     if (valid > 0) quantizeRun(k, v, bk.begin, valid, scale, p, codes);
+    if constexpr (std::is_same_v<T, float>) {
+      if (residual != nullptr) residualRun(k, codes, v, bk.count, scale, p, residual);
+    }
     std::fill(codes + valid, codes + p.k * bk.sectionLength, pad);
     k.packWords(codes, p.k, p.width, bk.sectionLength, bk.sectionLength, words + bk.wordBegin);
     return;
@@ -183,6 +203,12 @@ void encodeWords(const CpuKernels& k, const T* v, const Bucket& bk, double scale
       // A non-finite bucket is sent as all zero codes; its NaN scale carries the news.
       const int64_t valid = nonFinite ? 0 : std::clamp<int64_t>(bk.count - e0, 0, c);
       if (valid > 0) quantizeRun(k, v + e0, bk.begin + e0, valid, scale, p, row);
+      if constexpr (std::is_same_v<T, float>) {
+        const int64_t held = std::clamp<int64_t>(bk.count - e0, 0, c);
+        if (residual != nullptr && held > 0) {
+          residualRun(k, row, v + e0, held, scale, p, residual + e0);
+        }
+      }
       std::fill(row + valid, row + c, pad);
     }
     k.packWords(codes, p.k, p.width, c, kWordTile, words + bk.wordBegin + tt);
@@ -231,7 +257,8 @@ Status checkShape(std::span<const int64_t> shape, int64_t count, std::vector<int
 
 template <typename T>
 Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const RandomKey& key,
-                  Executor* executor, std::span<const int64_t> shape, EncodedTensor* result) {
+                  Executor* executor, std::span<const int64_t> shape, EncodedTensor* result,
+                  std::span<float> residual = {}) {
   const int64_t n = static_cast<int64_t>(values.size());
   QCOMM_ASSIGN_OR_RETURN(const QsgdGeometry g, qsgdGeometry(n, options));
   QCOMM_ASSIGN_OR_RETURN(const CpuKernels* kernels, kernelsFromEnvironment());
@@ -259,6 +286,8 @@ Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const R
                      options.randomBits};
   const T* v = values.data();
   uint64_t* words = out.words.data();
+  float* res = residual.empty() ? nullptr : residual.data();
+  const auto residualAt = [res](int64_t i) { return res == nullptr ? nullptr : res + i; };
   if (g.bucketSize <= kFusedBucketLimit) {
     const int64_t grain = std::max<int64_t>(1, kGrainValues / g.bucketSize);
     parallelFor(executor, g.numBuckets, grain, [&](int64_t b0, int64_t b1) {
@@ -267,7 +296,8 @@ Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const R
         prefetchNext(v + bk.begin + bk.count, std::min(bk.count, n - bk.begin - bk.count));
         const double scale = bucketScale(k, v + bk.begin, bk.count, options.norm, nullptr);
         out.scales[b] = scale;
-        encodeWords(k, v + bk.begin, bk, scale, p, 0, bk.sectionLength, words);
+        encodeWords(k, v + bk.begin, bk, scale, p, 0, bk.sectionLength, words,
+                    residualAt(bk.begin));
       }
     });
   } else {
@@ -277,7 +307,7 @@ Status encodeImpl(std::span<const T> values, const QsgdOptions& options, const R
       out.scales[b] = scale;
       const int64_t grain = std::max<int64_t>(kWordTile, kGrainValues / p.k);
       parallelFor(executor, bk.sectionLength, grain, [&](int64_t t0, int64_t t1) {
-        encodeWords(k, v + bk.begin, bk, scale, p, t0, t1, words);
+        encodeWords(k, v + bk.begin, bk, scale, p, t0, t1, words, residualAt(bk.begin));
       });
     }
   }
@@ -298,7 +328,7 @@ Result<EncodedTensor> encodeNew(std::span<const T> values, const QsgdOptions& op
 
 // Decodes values of bucket `bk` held in words [t0, t1) into out (the bucket's first value).
 template <typename Out>
-void decodeWords(const CpuKernels& k, const EncodedTensor& e, const Bucket& bk, double scale,
+void decodeWords(const CpuKernels& k, const EncodedView& e, const Bucket& bk, double scale,
                  int kk, int width, int64_t t0, int64_t t1, Out* out) {
   const bool nonFinite = isNan(scale);
   uint32_t codes[qsgd::kMaxValuesPerWord * kWordTile];
@@ -354,8 +384,8 @@ void decodeWords(const CpuKernels& k, const EncodedTensor& e, const Bucket& bk, 
 }
 
 template <typename Out>
-Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor) {
-  QCOMM_RETURN_IF_ERROR(validateEncoded(e));
+Status decodeImpl(const EncodedView& e, std::span<Out> out, Executor* executor) {
+  QCOMM_RETURN_IF_ERROR(validateView(e));
   if (static_cast<int64_t>(out.size()) != e.count) {
     return invalidArgument("decode output holds ", out.size(), " values but the message has ",
                            e.count);
@@ -370,7 +400,7 @@ Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor
     parallelFor(executor, nb, grain, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
-        decodeWords(*kernels, e, bk, e.scales[b], kk, width, 0, bk.sectionLength, dst + bk.begin);
+        decodeWords(*kernels, e, bk, e.scale(b), kk, width, 0, bk.sectionLength, dst + bk.begin);
       }
     });
   } else {
@@ -378,7 +408,7 @@ Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor
       const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
       const int64_t grain = std::max<int64_t>(kWordTile, kGrainValues / kk);
       parallelFor(executor, bk.sectionLength, grain, [&](int64_t t0, int64_t t1) {
-        decodeWords(*kernels, e, bk, e.scales[b], kk, width, t0, t1, dst + bk.begin);
+        decodeWords(*kernels, e, bk, e.scale(b), kk, width, t0, t1, dst + bk.begin);
       });
     }
   }
@@ -387,13 +417,13 @@ Status decodeImpl(const EncodedTensor& e, std::span<Out> out, Executor* executor
 
 // ---- decode-and-mean ------------------------------------------------------------------------------
 
-Status checkMeanInputs(std::span<const EncodedTensor* const> codes, std::span<float> out,
+Status checkMeanInputs(std::span<const EncodedView> codes, std::span<float> out,
                        const DecodeMeanResidual& r) {
   if (codes.empty()) return invalidArgument("decode-and-mean of no codes");
-  const EncodedTensor& first = *codes[0];
+  const EncodedView& first = codes[0];
   for (size_t c = 0; c < codes.size(); ++c) {
-    const EncodedTensor& e = *codes[c];
-    QCOMM_RETURN_IF_ERROR(validateEncoded(e).withContext(strCat("code ", c, ": ")));
+    const EncodedView& e = codes[c];
+    QCOMM_RETURN_IF_ERROR(validateView(e).withContext(strCat("code ", c, ": ")));
     if (e.dtype != DType::kFloat32) {
       return invalidArgument("decode-and-mean: code ", c, " holds ", dtypeName(e.dtype),
                              " values; it averages float32 codes");
@@ -425,7 +455,7 @@ Status checkMeanInputs(std::span<const EncodedTensor* const> codes, std::span<fl
 // Words [t0, t1) of bucket `bk` of every code, decoded and summed in cache, then the mean (and the
 // residual) written once. A whole bucket that fits one tile is one run of values in order (its
 // rows are `sectionLength` apart, see encodeWords); larger buckets go tile by tile, k rows each.
-void decodeMeanWords(const CpuKernels& k, std::span<const EncodedTensor* const> codes,
+void decodeMeanWords(const CpuKernels& k, std::span<const EncodedView> codes,
                      const Bucket& bk, int64_t b, int kk, int width, int64_t t0, int64_t t1,
                      const DecodeMeanResidual& r, float* out) {
   const bool whole = t0 == 0 && t1 == bk.sectionLength && bk.sectionLength <= kWordTile;
@@ -454,8 +484,8 @@ void decodeMeanWords(const CpuKernels& k, std::span<const EncodedTensor* const> 
     }
     for (int u = 0; u < nRuns; ++u) std::fill_n(acc + runs[u].at, runs[u].count, 0.0f);
     for (size_t code = 0; code < codes.size(); ++code) {
-      const EncodedTensor& e = *codes[code];
-      const double scale = e.scales[b];
+      const EncodedView& e = codes[code];
+      const double scale = e.scale(b);
       const bool nonFinite = isNan(scale);
       const bool keepResidual = static_cast<int>(code) == r.residualOf;
       if (!nonFinite) k.unpackWords(e.words.data() + bk.wordBegin + tt, c, kk, width, stride, scratch);
@@ -493,9 +523,21 @@ void decodeMeanWords(const CpuKernels& k, std::span<const EncodedTensor* const> 
 
 Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<float> out,
                       Executor* executor, const DecodeMeanResidual& residual) {
+  std::vector<EncodedView> views;
+  views.reserve(codes.size());
+  for (size_t c = 0; c < codes.size(); ++c) {
+    if (codes[c] == nullptr) return invalidArgument("decode-and-mean: code ", c, " is null");
+    QCOMM_RETURN_IF_ERROR(validateEncoded(*codes[c]).withContext(strCat("code ", c, ": ")));
+    views.push_back(viewOf(*codes[c]));
+  }
+  return qsgdDecodeMean(std::span<const EncodedView>(views), out, executor, residual);
+}
+
+Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
+                      Executor* executor, const DecodeMeanResidual& residual) {
   QCOMM_RETURN_IF_ERROR(checkMeanInputs(codes, out, residual));
   QCOMM_ASSIGN_OR_RETURN(const CpuKernels* kernels, kernelsFromEnvironment());
-  const EncodedTensor& e = *codes[0];
+  const EncodedView& e = codes[0];
   const int kk = qsgd::valuesPerWord(e.bits, e.layout);
   const int width = qsgd::codeWidth(e.bits, e.layout);
   const int64_t nb = e.numBuckets();
@@ -510,9 +552,9 @@ Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<flo
         // The fused kernel takes buckets in one tile, with finite scales.
         bool fused = bk.sectionLength <= kWordTile;
         for (size_t c = 0; fused && c < codes.size(); ++c) {
-          const double scale = codes[c]->scales[b];
+          const double scale = codes[c].scale(b);
           fused = !isNan(scale);
-          words[c] = codes[c]->words.data() + bk.wordBegin;
+          words[c] = codes[c].words.data() + bk.wordBegin;
           scales[c] = qsgd::decodeScaleF32(static_cast<float>(scale), levelsOf);
         }
         if (fused && b + kPrefetchBuckets < b1) {
@@ -521,7 +563,7 @@ Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<flo
           // output's lines are owned before they are written.
           const Bucket ahead = bucketAt(b + kPrefetchBuckets, e.count, e.bucketSize, kk);
           for (size_t c = 0; c < codes.size(); ++c) {
-            const uint64_t* w = codes[c]->words.data() + ahead.wordBegin;
+            const uint64_t* w = codes[c].words.data() + ahead.wordBegin;
             for (int64_t t = 0; t < ahead.sectionLength; t += 8) __builtin_prefetch(w + t);
           }
           float* next = out.data() + ahead.begin;
@@ -533,9 +575,8 @@ Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<flo
                                        out.data() + bk.begin);
           if (residual.residualOf >= 0) {  // residual = input - own decoded code
             float mine[qsgd::kMaxValuesPerWord * kWordTile];
-            decodeWords(*kernels, *codes[residual.residualOf], bk,
-                        codes[residual.residualOf]->scales[b], kk, width, 0, bk.sectionLength,
-                        mine);
+            const EncodedView& own = codes[residual.residualOf];
+            decodeWords(*kernels, own, bk, own.scale(b), kk, width, 0, bk.sectionLength, mine);
             const float* in = residual.input.data() + bk.begin;
             float* res = residual.residual.data() + bk.begin;
             for (int64_t i = 0; i < bk.count; ++i) res[i] = in[i] - mine[i];
@@ -577,6 +618,17 @@ Status qsgdEncodeInto(std::span<const float> values, const QsgdOptions& options,
   return encodeImpl(values, options, key, executor, shape, out);
 }
 
+Status qsgdEncodeWithResidual(std::span<const float> values, const QsgdOptions& options,
+                              const RandomKey& key, Executor* executor, EncodedTensor* out,
+                              std::span<float> residual) {
+  if (out == nullptr) return invalidArgument("qsgdEncodeWithResidual: out is null");
+  if (residual.size() != values.size()) {
+    return invalidArgument("error-feedback residual holds ", residual.size(), " values, the input ",
+                           values.size());
+  }
+  return encodeImpl(values, options, key, executor, {}, out, residual);
+}
+
 Status qsgdEncodeInto(std::span<const double> values, const QsgdOptions& options,
                       const RandomKey& key, Executor* executor, EncodedTensor* out,
                       std::span<const int64_t> shape) {
@@ -585,11 +637,17 @@ Status qsgdEncodeInto(std::span<const double> values, const QsgdOptions& options
 }
 
 Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* executor) {
+  QCOMM_RETURN_IF_ERROR(validateEncoded(encoded));
+  return decodeImpl(viewOf(encoded), out, executor);
+}
+
+Status qsgdDecode(const EncodedView& encoded, std::span<float> out, Executor* executor) {
   return decodeImpl(encoded, out, executor);
 }
 
 Status qsgdDecode(const EncodedTensor& encoded, std::span<double> out, Executor* executor) {
-  return decodeImpl(encoded, out, executor);
+  QCOMM_RETURN_IF_ERROR(validateEncoded(encoded));
+  return decodeImpl(viewOf(encoded), out, executor);
 }
 
 }  // namespace qcomm

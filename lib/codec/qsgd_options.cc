@@ -58,7 +58,28 @@ int64_t EncodedTensor::numBuckets() const {
   return bucketSize > 0 && count > 0 ? 1 + (count - 1) / bucketSize : 0;
 }
 
-Status validateEncoded(const EncodedTensor& e) {
+int64_t EncodedView::numBuckets() const {
+  return bucketSize > 0 && count > 0 ? 1 + (count - 1) / bucketSize : 0;
+}
+
+EncodedView viewOf(const EncodedTensor& e) {
+  EncodedView v;
+  v.bits = e.bits;
+  v.layout = e.layout;
+  v.norm = e.norm;
+  v.dtype = e.dtype;
+  v.bucketSize = e.bucketSize;
+  v.count = e.count;
+  v.flags = e.flags;
+  v.scalesF64 = e.scales;
+  v.words = e.words;
+  return v;
+}
+
+namespace {
+
+// The header fields: dtype, bucket size, geometry, flags. Sets *geometry.
+Status validateFields(const EncodedView& e, QsgdGeometry* geometry) {
   if (!knownDtype(e.dtype))
     return dataLoss("dtype code ", static_cast<int>(e.dtype), " is unknown");
   if (e.bucketSize < 1) return dataLoss("bucket size must be >= 1, got ", e.bucketSize);
@@ -72,31 +93,30 @@ Status validateEncoded(const EncodedTensor& e) {
   if ((e.flags & ~kKnownFlags) != 0) {
     return dataLoss("flags 0x", std::hex, e.flags, " hold unknown bits");
   }
-  int64_t product = 1;
-  for (size_t i = 0; i < e.shape.size(); ++i) {
-    const int64_t d = e.shape[i];
-    if (d < 0) return dataLoss("shape dimension ", i, " is negative: ", d);
-    if (d != 0 && product > kMaxCount / d) return dataLoss("shape holds more than 2^56 values");
-    product *= d;
+  *geometry = *g;
+  return Status::ok();
+}
+
+// The scales and words against the geometry.
+Status validatePayload(const EncodedView& e, const QsgdGeometry& g) {
+  if (!e.scalesF32.empty() && !e.scalesF64.empty()) {
+    return invalidArgument("a view holds both fp32 and fp64 scales");
   }
-  if (e.shape.empty() && e.count != 1) {
-    return dataLoss("a scalar shape () holds 1 value but the count is ", e.count);
+  if (!e.scalesF32.empty() && e.dtype != DType::kFloat32) {
+    return dataLoss("a ", dtypeName(e.dtype), " tensor with fp32 scales");
   }
-  if (!e.shape.empty() && product != e.count) {
-    return dataLoss("shape holds ", product, " values but the count is ", e.count);
+  if (static_cast<int64_t>(e.scaleCount()) != g.numBuckets) {
+    return dataLoss("expected ", g.numBuckets, " bucket scales for ", e.count,
+                    " values in buckets of ", e.bucketSize, ", got ", e.scaleCount());
   }
-  if (static_cast<int64_t>(e.scales.size()) != g->numBuckets) {
-    return dataLoss("expected ", g->numBuckets, " bucket scales for ", e.count,
-                    " values in buckets of ", e.bucketSize, ", got ", e.scales.size());
-  }
-  if (static_cast<int64_t>(e.words.size()) != g->wordCount) {
-    return dataLoss("expected ", g->wordCount, " words for ", e.count, " values at ", e.bits,
+  if (static_cast<int64_t>(e.words.size()) != g.wordCount) {
+    return dataLoss("expected ", g.wordCount, " words for ", e.count, " values at ", e.bits,
                     " bits (", layoutName(e.layout), " layout, buckets of ", e.bucketSize,
                     "), got ", e.words.size());
   }
   bool anyNan = false;
-  for (size_t b = 0; b < e.scales.size(); ++b) {
-    const double x = e.scales[b];
+  for (int64_t b = 0; b < g.numBuckets; ++b) {
+    const double x = e.scale(b);
     if (std::isnan(x)) {
       anyNan = true;
       continue;
@@ -111,6 +131,39 @@ Status validateEncoded(const EncodedTensor& e) {
                            : "the non-finite flag is set but no bucket scale is NaN");
   }
   return Status::ok();
+}
+
+}  // namespace
+
+Status validateShape(std::span<const int64_t> shape, int64_t count) {
+  int64_t product = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const int64_t d = shape[i];
+    if (d < 0) return dataLoss("shape dimension ", i, " is negative: ", d);
+    if (d != 0 && product > kMaxCount / d) return dataLoss("shape holds more than 2^56 values");
+    product *= d;
+  }
+  if (shape.empty() && count != 1) {
+    return dataLoss("a scalar shape () holds 1 value but the count is ", count);
+  }
+  if (!shape.empty() && product != count) {
+    return dataLoss("shape holds ", product, " values but the count is ", count);
+  }
+  return Status::ok();
+}
+
+Status validateView(const EncodedView& e) {
+  QsgdGeometry g;
+  QCOMM_RETURN_IF_ERROR(validateFields(e, &g));
+  return validatePayload(e, g);
+}
+
+Status validateEncoded(const EncodedTensor& e) {
+  const EncodedView view = viewOf(e);
+  QsgdGeometry g;
+  QCOMM_RETURN_IF_ERROR(validateFields(view, &g));
+  QCOMM_RETURN_IF_ERROR(validateShape(e.shape, e.count));
+  return validatePayload(view, g);
 }
 
 std::string_view layoutName(Layout layout) {

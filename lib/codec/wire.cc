@@ -26,15 +26,24 @@ Result<WireOptions> WireOptions::fromEnvironment() {
   return options;
 }
 
-uint64_t configHash(const EncodedTensor& e) {
-  const uint8_t fields[5] = {static_cast<uint8_t>(CodecId::kQsgd), static_cast<uint8_t>(e.bits),
-                             static_cast<uint8_t>(e.layout), static_cast<uint8_t>(e.norm),
-                             static_cast<uint8_t>(e.dtype)};
+namespace {
+
+uint64_t configHashOf(int bits, Layout layout, NormKind norm, DType dtype, int64_t bucketSize,
+                      uint32_t flags) {
+  const uint8_t fields[5] = {static_cast<uint8_t>(CodecId::kQsgd), static_cast<uint8_t>(bits),
+                             static_cast<uint8_t>(layout), static_cast<uint8_t>(norm),
+                             static_cast<uint8_t>(dtype)};
   uint64_t hash = fnv1a(wire::kFnvOffset, fields, sizeof(fields));
-  hash = fnv1a(hash, &e.bucketSize, sizeof(e.bucketSize));
+  hash = fnv1a(hash, &bucketSize, sizeof(bucketSize));
   // 16-bit draws change the words: mixed in only then, so 32-bit messages hash as before.
-  if ((e.flags & kFlagRandom16) != 0) hash = fnv1a(hash, "r16", 3);
+  if ((flags & kFlagRandom16) != 0) hash = fnv1a(hash, "r16", 3);
   return hash;
+}
+
+}  // namespace
+
+uint64_t configHash(const EncodedTensor& e) {
+  return configHashOf(e.bits, e.layout, e.norm, e.dtype, e.bucketSize, e.flags);
 }
 
 Result<size_t> wireSize(const EncodedTensor& e) {
@@ -99,15 +108,25 @@ Result<EncodedTensor> fromWire(std::span<const uint8_t> message) {
   return e;
 }
 
-Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out) {
+namespace {
+
+// A checked message: its header fields (in `fields`, scales and words left empty) and where the
+// shape, scales and words start. Everything but the scale values is validated here.
+struct ParsedWire {
+  EncodedView fields;
+  size_t ndim = 0;
+  size_t scalesAt = 0, wordsAt = 0;
+  int64_t numBuckets = 0, wordCount = 0;
+};
+
+Status parseWire(std::span<const uint8_t> message, ParsedWire* out) {
   const size_t size = message.size();
   const uint8_t* p = message.data();
   QCOMM_ASSIGN_OR_RETURN(const size_t headerBytes, wire::checkHeaderPrefix(message));
-  const uint16_t ndim = get<uint16_t>(p + 14);
   if (p[8] != static_cast<uint8_t>(CodecId::kQsgd)) {
     return dataLoss("codec id ", int{p[8]}, " is unknown (1 is qsgd)");
   }
-  EncodedTensor& e = *out;
+  EncodedView& e = out->fields;
   e.bits = p[9];
   if (e.bits < kMinBits || e.bits > kMaxBits) {
     return dataLoss("bits field is ", e.bits, ", outside [", kMinBits, ", ", kMaxBits, "]");
@@ -143,11 +162,11 @@ Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out) {
                     " bits (", layoutName(e.layout), " layout, buckets of ", e.bucketSize,
                     ") need ", g->wordCount);
   }
-  if (get<uint64_t>(p + 48) != configHash(e)) {
+  if (get<uint64_t>(p + 48) !=
+      configHashOf(e.bits, e.layout, e.norm, e.dtype, e.bucketSize, e.flags)) {
     return dataLoss("config hash does not match the header's codec fields (corrupted header)");
   }
-  e.shape.resize(ndim);
-  for (size_t i = 0; i < ndim; ++i) e.shape[i] = get<int64_t>(p + 64 + 8 * i);
+  out->ndim = get<uint16_t>(p + 14);
   const size_t scaleArea = padTo8(scaleBytes(e.dtype) * static_cast<size_t>(g->numBuckets));
   const size_t expected = headerBytes + scaleArea + 8 * static_cast<size_t>(g->wordCount);
   if (size != expected) {
@@ -156,15 +175,73 @@ Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out) {
                     size < expected ? ": truncated" : ": trailing bytes");
   }
   QCOMM_RETURN_IF_ERROR(wire::checkPayloadCrc(message, headerBytes, flags));
-  const uint8_t* scales = p + headerBytes;
-  e.scales.resize(g->numBuckets);
-  for (int64_t b = 0; b < g->numBuckets; ++b) {
+  out->scalesAt = headerBytes;
+  out->wordsAt = headerBytes + scaleArea;
+  out->numBuckets = g->numBuckets;
+  out->wordCount = g->wordCount;
+  return Status::ok();
+}
+
+Status checkWireShape(std::span<const uint8_t> message, const ParsedWire& parsed) {
+  int64_t shape[kWireMaxDims];
+  for (size_t i = 0; i < parsed.ndim; ++i) shape[i] = get<int64_t>(message.data() + 64 + 8 * i);
+  return validateShape(std::span<const int64_t>(shape, parsed.ndim), parsed.fields.count);
+}
+
+}  // namespace
+
+Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out) {
+  ParsedWire parsed;
+  QCOMM_RETURN_IF_ERROR(parseWire(message, &parsed));
+  const EncodedView& f = parsed.fields;
+  EncodedTensor& e = *out;
+  e.bits = f.bits;
+  e.layout = f.layout;
+  e.norm = f.norm;
+  e.dtype = f.dtype;
+  e.bucketSize = f.bucketSize;
+  e.count = f.count;
+  e.flags = f.flags;
+  const uint8_t* p = message.data();
+  e.shape.resize(parsed.ndim);
+  for (size_t i = 0; i < parsed.ndim; ++i) e.shape[i] = get<int64_t>(p + 64 + 8 * i);
+  const uint8_t* scales = p + parsed.scalesAt;
+  e.scales.resize(parsed.numBuckets);
+  for (int64_t b = 0; b < parsed.numBuckets; ++b) {
     e.scales[b] = e.dtype == DType::kFloat32 ? static_cast<double>(get<float>(scales + 4 * b))
                                              : get<double>(scales + 8 * b);
   }
-  e.words.resize(g->wordCount);
-  if (g->wordCount > 0) std::memcpy(e.words.data(), scales + scaleArea, 8 * e.words.size());
+  e.words.resize(parsed.wordCount);
+  if (parsed.wordCount > 0) {
+    std::memcpy(e.words.data(), p + parsed.wordsAt, 8 * e.words.size());
+  }
   return validateEncoded(e);
+}
+
+Result<EncodedView> viewWire(std::span<const uint8_t> message) {
+  static_assert(std::endian::native == std::endian::little,
+                "viewWire reads the little-endian words and scales in place");
+  if (reinterpret_cast<uintptr_t>(message.data()) % 8 != 0) {
+    return failedPrecondition("a message viewed in place must start at an 8-byte aligned address",
+                              " (this one is at offset ",
+                              reinterpret_cast<uintptr_t>(message.data()) % 8,
+                              "); copy it with fromWire instead");
+  }
+  ParsedWire parsed;
+  QCOMM_RETURN_IF_ERROR(parseWire(message, &parsed));
+  QCOMM_RETURN_IF_ERROR(checkWireShape(message, parsed));
+  EncodedView view = parsed.fields;
+  const uint8_t* p = message.data();
+  const auto buckets = static_cast<size_t>(parsed.numBuckets);
+  if (view.dtype == DType::kFloat32) {
+    view.scalesF32 = {reinterpret_cast<const float*>(p + parsed.scalesAt), buckets};
+  } else {
+    view.scalesF64 = {reinterpret_cast<const double*>(p + parsed.scalesAt), buckets};
+  }
+  view.words = {reinterpret_cast<const uint64_t*>(p + parsed.wordsAt),
+                static_cast<size_t>(parsed.wordCount)};
+  QCOMM_RETURN_IF_ERROR(validateView(view));
+  return view;
 }
 
 }  // namespace qcomm

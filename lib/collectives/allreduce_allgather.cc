@@ -7,11 +7,12 @@
 
 namespace qcomm::collectives {
 
-Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in) {
+Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
+                      std::span<float> residual) {
   const int p = ctx.transport.size();
   QCOMM_RETURN_IF_ERROR(
       encodeMessage(ctx, in, {ctx.tensorId, static_cast<uint32_t>(ctx.transport.rank()), s.begin},
-                    &s.encoded, &s.send));
+                    &s.encoded, &s.send, residual));
   s.recvCounts.assign(p, s.send.size());  // same config and size everywhere: same size
   s.recv.resize(s.send.size() * p);
   ctx.stats->bytesSent += s.send.size() * (p - 1);
@@ -20,13 +21,10 @@ Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const 
   return Status::ok();
 }
 
-Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
-                       std::span<float> out, std::span<float> residual) {
+Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out) {
   QCOMM_RETURN_IF_ERROR(deferDataLoss(ctx, s.request->wait()));
-  DecodeMeanResidual r;
-  if (!residual.empty()) r = {ctx.transport.rank(), in, residual};
   return decodeMeanMessages(ctx, s.recv, s.send.size(), ctx.transport.size(), ctx.tensorId,
-                            s.begin, out, r);
+                            s.begin, out, {});
 }
 
 Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
@@ -36,14 +34,14 @@ Status allreduceAllgather(ScheduleContext& ctx, std::span<const float> input,
     Workspace::Slot& s = slots[c % 2];
     s.begin = begin;
     s.end = end;
-    return allgatherStart(ctx, s, input.subspan(begin, end - begin));
+    const int64_t m = end - begin;
+    return allgatherStart(ctx, s, input.subspan(begin, m),
+                          ctx.residual.empty() ? std::span<float>()
+                                               : ctx.residual.subspan(begin, m));
   };
   auto finish = [&](int64_t c) -> Status {
     Workspace::Slot& s = slots[c % 2];
-    const int64_t m = s.end - s.begin;
-    return allgatherFinish(ctx, s, input.subspan(s.begin, m), output.subspan(s.begin, m),
-                           ctx.residual.empty() ? std::span<float>()
-                                                : ctx.residual.subspan(s.begin, m));
+    return allgatherFinish(ctx, s, output.subspan(s.begin, s.end - s.begin));
   };
   return runPipelined(ctx, static_cast<int64_t>(input.size()), start, finish);
 }

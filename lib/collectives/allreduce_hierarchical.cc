@@ -123,7 +123,7 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
     const uint64_t sentBefore = ctx.stats->bytesSent;
     const Status started = algorithm == Algorithm::kSra
                                ? sraStart(cross, slot, hostSum, residual)
-                               : allgatherStart(cross, slot, hostSum);
+                               : allgatherStart(cross, slot, hostSum, residual);
     ctx.stats->bytesSentAcrossHosts += ctx.stats->bytesSent - sentBefore;
     return started;
   };
@@ -142,7 +142,7 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
         const uint64_t sentBefore = ctx.stats->bytesSent;
         QCOMM_RETURN_IF_ERROR(algorithm == Algorithm::kSra
                                   ? sraFinish(cross, slot, result, sliceOf(ctx.ownerResidual, slot))
-                                  : allgatherFinish(cross, slot, hostSum, result, residual));
+                                  : allgatherFinish(cross, slot, result));
         ctx.stats->bytesSentAcrossHosts += ctx.stats->bytesSent - sentBefore;
       } else {
         std::copy(hostSum.begin(), hostSum.end(), result.begin());

@@ -28,18 +28,14 @@ Status sraStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float>
   s.sendCounts.assign(p, 0);
   for (int j = 0; j < p; ++j) {
     const auto part = in.subspan(s.bounds[j], s.bounds[j + 1] - s.bounds[j]);
+    // Error feedback: what part j loses on the way, input - D(Q(input)), from the encoder.
+    const std::span<float> lost =
+        residual.empty() ? residual : residual.subspan(s.bounds[j], part.size());
     QCOMM_RETURN_IF_ERROR(encodeMessage(
         ctx, part, {ctx.tensorId, static_cast<uint32_t>(me), s.begin + s.bounds[j]}, &w.scratch,
-        &w.message));
+        &w.message, lost));
     s.sendCounts[j] = w.message.size();
     s.send.insert(s.send.end(), w.message.begin(), w.message.end());
-    if (!residual.empty()) {  // what part j lost on the way: input - D(Q(input))
-      const std::span<float> decoded = firstOf(w.decoded, part.size());
-      QCOMM_RETURN_IF_ERROR(qsgdDecode(w.scratch, decoded, ctx.executor));
-      for (size_t i = 0; i < part.size(); ++i) {
-        residual[s.bounds[j] + i] = part[i] - decoded[i];
-      }
-    }
   }
   // Every rank sends this rank a message about part `me`, all of the same size.
   s.recvCounts.assign(p, s.sendCounts[me]);

@@ -61,7 +61,8 @@ Status checkEnvelope(const ScheduleContext& ctx, std::span<const uint8_t> messag
 }  // namespace
 
 Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const MessageId& id,
-                     EncodedTensor* scratch, std::vector<uint8_t>* message) {
+                     EncodedTensor* scratch, std::vector<uint8_t>* message,
+                     std::span<float> residual) {
   const RandomKey key{ctx.seed, id.sender, id.stream, ctx.step};
   const uint64_t envelope = messageEnvelope(ctx, id, static_cast<int64_t>(values.size()));
   if (!ctx.codec.isQsgd) {
@@ -69,10 +70,19 @@ Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const 
     QCOMM_RETURN_IF_ERROR(encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message,
                                             ctx.executor, kEnvelopeBytes));
     wire::put<uint64_t>(message->data(), envelope);
+    if (residual.empty()) return Status::ok();
+    // The block quantizers have no fused residual: decode the message just written.
+    QCOMM_RETURN_IF_ERROR(decodeWireMessage(std::span<const uint8_t>(*message).subspan(kEnvelopeBytes),
+                                            residual, ctx.executor));
+    for (size_t i = 0; i < values.size(); ++i) residual[i] = values[i] - residual[i];
     return Status::ok();
   }
-  // QSGD reuses the caller's scratch tensor: no allocation once it has held this size.
-  QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, ctx.codec.qsgd, key, ctx.executor, scratch));
+  // QSGD reuses the caller's scratch tensor: no allocation once it has held this size. The
+  // residual comes out of the encoder, from the codes while they are in cache.
+  QCOMM_RETURN_IF_ERROR(
+      residual.empty()
+          ? qsgdEncodeInto(values, ctx.codec.qsgd, key, ctx.executor, scratch)
+          : qsgdEncodeWithResidual(values, ctx.codec.qsgd, key, ctx.executor, scratch, residual));
   QCOMM_ASSIGN_OR_RETURN(const size_t size, wireSize(*scratch));
   message->resize(kEnvelopeBytes + size);
   wire::put<uint64_t>(message->data(), envelope);
@@ -121,22 +131,24 @@ Status decodeMean(ScheduleContext& ctx, std::span<const uint8_t> messages, size_
   const auto message = [&](int r) { return messages.subspan(r * size, size); };
   const std::string where = strCat("rank ", ctx.transport.rank(), ": ");
   if (ctx.codec.isQsgd) {
-    std::vector<EncodedTensor>& codes = ctx.workspace->codes;
-    std::vector<const EncodedTensor*>& views = ctx.workspace->views;
-    if (codes.size() < static_cast<size_t>(ranks)) codes.resize(ranks);
+    // Zero-copy: the codes are read in place in the transport's receive buffer.
+    std::vector<EncodedView>& views = ctx.workspace->views;
     views.resize(ranks);
     for (int r = 0; r < ranks; ++r) {
       QCOMM_RETURN_IF_ERROR(
           checkEnvelope(ctx, message(r), idOf(r), static_cast<int64_t>(out.size())));
-      const Status parsed = fromWireInto(message(r).subspan(kEnvelopeBytes), &codes[r]);
-      if (!parsed.isOk()) return parsed.withContext(strCat(where, "message from rank ", r, ": "));
-      if (codes[r].count != static_cast<int64_t>(out.size())) {
-        return dataLoss(where, "message from rank ", r, " holds ", codes[r].count,
+      Result<EncodedView> view = viewWire(message(r).subspan(kEnvelopeBytes));
+      if (!view.isOk()) {
+        return view.status().withContext(strCat(where, "message from rank ", r, ": "));
+      }
+      if (view->count != static_cast<int64_t>(out.size())) {
+        return dataLoss(where, "message from rank ", r, " holds ", view->count,
                         " values where ", out.size(), " were expected");
       }
-      views[r] = &codes[r];
+      views[r] = *view;
     }
-    return qsgdDecodeMean(views, out, ctx.executor, residual).withContext(where);
+    return qsgdDecodeMean(std::span<const EncodedView>(views), out, ctx.executor, residual)
+        .withContext(where);
   }
   // The other codecs: decode each message and add, the same arithmetic.
   std::vector<float> sum(out.size(), 0.0f), decoded(out.size());

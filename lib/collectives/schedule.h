@@ -29,9 +29,8 @@ struct Workspace {
   EncodedTensor scratch;
   std::vector<uint8_t> message, gathered;
   std::vector<size_t> counts;
-  std::vector<float> decoded, mean;
-  std::vector<EncodedTensor> codes;  // parsed received messages
-  std::vector<const EncodedTensor*> views;
+  std::vector<float> mean;
+  std::vector<EncodedView> views;  // received messages, read in place
   struct Hierarchy {  // the hierarchical schedule's own, untouched by the cross-host steps
     std::vector<size_t> sendCounts, recvCounts, counts;
     std::vector<float> gathered, result;
@@ -92,12 +91,12 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
 Algorithm crossHostAlgorithm(int64_t count, int hosts);
 
 // One chunk of the compressed exchanges, in the halves the pipelines interleave: start encodes
-// and starts the transfer; finish waits, decodes and averages into `out`. `in` must stay as it is
-// until finish. Error feedback: allgather writes `residual` in finish, sra in start, and sra's
-// owner residual (the whole chunk's span) in finish.
-Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in);
-Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
-                       std::span<float> out, std::span<float> residual);
+// and starts the transfer; finish waits, decodes and averages into `out`. Error feedback: start
+// writes `residual` (input - D(Q(input)), from the encoder), and sra's finish the owner residual
+// (the whole chunk's span).
+Status allgatherStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
+                      std::span<float> residual);
+Status allgatherFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out);
 Status sraStart(ScheduleContext& ctx, Workspace::Slot& s, std::span<const float> in,
                 std::span<float> residual);
 Status sraFinish(ScheduleContext& ctx, Workspace::Slot& s, std::span<float> out,
@@ -124,9 +123,11 @@ struct MessageId {
 // The envelope of a message about `count` values.
 uint64_t messageEnvelope(const ScheduleContext& ctx, const MessageId& id, int64_t count);
 // Encodes `values` into an envelope and a wire message (random key: seed, id.sender, id.stream,
-// step).
+// step). With `residual` (values.size() floats), also residual = values - decode(message), the
+// error-feedback residual (QSGD: from the encoder, no second pass).
 Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const MessageId& id,
-                     EncodedTensor* scratch, std::vector<uint8_t>* message);
+                     EncodedTensor* scratch, std::vector<uint8_t>* message,
+                     std::span<float> residual = {});
 // The exact size (envelope and wire message) of `count` encoded values under ctx's codec.
 Result<size_t> messageSize(const ScheduleContext& ctx, int64_t count);
 // Checks the envelope, parses and decodes one message of exactly out.size() values.

@@ -1,7 +1,8 @@
 // Untrusted wire messages (QSGD and the block quantizers): parsing either succeeds with a
 // consistent tensor or fails with an error; decoding what parsed writes exactly its values; the
-// codec-agnostic decodeWireMessage agrees; nothing reads past the message or allocates more than
+// codec-agnostic decodeWireMessage and the in-place reader (viewWire) agree; nothing reads past the message or allocates more than
 // its bytes justify.
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -21,6 +22,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     count = e->count;
     std::vector<float> out(count);
     if (!qsgdDecode(*e, out).isOk()) fuzz::broken("a parsed QSGD message did not decode");
+  }
+  {
+    // Read in place (an aligned copy of the message): parses exactly when the copying parser
+    // does, and decodes to the same bits.
+    std::vector<uint64_t> aligned((size + 7) / 8);
+    if (size > 0) std::memcpy(aligned.data(), data, size);
+    const std::span<const uint8_t> inPlace(reinterpret_cast<const uint8_t*>(aligned.data()), size);
+    Result<EncodedView> view = viewWire(inPlace);
+    if (view.isOk() != (count >= 0)) fuzz::broken("viewWire disagrees with fromWire");
+    if (view.isOk()) {
+      std::vector<float> fromView(count), fromCopy(count);
+      if (!qsgdDecode(*view, fromView).isOk()) fuzz::broken("a viewed message did not decode");
+      if (!qsgdDecode(*fromWire(message), fromCopy).isOk() ||
+          std::memcmp(fromView.data(), fromCopy.data(), 4 * fromView.size()) != 0) {
+        fuzz::broken("a viewed message decodes differently from its copy");
+      }
+    }
   }
   if (Result<QuantizedTensor> q = quantFromWire(message); q.isOk()) {
     if (count >= 0) fuzz::broken("both codecs parsed one message");

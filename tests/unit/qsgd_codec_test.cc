@@ -524,7 +524,10 @@ TEST(QsgdDecodeMean, ClearErrors) {
   const EncodedTensor b = encodeOrDie(gaussian(999, 1), o, {});
   const EncodedTensor c = encodeOrDie(gaussian(1000, 1), opts(2, Layout::kCompact), {});
   std::vector<float> out(1000);
-  EXPECT_EQ(qsgdDecodeMean({}, out).message(), "decode-and-mean of no codes");
+  EXPECT_EQ(qsgdDecodeMean(std::span<const EncodedTensor* const>(), out).message(),
+            "decode-and-mean of no codes");
+  EXPECT_EQ(qsgdDecodeMean(std::span<const EncodedView>(), out).message(),
+            "decode-and-mean of no codes");
   const std::vector<const EncodedTensor*> ab = {&a, &b}, ac = {&a, &c}, aa = {&a, &a};
   EXPECT_EQ(qsgdDecodeMean(ab, out).message(),
             "decode-and-mean: code 1 (999 values, 4 bits, compact, buckets of 512) differs from "
@@ -540,6 +543,90 @@ TEST(QsgdDecodeMean, ClearErrors) {
   const std::vector<const EncodedTensor*> ff = {&*f64};
   EXPECT_EQ(qsgdDecodeMean(ff, out).message(),
             "decode-and-mean: code 0 holds float64 values; it averages float32 codes");
+}
+
+// ---- error feedback's residual, from the encoder -------------------------------------------------
+
+// residual == input - decode(encode(input)) bit for bit (NaN where the bucket is non-finite), and
+// the words are those of the plain encoder.
+void expectResidualFromEncoder(const std::vector<float>& v, const QsgdOptions& o,
+                               const RandomKey& key, Executor* executor, const std::string& what) {
+  EncodedTensor withResidual;
+  std::vector<float> residual(v.size(), 12345.0f);
+  const Status s = qsgdEncodeWithResidual(v, o, key, executor, &withResidual, residual);
+  ASSERT_TRUE(s.isOk()) << what << ": " << s.toString();
+  const EncodedTensor plain = encodeOrDie(v, o, key, executor);
+  ASSERT_EQ(withResidual.words, plain.words) << what;
+  ASSERT_EQ(withResidual.flags, plain.flags) << what;
+  ASSERT_EQ(withResidual.scales.size(), plain.scales.size()) << what;
+  for (size_t b = 0; b < plain.scales.size(); ++b) {  // NaN marks a non-finite bucket
+    ASSERT_EQ(std::bit_cast<uint64_t>(withResidual.scales[b]), std::bit_cast<uint64_t>(plain.scales[b]))
+        << what << ": scale " << b;
+  }
+  const std::vector<float> decoded = decodeOrDie(plain);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float want = v[i] - decoded[i];
+    ASSERT_TRUE(std::bit_cast<uint32_t>(residual[i]) == std::bit_cast<uint32_t>(want) ||
+                (std::isnan(residual[i]) && std::isnan(want)))
+        << what << ": value " << i << " residual " << residual[i] << ", expected " << want;
+  }
+}
+
+TEST(QsgdEncodeResidual, EqualsInputMinusDecodeOnEveryPath) {
+  std::vector<float> v = gaussian(20011, 8);
+  v[777] = std::numeric_limits<float>::quiet_NaN();  // bucket 1 of 512 is non-finite
+  Executor executor(3);
+  for (int bits : {1, 2, 4, 8, 16}) {
+    for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+      for (NormKind norm : {NormKind::kL2, NormKind::kMax}) {
+        for (int64_t bucket : {int64_t{512}, int64_t{100}, int64_t{0}}) {
+          for (int randomBits : {32, 16}) {
+            QsgdOptions o = opts(bits, layout, norm, bucket);
+            o.randomBits = randomBits;
+            const std::string what = "bits " + std::to_string(bits) + " " +
+                                     std::string(layoutName(layout)) + " " +
+                                     std::string(normKindName(norm)) + " bucket " +
+                                     std::to_string(bucket) + " draws " +
+                                     std::to_string(randomBits);
+            expectResidualFromEncoder(v, o, {7, 1, 2, 3}, nullptr, what);
+            expectResidualFromEncoder(v, o, {7, 1, 2, 3}, &executor, what + " 3 threads");
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QsgdEncodeResidual, TiledBucketsAndEveryIsa) {
+  // Buckets above 2^16 values are encoded tile by tile, k rows at a time, on all threads.
+  const std::vector<float> large = gaussian(200003, 9);
+  Executor executor(3);
+  for (int bits : {2, 4}) {
+    const QsgdOptions o = opts(bits, Layout::kCompact, NormKind::kL2, 70001);
+    expectResidualFromEncoder(large, o, {1, 0, 0, 0}, &executor, "tiled " + std::to_string(bits));
+  }
+  const std::vector<float> v = gaussian(5003, 10);
+  for (const char* isa : {"generic", "avx2", "avx512"}) {
+    if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+    ScopedIsa scoped(isa);
+    expectResidualFromEncoder(v, opts(4, Layout::kSeed, NormKind::kMax, 512), {3, 0, 1, 0},
+                              nullptr, isa);
+  }
+}
+
+TEST(QsgdEncodeResidual, ClearErrors) {
+  const std::vector<float> v = gaussian(100, 1);
+  std::vector<float> residual(99);
+  EncodedTensor e;
+  EXPECT_EQ(qsgdEncodeWithResidual(v, opts(4, Layout::kSeed), {}, nullptr, &e, residual).message(),
+            "error-feedback residual holds 99 values, the input 100");
+  std::vector<float> enough(100);
+  EXPECT_EQ(qsgdEncodeWithResidual(v, opts(4, Layout::kSeed), {}, nullptr, nullptr, enough)
+                .message(),
+            "qsgdEncodeWithResidual: out is null");
+  EXPECT_EQ(qsgdEncodeWithResidual({}, opts(4, Layout::kSeed), {}, nullptr, &e, {}).code(),
+            StatusCode::kOk);
+  EXPECT_EQ(e.count, 0);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -37,9 +38,12 @@ std::vector<uint8_t> wire(const EncodedTensor& e, bool crc = true) {
   return *w;
 }
 
-// Parses `bytes` and returns the error message ("" if it parsed).
+// Parses `bytes` and returns the error message ("" if it parsed). Reading it in place (viewWire)
+// must refuse it with the same message.
 std::string parseError(const std::vector<uint8_t>& bytes) {
   Result<EncodedTensor> e = fromWire(bytes);
+  Result<EncodedView> view = viewWire(bytes);
+  EXPECT_EQ(view.status().toString(), e.status().toString());
   if (e.isOk()) return "";
   EXPECT_EQ(e.status().code(), StatusCode::kDataLoss) << e.status().toString();
   return e.status().message();
@@ -236,6 +240,72 @@ TEST(Wire, RandomCorruptionNeverCrashes) {
     EXPECT_TRUE(qsgdDecode(*e, std::span<float>(out)).isOk());
   }
   EXPECT_GT(rejected, 2500);
+}
+
+TEST(Wire, ViewReadsTheMessageInPlace) {
+  for (DType dtype : {DType::kFloat32, DType::kFloat64}) {
+    for (bool nonFinite : {false, true}) {
+      const EncodedTensor e = sample(dtype, nonFinite);
+      const std::vector<uint8_t> bytes = wire(e);
+      Result<EncodedView> view = viewWire(bytes);
+      ASSERT_TRUE(view.isOk()) << view.status().toString();
+      // No copy: the words and scales are the message's own bytes.
+      const uint8_t* begin = bytes.data();
+      const uint8_t* end = begin + bytes.size();
+      const auto* words = reinterpret_cast<const uint8_t*>(view->words.data());
+      EXPECT_TRUE(words >= begin && words + 8 * view->words.size() == end);
+      const auto* scales = dtype == DType::kFloat32
+                               ? reinterpret_cast<const uint8_t*>(view->scalesF32.data())
+                               : reinterpret_cast<const uint8_t*>(view->scalesF64.data());
+      EXPECT_TRUE(scales > begin && scales < words);
+      EXPECT_EQ(view->count, e.count);
+      EXPECT_EQ(view->flags, e.flags);
+      ASSERT_EQ(static_cast<int64_t>(view->scaleCount()), e.numBuckets());
+      for (int64_t b = 0; b < e.numBuckets(); ++b) {
+        EXPECT_TRUE(view->scale(b) == e.scales[b] ||
+                    (std::isnan(view->scale(b)) && std::isnan(e.scales[b])));
+      }
+      EXPECT_TRUE(std::equal(e.words.begin(), e.words.end(), view->words.begin()));
+      std::vector<float> fromView(e.count), fromCopy(e.count);
+      ASSERT_TRUE(qsgdDecode(*view, std::span<float>(fromView)).isOk());
+      ASSERT_TRUE(qsgdDecode(e, std::span<float>(fromCopy)).isOk());
+      EXPECT_EQ(std::memcmp(fromView.data(), fromCopy.data(), 4 * fromView.size()), 0);
+    }
+  }
+}
+
+TEST(Wire, ViewNeedsAnAlignedMessage) {
+  const std::vector<uint8_t> bytes = wire(sample());
+  std::vector<uint8_t> shifted(bytes.size() + 1);
+  std::memcpy(shifted.data() + 1, bytes.data(), bytes.size());
+  const Result<EncodedView> view = viewWire(std::span<const uint8_t>(shifted).subspan(1));
+  EXPECT_EQ(view.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(view.status().message(),
+            "a message viewed in place must start at an 8-byte aligned address (this one is at "
+            "offset 1); copy it with fromWire instead");
+  // The copying parser takes it, and decodeWireMessage picks the path by itself.
+  EXPECT_TRUE(fromWire(std::span<const uint8_t>(shifted).subspan(1)).isOk());
+}
+
+TEST(Wire, DecodeMeanOfViewsEqualsDecodeMeanOfCopies) {
+  std::vector<EncodedTensor> codes;
+  std::vector<std::vector<uint8_t>> messages;
+  for (uint32_t r = 0; r < 3; ++r) {
+    std::vector<float> v(5000);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = std::cos(float(i * (r + 1)));
+    QsgdOptions o;
+    o.bucketSize = 512;
+    o.norm = NormKind::kMax;
+    codes.push_back(*qsgdEncode(std::span<const float>(v), o, {5, r, 0, 0}));
+    messages.push_back(wire(codes.back()));
+  }
+  std::vector<EncodedView> views;
+  for (const auto& m : messages) views.push_back(*viewWire(m));
+  const std::vector<const EncodedTensor*> pointers = {&codes[0], &codes[1], &codes[2]};
+  std::vector<float> fromViews(5000), fromCopies(5000);
+  ASSERT_TRUE(qsgdDecodeMean(std::span<const EncodedView>(views), fromViews).isOk());
+  ASSERT_TRUE(qsgdDecodeMean(pointers, fromCopies).isOk());
+  EXPECT_EQ(std::memcmp(fromViews.data(), fromCopies.data(), 4 * fromViews.size()), 0);
 }
 
 TEST(Wire, Crc32cKnownAnswer) {

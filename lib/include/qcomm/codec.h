@@ -54,6 +54,31 @@ struct EncodedTensor {
   bool operator==(const EncodedTensor&) const = default;
 };
 
+// A read-only view of an encoded tensor whose scales and words live elsewhere: in an
+// EncodedTensor (viewOf) or in a received wire message (viewWire in qcomm/wire.h), which decode
+// then reads in place, without copying the words. The viewed memory must outlive the view.
+struct EncodedView {
+  int bits = 4;
+  Layout layout = Layout::kSeed;
+  NormKind norm = NormKind::kL2;
+  DType dtype = DType::kFloat32;
+  int64_t bucketSize = 1;  // effective, >= 1
+  int64_t count = 0;
+  uint32_t flags = 0;
+  // One scale per bucket: fp32 as a float32 message carries them, or fp64 (an EncodedTensor's
+  // widened scales, a float64 message's).
+  std::span<const float> scalesF32;
+  std::span<const double> scalesF64;
+  std::span<const uint64_t> words;
+
+  int64_t numBuckets() const;
+  size_t scaleCount() const { return scalesF32.empty() ? scalesF64.size() : scalesF32.size(); }
+  double scale(int64_t b) const {
+    return scalesF32.empty() ? scalesF64[b] : static_cast<double>(scalesF32[b]);
+  }
+};
+EncodedView viewOf(const EncodedTensor& encoded);
+
 // Geometry shared by every function that sizes buffers.
 struct QsgdGeometry {
   int codeWidth = 0;       // bits per code: q + 2 (seed) or q + 1 (compact)
@@ -68,6 +93,10 @@ Result<QsgdGeometry> qsgdGeometry(int64_t count, const QsgdOptions& options);
 // Checks that an EncodedTensor is self-consistent (what decode and the wire writer rely on); the
 // message names the first field that is wrong.
 Status validateEncoded(const EncodedTensor& encoded);
+// The same for a view (everything but the shape, which a view does not carry).
+Status validateView(const EncodedView& view);
+// Checks that `shape` describes `count` values (no negative dimension; () holds one value).
+Status validateShape(std::span<const int64_t> shape, int64_t count);
 
 // Encodes `values` (the shape defaults to {values.size()}). The executor, when given, spreads the
 // work over its threads; the words do not depend on it.
@@ -87,9 +116,17 @@ Status qsgdEncodeInto(std::span<const double> values, const QsgdOptions& options
                       const RandomKey& key, Executor* executor, EncodedTensor* out,
                       std::span<const int64_t> shape = {});
 
+// Encodes like qsgdEncodeInto and also writes residual[i] = values[i] - decode(out)[i], the
+// error-feedback residual, from each tile's codes while they are in cache (no second pass over
+// the message; the same floats qsgdDecode would give). residual must hold values.size() floats.
+Status qsgdEncodeWithResidual(std::span<const float> values, const QsgdOptions& options,
+                              const RandomKey& key, Executor* executor, EncodedTensor* out,
+                              std::span<float> residual);
+
 // Decodes into `out`, whose size must equal encoded.count. A float32 message decodes with fp32
 // arithmetic and a float64 one with fp64, whatever the output type.
 Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* executor = nullptr);
+Status qsgdDecode(const EncodedView& encoded, std::span<float> out, Executor* executor = nullptr);
 
 // Decode-and-mean, the allreduce's inner loop: out[i] = (sum over r, in order, of
 // decode(codes[r])[i]) / codes.size(), summed in fp32 from 0, the arithmetic of decoding each code
@@ -102,6 +139,9 @@ struct DecodeMeanResidual {
   std::span<float> residual;
 };
 Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<float> out,
+                      Executor* executor = nullptr, const DecodeMeanResidual& residual = {});
+// The same on views: the allreduce averages received messages in place (viewWire).
+Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
                       Executor* executor = nullptr, const DecodeMeanResidual& residual = {});
 Status qsgdDecode(const EncodedTensor& encoded, std::span<double> out,
                   Executor* executor = nullptr);

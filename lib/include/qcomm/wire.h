@@ -41,6 +41,12 @@ Result<EncodedTensor> fromWire(std::span<const uint8_t> message);
 // error `out` holds a partly parsed message.
 Status fromWireInto(std::span<const uint8_t> message, EncodedTensor* out);
 
+// Parses and validates a message like fromWire, without copying: the view's scales and words
+// point into `message` (which must outlive it). Word and scale reads need the message to start
+// at an 8-byte aligned address (any vector's data, or an offset that is a multiple of 8 into
+// one); FailedPrecondition otherwise. The shape is checked but not returned.
+Result<EncodedView> viewWire(std::span<const uint8_t> message);
+
 // CRC32C (Castagnoli), hardware-accelerated where the CPU has it.
 uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
 

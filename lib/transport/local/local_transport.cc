@@ -150,12 +150,14 @@ class LocalTransport final : public Transport {
   }
 
   Result<std::unique_ptr<Request>> iallreduceSum(std::span<float> data) override {
-    std::vector<float> sum;
+    // The sum's buffer is reused from call to call (grown, never shrunk): no allocation per step.
+    if (sum_.size() < data.size()) sum_.resize(data.size());
+    const std::span<float> sum = std::span<float>(sum_).first(data.size());
     return exchange(
         "allreduce", {{}, {}, data}, Status::ok(),
         [&]() -> Status {
           // Every rank adds in rank order, so all ranks get bit-identical sums.
-          sum.assign(data.size(), 0.0f);
+          std::fill(sum.begin(), sum.end(), 0.0f);
           for (int r = 0; r < size(); ++r) {
             const auto& other = state_->posts[r].data;
             if (other.size() != data.size()) {
@@ -256,6 +258,7 @@ class LocalTransport final : public Transport {
 
   std::shared_ptr<LocalGroup::State> state_;
   int rank_;
+  std::vector<float> sum_;  // allreduceSum's scratch
 };
 
 }  // namespace
