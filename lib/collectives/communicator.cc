@@ -2,26 +2,19 @@
 // schedules of collectives/.
 #include "qcomm/communicator.h"
 
-#include "codec/budget.h"
 #include "codec/wire_bytes.h"
 
-#include <boost/archive/binary_iarchive.hpp>
-#include <boost/archive/binary_oarchive.hpp>
-#include <boost/serialization/map.hpp>
-#include <boost/serialization/string.hpp>
-#include <boost/serialization/vector.hpp>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <functional>
 #include <istream>
-#include <iterator>
-#include <sstream>
 #include <mutex>
 #include <ostream>
 #include <thread>
 
 #include "collectives/schedule.h"
+#include "collectives/state_archive.h"
 #include "qcomm/env.h"
 
 namespace qcomm {
@@ -416,59 +409,31 @@ Status Communicator::reduceList(std::span<const NamedTensor> tensors) {
 
 Status Communicator::saveState(std::ostream& out) {
   QCOMM_RETURN_IF_ERROR(drain());
-  try {
-    boost::archive::binary_oarchive archive(out);
-    // What auto measured travels too, so that a resumed job chooses as the one it resumes.
-    std::vector<double> costs;
-    if (measured_) {
-      for (double* field : costFields(costParameters_)) costs.push_back(*field);
-    }
-    archive << options_.describe() << step_ << residuals_ << ownerResiduals_ << costs;
-  } catch (const std::exception& e) {
-    return ioError("saving communicator state: ", e.what());
+  collectives::StateArchive state{options_.describe(), step_, residuals_, ownerResiduals_, {}};
+  // What auto measured travels too, so that a resumed job chooses as the one it resumes.
+  if (measured_) {
+    for (double* field : costFields(costParameters_)) state.costs.push_back(*field);
   }
-  return out ? Status::ok() : ioError("saving communicator state: the stream failed");
+  return collectives::writeStateArchive(state, out, "saving communicator state");
 }
 
 Status Communicator::loadState(std::istream& in) {
   QCOMM_RETURN_IF_ERROR(drain());
-  // The whole checkpoint first: its size bounds what loading it may allocate (codec/budget.h).
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  QCOMM_RETURN_IF_ERROR(
-      persist::checkArchiveSignature(bytes, true, "loading communicator state"));
-  persist::Budget budget = persist::Budget::forArchiveOf(bytes.size());
-  persist::BudgetString archivedDescribe{
-      persist::BudgetVector<char>(persist::BudgetAllocator<char>(&budget))};
-  uint64_t step = 0;
-  std::map<std::string, std::vector<float>> residuals, ownerResiduals;
-  persist::BudgetFloatTable residualTable{&budget, &residuals};
-  persist::BudgetFloatTable ownerTable{&budget, &ownerResiduals};
-  persist::BudgetVector<double> archivedCosts{persist::BudgetAllocator<double>(&budget)};
-  try {
-    std::istringstream stream(bytes);
-    boost::archive::binary_iarchive archive(stream);
-    archive >> archivedDescribe >> step >> residualTable >> ownerTable >> archivedCosts;
-  } catch (const std::exception& e) {
-    return dataLoss("loading communicator state: malformed archive (", e.what(), ")");
-  }
-  const std::string describe = archivedDescribe.str();
-  const std::vector<double> costs(archivedCosts.begin(), archivedCosts.end());
-  if (describe != options_.describe()) {
-    return failedPrecondition("loading communicator state: saved with '", describe,
-                              "' but this communicator is '", options_.describe(), "'");
-  }
+  collectives::StateArchive state;
+  QCOMM_RETURN_IF_ERROR(collectives::readStateArchive(in, options_.describe(),
+                                                      "loading communicator state", &state));
   const size_t fieldCount = costFields(costParameters_).size();
-  if (!costs.empty() && costs.size() != fieldCount) {
-    return dataLoss("loading communicator state: ", costs.size(), " cost parameters where ",
+  if (!state.costs.empty() && state.costs.size() != fieldCount) {
+    return dataLoss("loading communicator state: ", state.costs.size(), " cost parameters where ",
                     fieldCount, " were expected");
   }
-  if (!costs.empty() && measured_) {
+  if (!state.costs.empty() && measured_) {
     size_t i = 0;
-    for (double* field : costFields(costParameters_)) *field = costs[i++];
+    for (double* field : costFields(costParameters_)) *field = state.costs[i++];
   }
-  step_ = step;
-  residuals_ = std::move(residuals);
-  ownerResiduals_ = std::move(ownerResiduals);
+  step_ = state.step;
+  residuals_ = std::move(state.residuals);
+  ownerResiduals_ = std::move(state.ownerResiduals);
   return Status::ok();
 }
 

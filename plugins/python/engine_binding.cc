@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <sstream>
 
 #include "python_store.h"
 #include "qcomm/communicator.h"
@@ -107,24 +106,11 @@ void defineEngine(py::module_& m) {
            py::arg("items"))
       .def("save_state",
            [](Engine& e) {
-             std::ostringstream out;
-             Status s;
-             {
-               py::gil_scoped_release release;
-               s = e.comm->saveState(out);
-             }
-             if (!s.isOk()) raiseRuntime(s);
-             return py::bytes(out.str());
+             return saveStateBytes([&](std::ostream& out) { return e.comm->saveState(out); });
            })
       .def("load_state",
            [](Engine& e, const py::bytes& state) {
-             std::istringstream in{std::string(state)};
-             Status s;
-             {
-               py::gil_scoped_release release;
-               s = e.comm->loadState(in);
-             }
-             if (!s.isOk()) raiseRuntime(s);
+             loadStateBytes(state, [&](std::istream& in) { return e.comm->loadState(in); });
            })
       .def_property_readonly("step", [](const Engine& e) { return e.comm->step(); })
       .def_property_readonly("bytes_sent",

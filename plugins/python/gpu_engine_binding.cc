@@ -86,6 +86,24 @@ void defineGpuEngine(py::module_& m) {
             if (!s.isOk()) raiseRuntime(s);
           },
           py::arg("stream"))
+      // The error-feedback residuals (downloaded from the device) and the step, after the work
+      // queued on `stream`; the same archive layout as Engine.save_state.
+      .def(
+          "save_state",
+          [](GpuEngine& e, uintptr_t stream) {
+            return saveStateBytes([&](std::ostream& out) {
+              return e.comm->saveState(out, reinterpret_cast<cudaStream_t>(stream));
+            });
+          },
+          py::arg("stream"))
+      .def(
+          "load_state",
+          [](GpuEngine& e, const py::bytes& state, uintptr_t stream) {
+            loadStateBytes(state, [&](std::istream& in) {
+              return e.comm->loadState(in, reinterpret_cast<cudaStream_t>(stream));
+            });
+          },
+          py::arg("state"), py::arg("stream"))
       .def_property_readonly("bytes_sent", [](const GpuEngine& e) { return e.comm->bytesSent(); })
       .def_property_readonly("rank", [](const GpuEngine& e) { return e.transport->rank(); })
       .def_property_readonly("size", [](const GpuEngine& e) { return e.transport->size(); });

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,31 @@ void connectEngine(Engine& engine, MakeTransport makeTransport, MakeComm makeCom
 inline void checkSubmitted(uintptr_t address, int64_t n) {
   if (n < 0) throw py::value_error("submit: " + std::to_string(n) + " values");
   if (address == 0 && n > 0) throw py::value_error("submit: a null address");
+}
+
+// An engine's checkpoint as Python bytes: save(std::ostream&) and load(std::istream&) run
+// without the GIL; an error is raised as RuntimeError.
+template <typename Save>
+py::bytes saveStateBytes(Save save) {
+  std::ostringstream out;
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = save(out);
+  }
+  if (!s.isOk()) raiseRuntime(s);
+  return py::bytes(out.str());
+}
+
+template <typename Load>
+void loadStateBytes(const py::bytes& state, Load load) {
+  std::istringstream in{std::string(state)};
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = load(in);
+  }
+  if (!s.isOk()) raiseRuntime(s);
 }
 
 }  // namespace qcomm::python

@@ -38,9 +38,8 @@ when set (torch's own Gloo convention), else on this host's name.
   GpuCommunicator over NCCL, its unique id exchanged through the same store): encoded, exchanged
   and decoded on their device, ordered on the current CUDA stream, with QSGD options ('auto' and
   'sra' run allgather there); otherwise, and for block quantizers, they are staged through host
-  memory into the engine. The GPU engine's error-feedback residuals and step stay with it and are
-  not in `state_dict()`: a resumed job's CUDA buckets draw other random numbers than a job that
-  never stopped (CPU buckets resume exactly).
+  memory into the engine. `state_dict()` holds both engines' residuals and steps (the GPU
+  engine's copied to host memory after the work queued on the current stream).
 """
 
 import datetime
@@ -129,6 +128,7 @@ class QsgdState:
         self._gpu_device = None
         self._store = None
         self._engine_state = None  # loaded before the engine exists: applied when it starts
+        self._gpu_engine_state = None  # likewise for the GPU engine
         self._completer = None
         self._small = []  # this step's small CPU buckets, sent together with its last bucket
 
@@ -170,12 +170,18 @@ class QsgdState:
             except (RuntimeError, ValueError, TimeoutError) as e:
                 raise type(e)(f"qcomm.torch: {e}") from None
             self._gpu_device = device
+            if self._gpu_engine_state is not None:
+                self._gpu_engine.load_state(self._gpu_engine_state, self._gpu_stream())
+                self._gpu_engine_state = None
             if self._completer is None:
                 self._completer = _Completer()
         elif device != self._gpu_device:
             raise RuntimeError(f"qcomm.torch: CUDA buckets on {device} and {self._gpu_device}: "
                                f"one process drives one device")
         return self._gpu_engine
+
+    def _gpu_stream(self):
+        return torch.cuda.current_stream(self._gpu_device).cuda_stream
 
     def _engine_for(self, group):
         if self._engine is None:
@@ -204,7 +210,9 @@ class QsgdState:
 
     def state_dict(self):
         engine = self._engine.save_state() if self._engine is not None else self._engine_state
-        return {"config": self.config(), "iter": self.iter, "engine": engine}
+        gpu = (self._gpu_engine.save_state(self._gpu_stream()) if self._gpu_engine is not None
+               else self._gpu_engine_state)
+        return {"config": self.config(), "iter": self.iter, "engine": engine, "gpu_engine": gpu}
 
     def load_state_dict(self, state):
         if state.get("config") != self.config():
@@ -216,6 +224,11 @@ class QsgdState:
             self._engine.load_state(engine)
         else:
             self._engine_state = engine
+        gpu = state.get("gpu_engine")
+        if gpu is not None and self._gpu_engine is not None:
+            self._gpu_engine.load_state(gpu, self._gpu_stream())
+        else:
+            self._gpu_engine_state = gpu
 
 
 def _rendezvous_store(group, state):

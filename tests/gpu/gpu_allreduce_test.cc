@@ -12,6 +12,7 @@
 #include <string>
 #include <cmath>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "qcomm/communicator.h"
@@ -108,6 +109,17 @@ void expectGpuEqualsCpu(transport::DeviceTransport& device, const Pairing& pairi
     ASSERT_TRUE(buffer.isOk());
     for (int call = 0; call < 3; ++call) {
       SCOPED_TRACE(strCat(spec, " n=", c.n, " ef=", c.errorFeedback, " call ", call));
+      if (call == 2) {
+        // The last call runs on a fresh GpuCommunicator resumed from a checkpoint of this one:
+        // its residuals and step must carry the words on exactly.
+        std::stringstream checkpoint;
+        ASSERT_TRUE((*gpu)->saveState(checkpoint, stream).isOk());
+        auto resumed = GpuCommunicator::create(device, gpuOptions);
+        ASSERT_TRUE(resumed.isOk()) << resumed.status().toString();
+        const Status loaded = (*resumed)->loadState(checkpoint, stream);
+        ASSERT_TRUE(loaded.isOk()) << loaded.toString();
+        *gpu = std::move(*resumed);
+      }
       std::vector<float> expected = inputOf(worldRank(), c.n, call);
       ASSERT_EQ(cudaMemcpy(buffer->data(), expected.data(), 4 * c.n, cudaMemcpyHostToDevice),
                 cudaSuccess);

@@ -237,6 +237,11 @@ def check_state_round_trip(rank, world):
     run(state, 0, 3)
     saved = state.state_dict()
     assert state.iter == 3 and saved["engine"], "no engine state (error feedback, step) saved"
+    assert saved["gpu_engine"] is None, "no CUDA bucket ran, yet there is GPU engine state"
+    # A GPU engine's state loaded before that engine exists waits for it, and is saved again.
+    pending = qcomm.torch.QsgdState(**options)
+    pending.load_state_dict(dict(saved, gpu_engine=b"archive"))
+    assert pending.state_dict()["gpu_engine"] == b"archive"
     fresh = qcomm.torch.QsgdState(**options)
     fresh.load_state_dict(saved)
     again = run(fresh, 3, 3)
@@ -327,6 +332,17 @@ def check_cuda_buckets(rank, world):
             assert torch.equal(on_device.cpu(), on_host), \
                 f"step {step}: the GPU engine's mean differs from the CPU engine's"
         assert device._gpu_engine is not None and device._engine is None
+        # A checkpoint holds the GPU engine's residuals and step: a state resumed from it (its
+        # own engine) gives the next step's words exactly as the state that never stopped.
+        saved = device.state_dict()
+        assert saved["gpu_engine"] is not None
+        resumed = qcomm.torch.QsgdState(start_iter=0, min_compress_numel=0,
+                                        algorithm="allgather", **options)
+        resumed.load_state_dict(saved)
+        after = torch.randn(20011, generator=g)
+        went_on = qcomm.torch.qsgd_hook(device, FakeBucket(after.cuda())).wait()
+        came_back = qcomm.torch.qsgd_hook(resumed, FakeBucket(after.cuda())).wait()
+        assert torch.equal(came_back, went_on), "the resumed GPU engine's words differ"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or not qcomm._qcomm.built_with_gpu_engine,

@@ -20,8 +20,10 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <istream>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "qcomm/codec.h"
@@ -75,6 +77,14 @@ class GpuCommunicator {
   Status allreduceMean(float* data, int64_t n, const std::string& key, cudaStream_t stream);
   // Waits for `stream` through the transport (timeouts and asynchronous errors surface here).
   Status synchronize(cudaStream_t stream);
+
+  // Error-feedback state for checkpoints: the step and the device residuals by key, in the CPU
+  // Communicator's archive layout (Boost.Serialization binary), copied through host memory on
+  // `stream` after the calls queued there (saveState waits for them). loadState reads `in` to its
+  // end, allocates no more than its size justifies, and refuses an archive of other options.
+  Status saveState(std::ostream& out, cudaStream_t stream);
+  Status loadState(std::istream& in, cudaStream_t stream);
+  void resetState();
 
   // Serializes the phases and times them with events (for the benchmark).
   void setTimePhases(bool on) { timePhases_ = on; }
