@@ -16,6 +16,7 @@
 
 #include "qcomm/codec.h"
 #include "qcomm/quantizers.h"
+#include "qcomm/wire.h"
 
 namespace qcomm {
 namespace {
@@ -151,6 +152,105 @@ void BM_DecodeMean(benchmark::State& state) {
   }
   report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
 }
+
+// ---- the engine's two per-step savings (issue 13, item 4), each beside what it replaced --------
+
+// Encode with error feedback's residual. Argument ef: 0 encodes, decodes the code just made and
+// subtracts (what sra did before), 1 asks the encoder for the residual (qsgdEncodeWithResidual).
+void BM_EncodeResidual(benchmark::State& state) {
+  Setup s = makeSetup(state);
+  const bool fused = state.range(7) == 1;
+  state.SetLabel(fused ? "residual from the encoder" : "encode, then decode own code");
+  std::vector<float> residual(s.n), decoded(fused ? 0 : s.n);
+  const double memcpyBps = memcpyRate(s.x.data(), residual.data(), 4 * s.x.size());
+  EncodedTensor e;
+  uint64_t step = 0;
+  const auto once = [&]() -> Status {
+    const RandomKey key{7, 0, 0, step++};
+    if (fused) {
+      return qsgdEncodeWithResidual(s.x, s.options, key, s.executor.get(), &e, residual);
+    }
+    QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(std::span<const float>(s.x), s.options, key,
+                                         s.executor.get(), &e));
+    QCOMM_RETURN_IF_ERROR(qsgdDecode(e, std::span<float>(decoded), s.executor.get()));
+    for (int64_t i = 0; i < s.n; ++i) residual[i] = s.x[i] - decoded[i];
+    return Status::ok();
+  };
+  (void)once();  // buffers sized and touched, as in a training loop's later steps
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    const Status status = once();
+    if (!status.isOk()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(residual.data());
+  }
+  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
+// Decode-and-mean of P received wire messages (as the allreduce gets them). Argument view: 0
+// parses each into an EncodedTensor (fromWireInto copies the words, what the schedules did
+// before), 1 reads them in place (viewWire). GB/s counts the float32 output, as BM_DecodeMean.
+void BM_DecodeMeanWire(benchmark::State& state) {
+  Setup s = makeSetup(state);
+  const int p = static_cast<int>(state.range(7));
+  const bool inPlace = state.range(8) == 1;
+  state.SetLabel(inPlace ? "read in place" : "copied out (fromWireInto)");
+  std::vector<std::vector<uint8_t>> messages;
+  for (int r = 0; r < p; ++r) {
+    const EncodedTensor e =
+        *qsgdEncode(std::span<const float>(s.x), s.options, {7, uint32_t(r), 0, 0});
+    messages.push_back(*toWire(e, *WireOptions::fromEnvironment()));  // the engine's CRC setting
+  }
+  std::vector<float> out(s.n);
+  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
+  std::vector<EncodedTensor> copies(p);
+  std::vector<const EncodedTensor*> pointers(p);
+  std::vector<EncodedView> views(p);
+  const auto once = [&]() -> Status {
+    for (int r = 0; r < p; ++r) {
+      if (inPlace) {
+        QCOMM_ASSIGN_OR_RETURN(views[r], viewWire(messages[r]));
+      } else {
+        QCOMM_RETURN_IF_ERROR(fromWireInto(messages[r], &copies[r]));
+        pointers[r] = &copies[r];
+      }
+    }
+    return inPlace ? qsgdDecodeMean(std::span<const EncodedView>(views), std::span<float>(out),
+                                    s.executor.get())
+                   : qsgdDecodeMean(std::span<const EncodedTensor* const>(pointers),
+                                    std::span<float>(out), s.executor.get());
+  };
+  (void)once();
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    const Status status = once();
+    if (!status.isOk()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
+BENCHMARK(BM_EncodeResidual)->Apply([](benchmark::internal::Benchmark* b) {
+  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads", "norm", "rbits", "ef"});
+  for (int bits : {2, 4, 8}) {
+    for (int ef : {0, 1}) b->Args({1, bits, 512, 22, 1, 1, 16, ef});
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
+});
+BENCHMARK(BM_DecodeMeanWire)->Apply([](benchmark::internal::Benchmark* b) {
+  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads", "norm", "rbits", "P", "view"});
+  for (int bits : {2, 4}) {
+    for (int p : {2, 4}) {
+      for (int view : {0, 1}) b->Args({1, bits, 512, 22, 1, 1, 16, p, view});
+    }
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
+});
 
 // ---- the block quantizers (issue 12, item 3): arguments spec (index into kQuantSpecs), log2n,
 // threads; GB/s counts the float32 values once, as for QSGD.

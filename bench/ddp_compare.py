@@ -88,9 +88,11 @@ def worker(args):
                                             start_powerSGD_iter=2)
         hook = powersgd.powerSGD_hook
     elif method == "qcomm-4bit":
-        qstate = qcomm.torch.register(ddp, bits=4, timeline=events is not None)
+        qstate = qcomm.torch.register(ddp, bits=4, algorithm=args.qcomm_algorithm,
+                                      timeline=events is not None)
     elif method == "qcomm-2bit-ef":
         qstate = qcomm.torch.register(ddp, bits=2, error_feedback=True,
+                                      algorithm=args.qcomm_algorithm,
                                       timeline=events is not None)
     if hook is not None:
         ddp.register_comm_hook(hook_state, hook if events is None else timed(hook, events))
@@ -213,7 +215,7 @@ def orchestrate(args):
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--method", method,
                    "--rank", str(rank), "--ranks", str(args.ranks), "--epochs", str(args.epochs),
                    "--hidden", str(args.hidden), "--layers", str(args.layers),
-                   "--batch", str(args.batch)]
+                   "--batch", str(args.batch), "--qcomm-algorithm", args.qcomm_algorithm]
             if args.timeline:
                 cmd += ["--timeline-out", timelines]
             if args.cluster:
@@ -233,7 +235,8 @@ def orchestrate(args):
               f"  {row['ms_per_step']:7.2f} ms/step  median {row['median_ms']:7.2f} ms", flush=True)
     where = f"emulated cluster '{args.cluster}'" if args.cluster else "this machine (loopback)"
     print(f"\n{args.ranks} ranks on {where}, {model_name(args)}, "
-          f"{args.epochs} epochs, batch {args.batch} per rank\n")
+          f"{args.epochs} epochs, batch {args.batch} per rank, qcomm algorithm "
+          f"{args.qcomm_algorithm}\n")
     plain = next((r["median_ms"] for r in rows if r["method"] == "plain"), None)
     print("| method | test accuracy | KB sent per step per rank | ms per step (mean) | median | median / plain |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -259,6 +262,9 @@ def main():
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--cluster", help="emulated cluster name (qcomm cluster up), as root")
     parser.add_argument("--subnet", default="10.231.77", help="the cluster's subnet")
+    parser.add_argument("--qcomm-algorithm", default="auto",
+                        choices=["auto", "allgather", "sra", "hierarchical"],
+                        help="the qcomm rows' algorithm (auto: chosen from measured speeds)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--timeline", metavar="PNG",
                         help="draw one step of each method (rank 0's buckets) into PNG")
