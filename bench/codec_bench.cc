@@ -88,6 +88,23 @@ void report(benchmark::State& state, const Setup& s, double memcpyBytesPerSecond
   state.counters["threads"] = s.executor ? s.executor->numThreads() : 1;
 }
 
+// Times `once` (returns a Status) over the benchmark's iterations and reports; `sink` is what the
+// compiler must not optimize away.
+template <typename Once>
+void timeLoop(benchmark::State& state, const Setup& s, double memcpyBps, Once once,
+              const void* sink) {
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    const Status status = once();
+    if (!status.isOk()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(sink);
+  }
+  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
 void BM_Encode(benchmark::State& state) {
   Setup s = makeSetup(state);
   std::vector<float> copy(s.n);
@@ -96,17 +113,11 @@ void BM_Encode(benchmark::State& state) {
   uint64_t step = 0;
   EncodedTensor e;  // reused, as a training loop would
   (void)qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, 0}, nullptr, &e);
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, step++},
-                                         s.executor.get(), &e);
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(e.words.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  const auto once = [&] {
+    return qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, step++},
+                          s.executor.get(), &e);
+  };
+  timeLoop(state, s, memcpyBps, once, e.words.data());
 }
 
 void BM_Decode(benchmark::State& state) {
@@ -114,16 +125,8 @@ void BM_Decode(benchmark::State& state) {
   const EncodedTensor e = *qsgdEncode(std::span<const float>(s.x), s.options, {7, 0, 0, 0});
   std::vector<float> out(s.n);
   const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = qsgdDecode(e, std::span<float>(out), s.executor.get());
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(out.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  const auto once = [&] { return qsgdDecode(e, std::span<float>(out), s.executor.get()); };
+  timeLoop(state, s, memcpyBps, once, out.data());
 }
 
 // Decode-and-mean of P codes (the allreduce's inner loop). GB/s counts the float32 output written
@@ -141,16 +144,8 @@ void BM_DecodeMean(benchmark::State& state) {
   const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
   // One untimed pass: the codes' pages are touched once, as the allreduce's receive buffers are.
   (void)qsgdDecodeMean(views, std::span<float>(out), s.executor.get());
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = qsgdDecodeMean(views, std::span<float>(out), s.executor.get());
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(out.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  const auto once = [&] { return qsgdDecodeMean(views, std::span<float>(out), s.executor.get()); };
+  timeLoop(state, s, memcpyBps, once, out.data());
 }
 
 // ---- the engine's two per-step savings (issue 13, item 4), each beside what it replaced --------
@@ -177,16 +172,7 @@ void BM_EncodeResidual(benchmark::State& state) {
     return Status::ok();
   };
   (void)once();  // buffers sized and touched, as in a training loop's later steps
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = once();
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(residual.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  timeLoop(state, s, memcpyBps, once, residual.data());
 }
 
 // Decode-and-mean of P received wire messages (as the allreduce gets them). Argument view: 0
@@ -223,16 +209,7 @@ void BM_DecodeMeanWire(benchmark::State& state) {
                                     std::span<float>(out), s.executor.get());
   };
   (void)once();
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = once();
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(out.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  timeLoop(state, s, memcpyBps, once, out.data());
 }
 
 BENCHMARK(BM_EncodeResidual)->Apply([](benchmark::internal::Benchmark* b) {
