@@ -151,11 +151,17 @@ class QsgdState:
         and 'sra' run allgather there."""
         if not _qcomm.built_with_gpu_engine:
             return None
-        try:
-            _qcomm.check_gpu_engine_options(self.engine_codec(), self._gpu_algorithm())
-        except ValueError:
-            return None
-        return self.engine_codec()
+        # Asked for every CUDA bucket: the answer is kept for the options it was given for.
+        key = (self.engine_codec(), self._gpu_algorithm())
+        cached = getattr(self, "_gpu_codec_answer", None)
+        if cached is None or cached[0] != key:
+            try:
+                _qcomm.check_gpu_engine_options(*key)
+                cached = (key, key[0])
+            except ValueError:
+                cached = (key, None)
+            self._gpu_codec_answer = cached
+        return cached[1]
 
     def _gpu_algorithm(self):
         return "hierarchical" if self.algorithm == "hierarchical" else "allgather"
