@@ -383,9 +383,9 @@ void decodeWords(const CpuKernels& k, const EncodedView& e, const Bucket& bk, do
   }
 }
 
+// `e` has been validated by the caller (validateView or validateEncoded).
 template <typename Out>
 Status decodeImpl(const EncodedView& e, std::span<Out> out, Executor* executor) {
-  QCOMM_RETURN_IF_ERROR(validateView(e));
   if (static_cast<int64_t>(out.size()) != e.count) {
     return invalidArgument("decode output holds ", out.size(), " values but the message has ",
                            e.count);
@@ -642,6 +642,7 @@ Status qsgdDecode(const EncodedTensor& encoded, std::span<float> out, Executor* 
 }
 
 Status qsgdDecode(const EncodedView& encoded, std::span<float> out, Executor* executor) {
+  QCOMM_RETURN_IF_ERROR(validateView(encoded));
   return decodeImpl(encoded, out, executor);
 }
 

@@ -409,12 +409,13 @@ Status Communicator::reduceList(std::span<const NamedTensor> tensors) {
 
 Status Communicator::saveState(std::ostream& out) {
   QCOMM_RETURN_IF_ERROR(drain());
-  collectives::StateArchive state{options_.describe(), step_, residuals_, ownerResiduals_, {}};
   // What auto measured travels too, so that a resumed job chooses as the one it resumes.
+  std::vector<double> costs;
   if (measured_) {
-    for (double* field : costFields(costParameters_)) state.costs.push_back(*field);
+    for (double* field : costFields(costParameters_)) costs.push_back(*field);
   }
-  return collectives::writeStateArchive(state, out, "saving communicator state");
+  return collectives::writeStateArchive(options_.describe(), step_, residuals_, ownerResiduals_,
+                                        costs, out, "saving communicator state");
 }
 
 Status Communicator::loadState(std::istream& in) {

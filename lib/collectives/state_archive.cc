@@ -13,11 +13,13 @@
 
 namespace qcomm::collectives {
 
-Status writeStateArchive(const StateArchive& state, std::ostream& out, std::string_view what) {
+Status writeStateArchive(const std::string& describe, uint64_t step,
+                         const ResidualTable& residuals, const ResidualTable& ownerResiduals,
+                         const std::vector<double>& costs, std::ostream& out,
+                         std::string_view what) {
   try {
     boost::archive::binary_oarchive archive(out);
-    archive << state.describe << state.step << state.residuals << state.ownerResiduals
-            << state.costs;
+    archive << describe << step << residuals << ownerResiduals << costs;
   } catch (const std::exception& e) {
     return ioError(what, ": ", e.what());
   }

@@ -16,15 +16,21 @@
 
 namespace qcomm::collectives {
 
+using ResidualTable = std::map<std::string, std::vector<float>>;
+
 struct StateArchive {
   std::string describe;
   uint64_t step = 0;
-  std::map<std::string, std::vector<float>> residuals, ownerResiduals;
+  ResidualTable residuals, ownerResiduals;
   std::vector<double> costs;
 };
 
-// `what` starts the error messages ("saving communicator state").
-Status writeStateArchive(const StateArchive& state, std::ostream& out, std::string_view what);
+// Writes the fields straight from where the engine keeps them (no copy of the residuals); `what`
+// starts the error messages ("saving communicator state").
+Status writeStateArchive(const std::string& describe, uint64_t step,
+                         const ResidualTable& residuals, const ResidualTable& ownerResiduals,
+                         const std::vector<double>& costs, std::ostream& out,
+                         std::string_view what);
 // Reads `in` to its end, allocating no more than its size justifies (a forged length is a
 // DataLoss), and refuses an archive whose description is not `expectedDescribe`
 // (FailedPrecondition naming both).

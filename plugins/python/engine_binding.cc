@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-
 #include "python_store.h"
 #include "qcomm/communicator.h"
 #include "qcomm/gloo_transport.h"

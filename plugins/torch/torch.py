@@ -129,6 +129,7 @@ class QsgdState:
         self._store = None
         self._engine_state = None  # loaded before the engine exists: applied when it starts
         self._gpu_engine_state = None  # likewise for the GPU engine
+        self._gpu_codec_answer = None  # gpu_codec()'s last ((codec, algorithm), answer)
         self._completer = None
         self._small = []  # this step's small CPU buckets, sent together with its last bucket
 
@@ -153,7 +154,7 @@ class QsgdState:
             return None
         # Asked for every CUDA bucket: the answer is kept for the options it was given for.
         key = (self.engine_codec(), self._gpu_algorithm())
-        cached = getattr(self, "_gpu_codec_answer", None)
+        cached = self._gpu_codec_answer
         if cached is None or cached[0] != key:
             try:
                 _qcomm.check_gpu_engine_options(*key)

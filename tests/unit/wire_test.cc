@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 
+#include "qcomm/any_codec.h"
 #include "qcomm/quantizers.h"
 #include "qcomm/wire.h"
 
@@ -283,8 +284,14 @@ TEST(Wire, ViewNeedsAnAlignedMessage) {
   EXPECT_EQ(view.status().message(),
             "a message viewed in place must start at an 8-byte aligned address (this one is at "
             "offset 1); copy it with fromWire instead");
-  // The copying parser takes it, and decodeWireMessage picks the path by itself.
-  EXPECT_TRUE(fromWire(std::span<const uint8_t>(shifted).subspan(1)).isOk());
+  // The copying parser takes it, and decodeWireMessage picks the path by itself: the same floats
+  // as from the aligned message.
+  const std::span<const uint8_t> misaligned = std::span<const uint8_t>(shifted).subspan(1);
+  EXPECT_TRUE(fromWire(misaligned).isOk());
+  std::vector<float> fromMisaligned(1000), fromAligned(1000);
+  ASSERT_TRUE(decodeWireMessage(misaligned, fromMisaligned).isOk());
+  ASSERT_TRUE(decodeWireMessage(bytes, fromAligned).isOk());
+  EXPECT_EQ(std::memcmp(fromMisaligned.data(), fromAligned.data(), 4 * 1000), 0);
 }
 
 TEST(Wire, DecodeMeanOfViewsEqualsDecodeMeanOfCopies) {

@@ -10,11 +10,9 @@
 namespace qcomm {
 
 Status GpuCommunicator::saveState(std::ostream& out, cudaStream_t stream) {
-  collectives::StateArchive state;
-  state.describe = options_.describe();
-  state.step = step_;
+  collectives::ResidualTable residuals;
   for (const auto& [key, buffer] : residuals_) {
-    std::vector<float>& host = state.residuals[key];
+    std::vector<float>& host = residuals[key];
     host.resize(buffer.size());
     if (buffer.size() == 0) continue;
     QCOMM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data(), buffer.data(), buffer.bytes(),
@@ -22,7 +20,8 @@ Status GpuCommunicator::saveState(std::ostream& out, cudaStream_t stream) {
   }
   // The copies follow the calls queued on `stream`; the archive waits for them.
   QCOMM_RETURN_IF_ERROR(synchronize(stream));
-  return collectives::writeStateArchive(state, out, "saving GPU communicator state");
+  return collectives::writeStateArchive(options_.describe(), step_, residuals, {}, {}, out,
+                                        "saving GPU communicator state");
 }
 
 Status GpuCommunicator::loadState(std::istream& in, cudaStream_t stream) {
@@ -33,7 +32,7 @@ Status GpuCommunicator::loadState(std::istream& in, cudaStream_t stream) {
     return failedPrecondition("loading GPU communicator state: the archive holds sra owner "
                               "residuals, which the GPU engine does not keep");
   }
-  std::map<std::string, cuda::DeviceBuffer<float>> residuals;
+  std::map<std::string, cuda::DeviceBuffer<float>> residuals;  // replaces residuals_ when all landed
   for (const auto& [key, host] : state.residuals) {
     QCOMM_ASSIGN_OR_RETURN(cuda::DeviceBuffer<float> buffer,
                            cuda::DeviceBuffer<float>::allocate(host.size()));
