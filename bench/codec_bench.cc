@@ -237,6 +237,15 @@ const char* const kQuantSpecs[] = {
     "percentile:bits=4,mode=asym,p=99,block=4096", "dynamic:block=4096",
     "rowwise:bits=8,block=1024",               "rowwise:bits=4,block=4096",
     "fp16",                                    "bf16",
+    // 16 random bits per value (QuantOptions::randomBits): half the Philox work.
+    "linear:bits=8,mode=sym,block=4096,random_bits=16",
+    "linear:bits=4,mode=asym,block=512,random_bits=16",
+    "linear:bits=3,mode=asym,random_bits=16",
+    "percentile:bits=8,mode=sym,p=99.9,block=4096,random_bits=16",
+    "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16",
+    "dynamic:block=4096,random_bits=16",
+    "rowwise:bits=8,block=1024,random_bits=16",
+    "rowwise:bits=4,block=4096,random_bits=16",
 };
 
 Setup makeQuantSetup(benchmark::State& state, QuantOptions* options) {

@@ -275,7 +275,10 @@ TEST(KernelEmulation, QuantizerWordsMatchTheCpuForEveryCodec) {
         "linear:bits=2,mode=asym,rounding=nearest", "percentile:bits=8,block=2048,p=99.9",
         "percentile:bits=4,mode=asym,block=1000,p=99", "percentile:bits=6,block=4096,p=100",
         "dynamic:block=64", "dynamic:block=4096,rounding=nearest", "rowwise:bits=4,block=777",
-        "rowwise:bits=8,block=5003,rounding=nearest", "fp16", "bf16"}) {
+        "rowwise:bits=8,block=5003,rounding=nearest", "fp16", "bf16",
+        "linear:bits=5,mode=asym,block=300,random_bits=16", "dynamic:block=64,random_bits=16",
+        "percentile:bits=4,mode=asym,block=1000,p=99,random_bits=16",
+        "rowwise:bits=4,block=777,random_bits=16"}) {
     checkQuantAgainstCpu(values, spec, 3);
     if (HasFatalFailure()) return;
   }

@@ -88,7 +88,7 @@ inline ReferenceQuantized referenceQuantize(const std::vector<float>& v, const Q
     } else {
       const quant::BlockParams<float>& p = params[i / blockSize];
       if (std::isnan(p.scale)) continue;
-      const uint32_t random = stochastic ? qsgd::randomBits(i, step, philox) : 0u;
+      const uint32_t random = stochastic ? qsgd::randomBits(i, step, philox, o.randomBits) : 0u;
       code = quant::encodeValue<float>(o.kind, v[i], p.scale, p.zero, o.symmetric, stochastic,
                                        random, o.bits, map);
     }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -138,7 +139,8 @@ TEST(QuantRoundTrip, StochasticRoundingIsUnbiased) {
   for (const char* text :
        {"linear:bits=2,mode=asym", "linear:bits=4,mode=asym,block=100", "linear:bits=3",
         "dynamic:block=64", "dynamic", "rowwise:bits=2,block=128", "percentile:bits=3,p=99",
-        "percentile:bits=3,p=100,mode=asym,block=128"}) {
+        "percentile:bits=3,p=100,mode=asym,block=128", "linear:bits=2,mode=asym,random_bits=16",
+        "dynamic:block=64,random_bits=16", "rowwise:bits=2,block=128,random_bits=16"}) {
     const QuantOptions o = spec(text);
     ASSERT_EQ(o.rounding, Rounding::kStochastic) << text;
     const QuantizedTensor probe = quantize(x, o).value();
@@ -255,6 +257,55 @@ TEST(QuantSpecs, ParseAndNameWhatIsWrong) {
   EXPECT_NE(error("percentile:p=40").find("(50, 100]"), std::string::npos);
   EXPECT_NE(error("fp16:rounding=stochastic").find("nearest only"), std::string::npos);
   EXPECT_NE(error("gzip").find("unknown codec 'gzip'"), std::string::npos);
+  // 16 random bits per value: stochastic rounding only; named in the spec only when not 32.
+  EXPECT_EQ(spec("linear").randomBits, 32);
+  EXPECT_EQ(spec("linear:bits=4,random_bits=16").randomBits, 16);
+  EXPECT_EQ(quantSpec(spec("rowwise:bits=4,block=8,random_bits=16")),
+            "rowwise:bits=4,block=8,rounding=stochastic,random_bits=16");
+  EXPECT_EQ(quantSpec(spec("linear:random_bits=32")).find("random_bits"), std::string::npos);
+  EXPECT_NE(error("linear:random_bits=24").find("random_bits must be 32 or 16, got 24"),
+            std::string::npos);
+  EXPECT_NE(error("linear:random_bits=x").find("random_bits='x' is not an integer"),
+            std::string::npos);
+  EXPECT_NE(error("linear:rounding=nearest,random_bits=16")
+                .find("random_bits=16 applies to stochastic rounding"),
+            std::string::npos);
+  EXPECT_NE(error("fp16:random_bits=16").find("stochastic rounding"), std::string::npos);
+}
+
+TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
+  // The words of 16-bit draws differ from 32-bit ones (the scales do not), are the same on one
+  // and three threads, and the option travels in the message (quant_kernels_test checks the
+  // words against the value-by-value definition, qsgd::randomBits(i, step, key, 16)).
+  const std::vector<float> x = gaussian(70001, 8);
+  const QuantOptions o32 = spec("linear:bits=4,mode=asym,block=512");
+  const QuantOptions o16 = spec("linear:bits=4,mode=asym,block=512,random_bits=16");
+  const RandomKey key{3, 1, 4, 15};
+  const QuantizedTensor a = quantize(x, o16, key).value();
+  EXPECT_NE(a.words, quantize(x, o32, key).value().words);
+  EXPECT_EQ(a.scales, quantize(x, o32, key).value().scales);
+  Executor pool(3);
+  EXPECT_EQ(quantize(x, o16, key, {}, &pool).value().words, a.words);
+  std::vector<double> doubles(x.begin(), x.end());
+  const QuantizedTensor fromDoubles = quantize(doubles, o16, key).value();
+  const QuantizedTensor fromDoubles32 = quantize(doubles, o32, key).value();
+  EXPECT_NE(fromDoubles.words, fromDoubles32.words);  // the float64 path draws 16 bits too
+  std::vector<uint8_t> message(quantWireSize(a).value());
+  ASSERT_TRUE(writeQuantWire(a, false, message).isOk());
+  uint32_t flags = 0;
+  std::memcpy(&flags, message.data() + 16, 4);
+  EXPECT_NE(flags & kFlagRandom16, 0u);
+  const QuantizedTensor back = quantFromWire(message).value();
+  EXPECT_EQ(back.options.randomBits, 16);
+  EXPECT_EQ(back.flags, a.flags);
+  EXPECT_EQ(back.words, a.words);
+  // The flag on a nearest-rounded message is a contradiction, named as such.
+  const QuantizedTensor nearest = quantize(x, spec("linear:bits=4,rounding=nearest"), key).value();
+  std::vector<uint8_t> bad(quantWireSize(nearest).value());
+  ASSERT_TRUE(writeQuantWire(nearest, false, bad).isOk());
+  bad[16] |= static_cast<uint8_t>(kFlagRandom16);
+  EXPECT_NE(quantFromWire(bad).status().message().find("random_bits=16 applies to stochastic"),
+            std::string::npos);
 }
 
 TEST(QuantWire, MessagesRoundTripAndCorruptionIsNamed) {

@@ -26,6 +26,7 @@ Result<QuantPlan> planQuant(int64_t count, const QuantOptions& options, int64_t 
   plan.bits = options.bits;
   plan.symmetric = options.symmetric;
   plan.stochastic = options.rounding == Rounding::kStochastic;
+  plan.randomBits = options.randomBits;
   plan.count = count;
   plan.blockSize = cast ? std::max<int64_t>(count, 1) : blockSize;
   plan.numBlocks = cast || count == 0 ? 0 : (count + blockSize - 1) / blockSize;

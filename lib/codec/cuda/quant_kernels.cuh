@@ -154,7 +154,7 @@ __global__ void encodeWordsKernel(const float* __restrict__ values, QuantPlan pl
         const float scale = scales[b];
         if (!isnan(scale)) {
           const uint32_t random =
-              plan.stochastic ? qsgd::randomBits(i, plan.step, plan.key) : 0u;
+              plan.stochastic ? qsgd::randomBits(i, plan.step, plan.key, plan.randomBits) : 0u;
           code = quant::encodeValue<float>(plan.kind, values[i], scale,
                                            zeros != nullptr ? zeros[b] : 0.0f, plan.symmetric,
                                            plan.stochastic, random, plan.bits, plan.map);

@@ -19,6 +19,7 @@ struct QuantPlan {
   int bits;
   bool symmetric;
   bool stochastic;
+  int randomBits;  // QuantOptions::randomBits: 32 or 16 draws per value
   int64_t count;
   int64_t blockSize;   // effective
   int64_t numBlocks;   // 0 for the casts

@@ -126,11 +126,18 @@ T percentileOf(const Select& select, int64_t n, bool absolute, double p) {
   return static_cast<T>(percentileLerp(static_cast<double>(a), static_cast<double>(b), gamma));
 }
 
-template <typename T, typename Select>
-BlockParams<T> paramsOf(const T* v, int64_t n, const QuantOptions& options, const Select& select) {
+// Whether v[0, n) holds NaN or +-Inf.
+template <typename T>
+bool anyNonFinite(const T* v, int64_t n) {
   int bad = 0;  // no early exit, an int reduction: the loop vectorizes
   for (int64_t j = 0; j < n; ++j) bad |= !(std::fabs(v[j]) <= std::numeric_limits<T>::max());
-  if (bad != 0) return {std::numeric_limits<T>::quiet_NaN(), 0};
+  return bad != 0;
+}
+
+template <typename T, typename Select>
+BlockParams<T> paramsOf(const T* v, int64_t n, const QuantOptions& options, const Select& select,
+                        bool nonFinite) {
+  if (nonFinite) return {std::numeric_limits<T>::quiet_NaN(), 0};
   if (options.symmetric) {
     return paramsFromRange(percentileOf<T>(select, n, true, options.percentile), T(0), true,
                            options.bits, false);
@@ -145,12 +152,13 @@ BlockParams<T> paramsOf(const T* v, int64_t n, const QuantOptions& options, cons
 
 template <typename T>
 BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& options) {
-  return paramsOf(v, n, options, ScalarSelect<T>{v, n});
+  return paramsOf(v, n, options, ScalarSelect<T>{v, n}, anyNonFinite(v, n));
 }
 
 BlockParams<float> percentileParams(const float* v, int64_t n, const QuantOptions& options,
                                     const QuantCpuKernels& kernels) {
-  return paramsOf(v, n, options, KernelSelect{v, n, kernels});
+  // The ISA's block statistics find non-finite values (this file is built for the baseline ISA).
+  return paramsOf(v, n, options, KernelSelect{v, n, kernels}, !kernels.statsF32(v, n).finite);
 }
 
 template BlockParams<float> percentileParams(const float*, int64_t, const QuantOptions&);

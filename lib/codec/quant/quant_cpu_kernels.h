@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "qcomm/quantizers.h"
@@ -32,6 +33,27 @@ struct DynamicRecord {
 };
 static_assert(sizeof(DynamicRecord) == 16);
 
+// The stochastic draws of a run of values, in the Philox words qsgd::CpuKernels::philoxBlocks wrote
+// for them (qsgd::randomBits): with 32 random bits per value, value i's draw is word i; with 16,
+// the i-th 16-bit half of the words in memory order (word i / 2, its low half for even i), placed
+// in the top 16 bits.
+struct Draws {
+  const unsigned char* bytes = nullptr;
+  int randomBits = 32;
+
+  uint32_t operator[](int64_t i) const {
+    if (randomBits == 16) {
+      uint16_t h;
+      std::memcpy(&h, bytes + 2 * i, 2);
+      return uint32_t{h} << 16;
+    }
+    uint32_t w;
+    std::memcpy(&w, bytes + 4 * i, 4);
+    return w;
+  }
+  Draws operator+(int64_t k) const { return {bytes + k * (randomBits / 8), randomBits}; }
+};
+
 struct RunF32 {
   QuantKind kind = QuantKind::kLinear;
   bool symmetric = true;
@@ -49,10 +71,9 @@ enum class ValueView : int { kPlain, kAbsolute, kNegated };
 struct QuantCpuKernels {
   std::string_view name;
   BlockStatsF32 (*statsF32)(const float* v, int64_t n);
-  // codes[i] = the code of v[i] (kinds of at most 8 bits); random[i]: value i's Philox word
-  // (read only when run.stochastic).
-  void (*encodeF32)(const RunF32& run, const float* v, int64_t n, const uint32_t* random,
-                    uint8_t* codes);
+  // codes[i] = the code of v[i] (kinds of at most 8 bits); random[i]: value i's draw (read only
+  // when run.stochastic).
+  void (*encodeF32)(const RunF32& run, const float* v, int64_t n, Draws random, uint8_t* codes);
   void (*decodeF32)(const RunF32& run, const uint8_t* codes, int64_t n, float* out);
   // fp16/bf16: the 16-bit codes of v[0, n) as 2n little-endian bytes (the words' bytes, which
   // need no packing); returns whether some value was NaN or +-Inf.

@@ -58,6 +58,13 @@ Status QuantOptions::validate() const {
   if (cast && rounding == Rounding::kStochastic) {
     return invalidArgument(quantKindName(kind), " rounds to nearest only (rounding=nearest)");
   }
+  if (randomBits != 32 && randomBits != 16) {
+    return invalidArgument("random_bits must be 32 or 16, got ", randomBits);
+  }
+  if (randomBits == 16 && rounding != Rounding::kStochastic) {
+    return invalidArgument("random_bits=16 applies to stochastic rounding; ", quantKindName(kind),
+                           " here rounds to nearest");
+  }
   if (blockSize < 0) return invalidArgument("block must be >= 0, got ", blockSize);
   if (kind == QuantKind::kDynamic && blockSize != 0 && blockSize < 64) {
     return invalidArgument("dynamic blocks hold at least 64 values, got ", blockSize);
@@ -107,13 +114,16 @@ Result<QuantOptions> parseQuantSpec(std::string_view spec) {
         return invalidArgument("codec spec '", std::string(spec), "': p='", text,
                                "' is not a number");
       }
+    } else if (key == "random_bits") {
+      QCOMM_ASSIGN_OR_RETURN(const int64_t randomBits, parseInteger(spec, key, value));
+      options.randomBits = static_cast<int>(std::clamp<int64_t>(randomBits, -1, 1000));
     } else if (key == "mode" || key == "rounding") {
       return invalidArgument("codec spec '", std::string(spec), "': ", std::string(key), "='",
                              std::string(value), "' (",
                              key == "mode" ? "sym or asym" : "nearest or stochastic", ")");
     } else {
       return invalidArgument("codec spec '", std::string(spec), "': unknown key '",
-                             std::string(key), "' (known: bits, block, mode, rounding",
+                             std::string(key), "' (known: bits, block, mode, rounding, random_bits",
                              options.kind == QuantKind::kPercentile ? ", p)" : ")");
     }
     return Status::ok();
@@ -131,6 +141,7 @@ std::string quantSpec(const QuantOptions& o) {
     spec += o.symmetric ? ",mode=sym" : ",mode=asym";
   }
   if (o.kind == QuantKind::kPercentile) spec += strCat(",p=", o.percentile);
+  if (o.randomBits != 32) spec += strCat(",random_bits=", o.randomBits);
   return spec;
 }
 

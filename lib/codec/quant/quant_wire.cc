@@ -28,7 +28,9 @@ uint64_t configHashOf(const QuantizedTensor& q) {
                              static_cast<uint8_t>(q.dtype)};
   uint64_t hash = fnv1a(wire::kFnvOffset, fields, sizeof(fields));
   hash = fnv1a(hash, &q.blockSize, sizeof(q.blockSize));
-  return fnv1a(hash, &q.options.percentile, sizeof(double));
+  hash = fnv1a(hash, &q.options.percentile, sizeof(double));
+  // As QSGD's: hashes of 32-bit draws are those of the format before random_bits existed.
+  return q.options.randomBits == 16 ? fnv1a(hash, "r16", 3) : hash;
 }
 
 size_t areaBytes(const QuantizedTensor& q, size_t entries) {
@@ -82,7 +84,8 @@ Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out
   p[11] = static_cast<uint8_t>(q.options.rounding);
   p[12] = static_cast<uint8_t>(q.dtype);
   p[13] = static_cast<uint8_t>(scaleBytes(q.dtype));
-  put<uint32_t>(p + 16, q.flags | (crc ? kFlagCrc : 0u));
+  put<uint32_t>(p + 16, q.flags | (crc ? kFlagCrc : 0u) |
+                            (q.options.randomBits == 16 ? kFlagRandom16 : 0u));
   put<int64_t>(p + 24, q.blockSize);
   put<int64_t>(p + 32, q.count);
   put<int64_t>(p + 40, static_cast<int64_t>(q.words.size()));
@@ -120,8 +123,11 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
   q.dtype = static_cast<DType>(p[12]);
   if (p[13] != scaleBytes(q.dtype)) return dataLoss("scale bytes field is ", int{p[13]});
   const uint32_t flags = get<uint32_t>(p + 16);
-  if ((flags & ~(kFlagNonFinite | kFlagCrc)) != 0) return dataLoss("flags 0x", std::hex, flags, " hold unknown bits");
-  q.flags = flags & ~kFlagCrc;
+  if ((flags & ~(kFlagNonFinite | kFlagCrc | kFlagRandom16)) != 0) {
+    return dataLoss("flags 0x", std::hex, flags, " hold unknown bits");
+  }
+  q.flags = flags & kFlagNonFinite;
+  q.options.randomBits = (flags & kFlagRandom16) != 0 ? 16 : 32;
   q.blockSize = get<int64_t>(p + 24);
   q.options.blockSize = q.blockSize;
   q.count = get<int64_t>(p + 32);

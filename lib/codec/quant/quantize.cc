@@ -123,6 +123,21 @@ void storeParams(const std::vector<quant::BlockParams<T>>& params, QuantizedTens
   }
 }
 
+// Brings a tile of values into L2 in four parts, asked for between the steps of coding another
+// tile, so that the requests do not all wait on the memory at once.
+class TilePrefetch {
+ public:
+  TilePrefetch(const float* p, int64_t count) : p_(p), count_(std::max<int64_t>(count, 0)) {}
+  void part(int k) const {  // k in [0, 4)
+    const int64_t begin = k * count_ / 4 / 16 * 16, end = (k + 1) * count_ / 4;
+    for (int64_t i = begin; i < end; i += 16) __builtin_prefetch(p_ + i, 0, 2);
+  }
+
+ private:
+  const float* p_;
+  int64_t count_;
+};
+
 // float32 quantization in tasks of kTaskTiles tiles: each scales the (small) blocks it touches,
 // then per tile draws Philox, codes per block run, packs densely and copies the tile's bytes into
 // the words (tiles never share a word). A block on a task boundary is scaled by both tasks (the
@@ -151,7 +166,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   const int64_t tiles = (n + kTile - 1) / kTile;
   std::atomic<bool> nonFinite{false};
   parallelFor(executor, (tiles + kTaskTiles - 1) / kTaskTiles, 1, [&](int64_t g0, int64_t g1) {
-    alignas(64) uint32_t random[kTile];
+    alignas(64) uint32_t random[kTile];  // Philox words: one per value, or one per two values
     alignas(64) uint8_t codes[kTile];
     alignas(64) uint8_t bytes[kTile + 8];
     std::vector<quant::BlockParams<float>> local;
@@ -170,13 +185,25 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
       for (int64_t s = s0; s < s1; s += kTile) {
         const int64_t m = std::min(kTile, n - s);
         const int64_t offset = s * bits / 8;
-        if (cast) {  // 16-bit codes are their own packing
+        // The next task's tile at this position comes into L2 while this one is coded, so the
+        // block statistics of the next task read from cache: the memory traffic overlaps the
+        // coding instead of preceding it (2^26 values, linear 4-bit, 16-bit draws, one thread:
+        // 47-53 -> 33-38 ms with the parts spread over the tile).
+        const TilePrefetch next(v + s + kTaskTiles * kTile,
+                                g + 1 < g1 ? std::min(kTile, n - s - kTaskTiles * kTile) : 0);
+        next.part(0);
+        if (cast) {
+          for (int part = 1; part < 4; ++part) next.part(part);  // 16-bit codes are their own packing
           bad |= k.quant->castF32(o.kind, v + s, m, stream + offset);
           continue;
         }
-        if (o.rounding == Rounding::kStochastic) {
-          k.qsgd->philoxBlocks(static_cast<uint64_t>(s / 4), (m + 3) / 4, step, philox, random);
+        if (o.rounding == Rounding::kStochastic) {  // s is a multiple of 8: its own block
+          const int shift = qsgd::philoxBlockShift(o.randomBits);
+          k.qsgd->philoxBlocks(static_cast<uint64_t>(s) >> shift, (m + (1 << shift) - 1) >> shift,
+                               step, philox, random);
         }
+        next.part(1);
+        const quant::Draws draws{reinterpret_cast<const unsigned char*>(random), o.randomBits};
         for (int64_t i = s; i < s + m;) {
           const int64_t b = i / bs;
           const int64_t e = std::min(s + m, (b + 1) * bs);
@@ -184,15 +211,22 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
           if (std::isnan(p.scale)) {
             std::fill(codes + (i - s), codes + (e - s), uint8_t{0});  // a non-finite block
           } else {
-            k.quant->encodeF32(runOf(o, p), v + i, e - i, random + (i - s), codes + (i - s));
+            k.quant->encodeF32(runOf(o, p), v + i, e - i, draws + (i - s), codes + (i - s));
           }
           i = e;
         }
+        next.part(2);
         const int64_t padded = (m + 7) / 8 * 8;
         std::fill(codes + m, codes + padded, uint8_t{0});
-        k.quant->packBytes(codes, padded, bits, bytes);
-        const int64_t length = std::min(padded * bits / 8, totalBytes - offset);
-        std::memcpy(stream + offset, bytes, static_cast<size_t>(length));
+        // All but the last 32 codes straight into the words: packBytes' 8 bytes of slack then land
+        // on this tile's own tail (32 codes of >= 2 bits), which the rest rewrites from `bytes`.
+        const int64_t direct = std::max<int64_t>(0, padded - 32);
+        k.quant->packBytes(codes, direct, bits, stream + offset);
+        k.quant->packBytes(codes + direct, padded - direct, bits, bytes);
+        const int64_t tail = offset + direct * bits / 8;
+        const int64_t length = std::min((padded - direct) * bits / 8, totalBytes - tail);
+        std::memcpy(stream + tail, bytes, static_cast<size_t>(length));
+        next.part(3);
       }
     }
     if (bad) nonFinite = true;
@@ -260,13 +294,13 @@ Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const Rand
     const int64_t i1 = std::min(quant::lastCode(w1 - 1, bits), n - 1) + 1;
     std::vector<uint32_t> codes(i1 - i0, 0u);
     std::vector<uint32_t> random(stochastic ? i1 - i0 : 0);
-    for (int64_t block = i0 >> 2; stochastic && block <= (i1 - 1) >> 2; ++block) {
+    const int shift = qsgd::philoxBlockShift(o.randomBits);
+    for (int64_t block = i0 >> shift; stochastic && block <= (i1 - 1) >> shift; ++block) {
       uint32_t c[4] = {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                        static_cast<uint32_t>(key.step), static_cast<uint32_t>(key.step >> 32)};
-      qsgd::philox4x32_10(c, philox);  // qsgd::randomBits of the four indices 4*block + j
-      for (int j = 0; j < 4; ++j) {
-        const int64_t i = 4 * block + j;
-        if (i >= i0 && i < i1) random[i - i0] = c[j];
+      qsgd::philox4x32_10(c, philox);  // qsgd::randomBits of the indices the block covers
+      for (int64_t i = block << shift; i < (block + 1) << shift; ++i) {
+        if (i >= i0 && i < i1) random[i - i0] = qsgd::drawOfBlock(c, i, o.randomBits);
       }
     }
     for (int64_t i = i0; i < i1; ++i) {
