@@ -60,11 +60,23 @@ quant::BlockParams<T> rawBlockParams(const T* v, int64_t n, const QuantOptions& 
   return {};
 }
 
-// float32 blocks: the statistics from the vector kernel, then the same parameters as above.
+// float32 blocks: the statistics from the vector kernels, then the same parameters as above.
 quant::BlockParams<float> rawBlockParams(const float* v, int64_t n, const QuantOptions& o,
-                                         const quant::QuantCpuKernels& k) {
+                                         const Kernels& kernels) {
+  const quant::QuantCpuKernels& k = *kernels.quant;
   if (o.kind == QuantKind::kPercentile) return quant::percentileParams(v, n, o, k);
   if (isCast(o.kind)) return {};
+  const bool stochastic = o.rounding == Rounding::kStochastic;
+  if (o.kind == QuantKind::kDynamic || (o.kind == QuantKind::kLinear && o.symmetric)) {
+    // Only max |x| matters: QSGD's kernel finds it (and non-finite values) in half the work.
+    bool nonFinite = false;
+    const float absmax = kernels.qsgd->maxAbsF32(v, n, &nonFinite);
+    if (nonFinite) return {std::numeric_limits<float>::quiet_NaN(), 0.0f};
+    if (o.kind == QuantKind::kDynamic) {
+      return {quant::dynamicScale(absmax, stochastic, dynamicMap().data()), 0.0f};
+    }
+    return quant::paramsFromRange(absmax, 0.0f, true, o.bits, stochastic);
+  }
   const quant::BlockStatsF32 s = k.statsF32(v, n);
   if (!s.finite) return {std::numeric_limits<float>::quiet_NaN(), 0.0f};
   switch (o.kind) {
@@ -87,7 +99,7 @@ quant::BlockParams<T> blockParams(const T* v, int64_t n, const QuantOptions& o) 
 }
 
 quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOptions& o,
-                                      const quant::QuantCpuKernels& k) {
+                                      const Kernels& k) {
   return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o, k));
 }
 
@@ -155,7 +167,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   if (!fused) {
     parallelFor(executor, blocks, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        params[b] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, *k.quant);
+        params[b] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k);
       }
     });
   }
@@ -165,20 +177,22 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   const int64_t totalBytes = static_cast<int64_t>(q.words.size()) * 8;
   const int64_t tiles = (n + kTile - 1) / kTile;
   std::atomic<bool> nonFinite{false};
-  parallelFor(executor, (tiles + kTaskTiles - 1) / kTaskTiles, 1, [&](int64_t g0, int64_t g1) {
+  // Blocks within a tile are scaled tile by tile; larger ones by a task of kTaskTiles tiles.
+  const int64_t taskTiles = bs <= kTile ? 1 : kTaskTiles;
+  parallelFor(executor, (tiles + taskTiles - 1) / taskTiles, 1, [&](int64_t g0, int64_t g1) {
     alignas(64) uint32_t random[kTile];  // Philox words: one per value, or one per two values
     alignas(64) uint8_t codes[kTile];
     alignas(64) uint8_t bytes[kTile + 8];
     std::vector<quant::BlockParams<float>> local;
     bool bad = false;
     for (int64_t g = g0; g < g1; ++g) {
-      const int64_t s0 = g * kTaskTiles * kTile;
-      const int64_t s1 = std::min(n, s0 + kTaskTiles * kTile);
+      const int64_t s0 = g * taskTiles * kTile;
+      const int64_t s1 = std::min(n, s0 + taskTiles * kTile);
       const int64_t firstBlock = cast ? 0 : s0 / bs;
       if (fused && !cast) {
         local.resize((s1 - 1) / bs - firstBlock + 1);
         for (int64_t b = firstBlock; b <= (s1 - 1) / bs; ++b) {
-          local[b - firstBlock] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, *k.quant);
+          local[b - firstBlock] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k);
           if (b * bs >= s0) params[b] = local[b - firstBlock];
         }
       }
@@ -189,8 +203,8 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
         // block statistics of the next task read from cache: the memory traffic overlaps the
         // coding instead of preceding it (2^26 values, linear 4-bit, 16-bit draws, one thread:
         // 47-53 -> 33-38 ms with the parts spread over the tile).
-        const TilePrefetch next(v + s + kTaskTiles * kTile,
-                                g + 1 < g1 ? std::min(kTile, n - s - kTaskTiles * kTile) : 0);
+        const TilePrefetch next(v + s + taskTiles * kTile,
+                                g + 1 < g1 ? std::min(kTile, n - s - taskTiles * kTile) : 0);
         next.part(0);
         if (cast) {
           for (int part = 1; part < 4; ++part) next.part(part);  // 16-bit codes are their own packing
