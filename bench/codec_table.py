@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns qcomm_codec_bench's JSON (--benchmark_out=FILE --benchmark_out_format=json) into the
-Markdown table of docs/performance.md: one row per (op, layout, bits, bucket, size, threads) with
-the codec's GB/s of float32 input, the memcpy GB/s measured in the same process, and their ratio.
+Markdown tables of docs/performance.md: one row per QSGD (op, layout, bits, bucket, size, threads)
+and one per block quantizer (op, spec, size, threads), with the codec's GB/s of float32 input, the
+memcpy GB/s measured in the same process, and their ratio.
 """
 
 import json
@@ -32,6 +33,19 @@ def main(path):
         print(f"| {op.lower()} | {'seed' if layout == '0' else 'compact'} | {bits} | "
               f"{'whole' if bucket == '0' else bucket} | {'max' if norm == '1' else 'l2'} | {rbits or 32} | 2^{log2n} | {int(b['threads'])} | "
               f"{b['codec_GBps']:.2f} | {b['memcpy_GBps']:.2f} | {b['x_memcpy']:.2f} |")
+    quant = [b for b in data["benchmarks"]
+             if re.match(r"BM_(Q|Deq)uantize/spec:", b["name"]) and "error_occurred" not in b]
+    if not quant:
+        return
+    print()
+    print("| op | codec | values | threads | codec GB/s | memcpy GB/s | x memcpy |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for b in quant:
+        m = re.match(r"BM_(\w+)/spec:\d+/log2n:(\d+)/threads:(\d+)", b["name"])
+        op, log2n, _ = m.groups()
+        print(f"| {'encode' if op == 'Quantize' else 'decode'} | `{b.get('label', '?')}` | 2^{log2n} | "
+              f"{int(b['threads'])} | {b['codec_GBps']:.2f} | {b['memcpy_GBps']:.2f} | "
+              f"{b['x_memcpy']:.2f} |")
 
 
 if __name__ == "__main__":
