@@ -112,6 +112,30 @@ def test_wire_round_trip(kwargs):
     assert qcomm.dequantize(q).dtype == np.float32 and qcomm.dequantize(q).shape == (10, 100)
 
 
+def test_random_bits_16_is_a_quantizer_option_that_travels():
+    x = np.random.default_rng(5).standard_normal(5000).astype(np.float32)
+    args = dict(codec="linear", bits=4, mode="asym", block=512, rounding="stochastic", seed=9)
+    q32 = qcomm.quantize(x, **args)
+    q16 = qcomm.quantize(x, random_bits=16, **args)
+    assert q32.random_bits == 32 and q16.random_bits == 16
+    assert q16.spec.endswith("random_bits=16")
+    assert not np.array_equal(q16.words, q32.words)  # other draws
+    assert np.array_equal(q16.scale, q32.scale)
+    back = qcomm.Quantized.from_bytes(q16.to_bytes())
+    assert back.random_bits == 16 and np.array_equal(back.words, q16.words)
+    # Reusing the buffers keeps the option and gives the same words.
+    again = qcomm.quantize(x, random_bits=16, out=q16, **args)
+    assert again.random_bits == 16 and np.array_equal(again.words, back.words)
+    err = np.abs(qcomm.dequantize(q16) - x).max()
+    assert err <= np.max(q16.scale) * 1.0001  # within one step
+    with pytest.raises(ValueError, match="random_bits must be 32 or 16, got 8"):
+        qcomm.quantize(x, random_bits=8, **args)
+    with pytest.raises(ValueError, match="applies to rounding='stochastic'"):
+        qcomm.quantize(x, "linear", random_bits=16)
+    with pytest.raises(ValueError, match="random_bits does not apply"):
+        qcomm.quantize(x, "fp16", random_bits=16)
+
+
 def test_bad_arguments_name_what_is_wrong():
     x = np.zeros(10, dtype=np.float32)
     with pytest.raises(ValueError, match="codec must be one of"):

@@ -67,6 +67,11 @@ class Quantized:
         return self._fields["bits"]
 
     @property
+    def random_bits(self):
+        """Random bits per value of the stochastic rounding (32 or 16; 32 when rounding to nearest)."""
+        return 16 if "random_bits=16" in self._fields["spec"] else 32
+
+    @property
     def block_size(self):
         return self._fields["block_size"]
 
@@ -89,7 +94,7 @@ class Quantized:
         return f"Quantized({self.spec}, shape={self.shape})"
 
 
-def _spec(codec, bits, mode, rounding, block, percentile):
+def _spec(codec, bits, mode, rounding, block, percentile, random_bits=32):
     if codec not in _CODECS:
         raise ValueError(f"codec must be one of {', '.join(map(repr, _CODECS))}, got {codec!r}")
     if codec in ("fp16", "bf16"):
@@ -109,17 +114,26 @@ def _spec(codec, bits, mode, rounding, block, percentile):
         parts.append(f"mode={mode}")
     if codec == "percentile":
         parts.append(f"p={float(percentile)!r}")
+    if isinstance(random_bits, bool) or random_bits not in (16, 32):
+        raise ValueError(f"random_bits must be 32 or 16, got {random_bits!r}")
+    if random_bits != 32:
+        if rounding != "stochastic":
+            raise ValueError("random_bits=16 applies to rounding='stochastic'")
+        parts.append(f"random_bits={random_bits}")
     return codec + ":" + ",".join(parts)
 
 
 def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block=None,
-             percentile=99.9, axis=-1, seed=None, rank=0, tensor_id=0, step=0, out=None):
+             percentile=99.9, axis=-1, seed=None, rank=0, tensor_id=0, step=0, out=None,
+             random_bits=32):
     """Quantizes a float32 or float64 array (or CPU torch tensor).
 
     bits: 2..8 (default 8; dynamic is 8, casts 16). block: values per block (default: the whole
     tensor; dynamic 4096). rowwise: one block per row of the last dimension; axis=None treats the
     whole tensor as one row (note 004's layer-wise example). out: an earlier result of the same
     codec, shape and dtype: its buffers are reused (no allocation) and it then holds the new code.
+    random_bits: with rounding='stochastic', 32 (default) or 16 random bits per value (half the
+    Philox work, a bias of at most 2^-16 of a step; the spec and the message carry it).
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
@@ -128,7 +142,9 @@ def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block
         raise TypeError(f"quantize expects float32 or float64 values, got {array.dtype}")
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
-    spec = _spec(codec, bits, mode, rounding, block, percentile)
+    if codec in ("fp16", "bf16") and random_bits != 32:
+        raise ValueError(f"{codec} rounds to nearest only (random_bits does not apply)")
+    spec = _spec(codec, bits, mode, rounding, block, percentile, random_bits)
     array = np.ascontiguousarray(array)
     shape = list(array.shape)
     if codec == "rowwise":
