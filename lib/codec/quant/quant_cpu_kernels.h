@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <string_view>
 
 #include "qcomm/quantizers.h"
@@ -36,21 +35,11 @@ static_assert(sizeof(DynamicRecord) == 16);
 // The stochastic draws of a run of values, in the Philox words qsgd::CpuKernels::philoxBlocks wrote
 // for them (qsgd::randomBits): with 32 random bits per value, value i's draw is word i; with 16,
 // the i-th 16-bit half of the words in memory order (word i / 2, its low half for even i), placed
-// in the top 16 bits.
+// in the top 16 bits (the kernels read them so, per ISA).
 struct Draws {
   const unsigned char* bytes = nullptr;
   int randomBits = 32;
 
-  uint32_t operator[](int64_t i) const {
-    if (randomBits == 16) {
-      uint16_t h;
-      std::memcpy(&h, bytes + 2 * i, 2);
-      return uint32_t{h} << 16;
-    }
-    uint32_t w;
-    std::memcpy(&w, bytes + 4 * i, 4);
-    return w;
-  }
   Draws operator+(int64_t k) const { return {bytes + k * (randomBits / 8), randomBits}; }
 };
 

@@ -150,10 +150,11 @@ class TilePrefetch {
   int64_t count_;
 };
 
-// float32 quantization in tasks of kTaskTiles tiles: each scales the (small) blocks it touches,
-// then per tile draws Philox, codes per block run, packs densely and copies the tile's bytes into
-// the words (tiles never share a word). A block on a task boundary is scaled by both tasks (the
-// same values); the task holding its first value stores its parameters.
+// float32 quantization in tasks of one tile (blocks of at most a tile) or kTaskTiles tiles: each
+// scales the (small) blocks it touches, then per tile draws Philox, codes per block run and packs
+// densely into the words (tiles never share a word), while the next task's tile at the same
+// position comes into cache. A block on a task boundary is scaled by both tasks (the same values);
+// the task holding its first value stores its parameters.
 void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, uint64_t step,
                       Executor* executor, QuantizedTensor& q) {
   const QuantOptions& o = q.options;
@@ -200,9 +201,9 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
         const int64_t m = std::min(kTile, n - s);
         const int64_t offset = s * bits / 8;
         // The next task's tile at this position comes into L2 while this one is coded, so the
-        // block statistics of the next task read from cache: the memory traffic overlaps the
-        // coding instead of preceding it (2^26 values, linear 4-bit, 16-bit draws, one thread:
-        // 47-53 -> 33-38 ms with the parts spread over the tile).
+        // next block statistics read from cache: the memory traffic overlaps the coding instead
+        // of preceding it (2^26 values, linear 4-bit, 16-bit draws, one thread: 47-53 -> 33-38 ms
+        // in single runs, with the requests spread over the tile).
         const TilePrefetch next(v + s + taskTiles * kTile,
                                 g + 1 < g1 ? std::min(kTile, n - s - taskTiles * kTile) : 0);
         next.part(0);
