@@ -207,8 +207,8 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
         const TilePrefetch next(v + s + taskTiles * kTile,
                                 g + 1 < g1 ? std::min(kTile, n - s - taskTiles * kTile) : 0);
         next.part(0);
-        if (cast) {
-          for (int part = 1; part < 4; ++part) next.part(part);  // 16-bit codes are their own packing
+        if (cast) {  // 16-bit codes are their own packing
+          for (int part = 1; part < 4; ++part) next.part(part);
           bad |= k.quant->castF32(o.kind, v + s, m, stream + offset);
           continue;
         }
