@@ -20,8 +20,9 @@ std::string quantSpec(qcomm::fuzz::Bytes& in) {
   const uint8_t kind = in.u8() % 6;
   std::string spec = kKinds[kind];
   if (kind >= 4) return spec;
-  spec += ":rounding=";
-  spec += (in.u8() & 1) ? "stochastic" : "nearest";
+  const uint8_t rounding = in.u8();
+  spec += (rounding & 1) ? ":rounding=stochastic" : ":rounding=nearest";
+  if ((rounding & 3) == 3) spec += ",random_bits=16";
   const uint8_t block = in.u8();
   spec += ",block=" + std::to_string(block == 0 ? 0 : (kind == 2 ? 64 : 1) + block * 3);
   if (kind == 2) return spec;
