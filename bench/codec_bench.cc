@@ -148,6 +148,50 @@ void BM_DecodeMean(benchmark::State& state) {
   timeLoop(state, s, memcpyBps, once, out.data());
 }
 
+// A memory floor for BM_DecodeMean: the same bytes moved in the decoder's order (per bucket, 16
+// words of every code in turn; the output written once) with one add per word instead of
+// decoding, single thread, no software prefetch. What lies between its time and BM_DecodeMean's
+// is the decoding and how well it overlaps the memory.
+void BM_DecodeMeanMemoryFloor(benchmark::State& state) {
+  Setup s = makeSetup(state);
+  const int p = static_cast<int>(state.range(7));
+  state.SetLabel("memory floor: words read, floats written, no decoding");
+  std::vector<EncodedTensor> codes;
+  for (int r = 0; r < p; ++r) {
+    codes.push_back(*qsgdEncode(std::span<const float>(s.x), s.options, {7, uint32_t(r), 0, 0}));
+  }
+  std::vector<float> out(s.n);
+  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
+  const int64_t words = static_cast<int64_t>(codes[0].words.size());
+  constexpr int64_t kGroup = 512;  // output values per step: a bucket, as the decoder goes
+  const int64_t groups = s.n / kGroup;
+  const auto once = [&]() -> Status {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t w0 = g * words / groups, w1 = (g + 1) * words / groups;
+      uint64_t lanes[8] = {};  // independent sums: the loads, not an add chain, set the pace
+      // The decoder's order: 16 words of every code in turn, then the next 16.
+      int64_t t = w0;
+      for (; t + 16 <= w1; t += 16) {
+        for (int c = 0; c < p; ++c) {
+          const uint64_t* w = codes[c].words.data() + t;
+          for (int j = 0; j < 16; ++j) lanes[j % 8] += w[j];
+        }
+      }
+      for (int c = 0; c < p; ++c) {
+        for (int64_t i = t; i < w1; ++i) lanes[0] += codes[c].words[i];
+      }
+      uint64_t sum = 0;
+      for (int j = 0; j < 8; ++j) sum += lanes[j];
+      const float value = static_cast<float>(sum & 0xFFFF);
+      float* o = out.data() + g * kGroup;
+      for (int64_t i = 0; i < kGroup; ++i) o[i] = value;
+    }
+    return Status::ok();
+  };
+  (void)once();
+  timeLoop(state, s, memcpyBps, once, out.data());
+}
+
 // ---- the engine's two per-step savings (issue 13, item 4), each beside what it replaced --------
 
 // Encode with error feedback's residual. Argument ef: 0 encodes, decodes the code just made and
@@ -339,6 +383,11 @@ void arguments(benchmark::internal::Benchmark* b, bool withRandomBits) {
 
 BENCHMARK(BM_Encode)->Apply([](benchmark::internal::Benchmark* b) { arguments(b, true); });
 BENCHMARK(BM_Decode)->Apply([](benchmark::internal::Benchmark* b) { arguments(b, false); });
+BENCHMARK(BM_DecodeMeanMemoryFloor)->Apply([](benchmark::internal::Benchmark* b) {
+  b->ArgNames({"layout", "bits", "bucket", "log2n", "threads", "norm", "rbits", "P"});
+  for (int p : {2, 4, 8}) b->Args({1, 4, 512, 26, 1, 1, 32, p});
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
+});
 BENCHMARK(BM_DecodeMean)->Apply([](benchmark::internal::Benchmark* b) {
   b->ArgNames({"layout", "bits", "bucket", "log2n", "threads", "norm", "rbits", "P"});
   for (int layout : {0, 1}) {
