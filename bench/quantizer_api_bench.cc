@@ -33,9 +33,19 @@ int main() {
   const char* specs[] = {"linear:bits=8,mode=sym,block=4096", "linear:bits=4,mode=asym,block=512",
       "linear:bits=3,mode=asym", "percentile:bits=8,mode=sym,p=99.9,block=4096",
       "percentile:bits=4,mode=asym,p=99,block=4096", "dynamic:block=4096", "rowwise:bits=8,block=1024",
-      "rowwise:bits=4,block=4096", "fp16", "bf16"};
+      "rowwise:bits=4,block=4096", "fp16", "bf16",
+      // 16 random bits per value (2026-12-02); a tree without the option prints "n/a".
+      "linear:bits=8,mode=sym,block=4096,random_bits=16", "linear:bits=4,mode=asym,block=512,random_bits=16",
+      "linear:bits=3,mode=asym,random_bits=16", "percentile:bits=8,mode=sym,p=99.9,block=4096,random_bits=16",
+      "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16", "dynamic:block=4096,random_bits=16",
+      "rowwise:bits=8,block=1024,random_bits=16", "rowwise:bits=4,block=4096,random_bits=16"};
   for (const char* s : specs) {
-    QuantOptions o = *parseQuantSpec(s);
+    const Result<QuantOptions> parsed = parseQuantSpec(s);
+    if (!parsed.isOk()) {
+      std::printf("| `%s` | n/a | | | | |\n", s);
+      continue;
+    }
+    QuantOptions o = *parsed;
     if (o.kind != QuantKind::kFp16 && o.kind != QuantKind::kBf16) o.rounding = Rounding::kStochastic;
     const double mc = best([&] { std::memcpy(out.data(), x.data(), 4 * n); });
     uint64_t step = 0;
