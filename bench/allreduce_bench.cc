@@ -12,7 +12,9 @@
 // checks locally. Like nccl-tests, the benchmark exits 1 when any #wrong is not 0.
 // host_tx: bytes per call sent out of the busiest host's network interfaces (all but lo, read
 // from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
-// rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra").
+// rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra",
+// auto_trials: how many of the row's calls, warm-up included, were auto's timed trials; give
+// auto warm-up calls (-w 8 at most needed) to time it after its trials).
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -74,6 +76,7 @@ struct Row {
   int64_t wrong;
   double wireBytes, ratio, err, hostTx;
   std::string chosen;  // what the communicator ran (auto's choice)
+  uint64_t trials;     // auto's timed trials, warm-up calls included
 };
 
 // Bytes sent so far by this host's network interfaces, loopback excepted.
@@ -300,7 +303,10 @@ int main(int argc, char** argv) {
         std::vector<int> hostOfRank(p);
         const int myHost = comm->layout().host;
         MPI_Allgather(&myHost, 1, MPI_INT, hostOfRank.data(), 1, MPI_INT, MPI_COMM_WORLD);
-        bounds = resultBounds(*qcomm::parseAnyCodecSpec(codec), chosen, p, hostOfRank, exact);
+        // The bound of what ran last (auto's trials may have run another than it settled on).
+        bounds = resultBounds(*qcomm::parseAnyCodecSpec(codec),
+                              std::string(qcomm::algorithmName(comm->stats().lastAlgorithm)), p,
+                              hostOfRank, exact);
       }
       double err = 0.0;
       int64_t wrong = 0;
@@ -327,7 +333,8 @@ int main(int argc, char** argv) {
               modelBytes / wire,
               maxExact > 0 ? err / maxExact : err,
               hostTx,
-              chosen};
+              chosen,
+              comm ? comm->stats().autoTrials : 0};
       if (rank == 0) {
         std::printf(
 "%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-17s %-44s %12.0f %7.2f %9.2e "
@@ -358,7 +365,8 @@ int main(int argc, char** argv) {
                              {"ratio", r.ratio},
                              {"err", r.err},
                              {"host_tx_bytes", r.hostTx},
-                             {"chosen", r.chosen}});
+                             {"chosen", r.chosen},
+                             {"auto_trials", r.trials}});
     }
     std::ofstream(jsonPath) << out.dump(2) << "\n";
   }

@@ -4,12 +4,14 @@
 
 #include "codec/wire_bytes.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <functional>
 #include <istream>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <thread>
 
@@ -30,6 +32,12 @@ std::span<float> residualFor(std::map<std::string, std::vector<float>>& map, con
   std::vector<float>& r = map[key];
   if (r.size() != size) r.assign(size, 0.0f);
   return r;
+}
+
+// What the agreement before a call compares besides the tensors: the algorithm, and whether the
+// call is a trial of auto's (a trial adds a collective after the call).
+std::string describeChoice(const AutoTrials::Choice& choice) {
+  return strCat(algorithmName(choice.algorithm), choice.trial ? " (a timed trial of auto's)" : "");
 }
 
 }  // namespace
@@ -206,19 +214,23 @@ Status Communicator::setUpHierarchy() {
   return Status::ok();
 }
 
-Algorithm Communicator::algorithmFor(int64_t count) const {
+AutoTrials::Choice Communicator::choiceFor(int64_t count) const {
   const int p = transport_.size();
-  Algorithm algorithm = selectAlgorithm(count, p, transport_.capabilities(), options_);
+  AutoTrials::Choice choice{selectAlgorithm(count, p, transport_.capabilities(), options_)};
   if (options_.algorithm == Algorithm::kAuto && measured_ && p > 1 &&
       count >= options_.minCompressNumel) {
     // On one host hierarchical is an uncompressed reduce-scatter and allgather, which can beat
     // the transport's own allreduce: it competes there too.
-    algorithm = fastestAlgorithm(predictAllreduce(count, layout_, costParameters_),
-                                 intra_ != nullptr);
+    choice = trials_.choose(count, predictAllreduce(count, layout_, costParameters_),
+                            intra_ != nullptr);
   }
-  if (algorithm == Algorithm::kHierarchical && intra_ == nullptr) algorithm = Algorithm::kSra;
-  return algorithm;
+  if (choice.algorithm == Algorithm::kHierarchical && intra_ == nullptr) {
+    choice.algorithm = Algorithm::kSra;
+  }
+  return choice;
 }
+
+Algorithm Communicator::algorithmFor(int64_t count) const { return choiceFor(count).algorithm; }
 
 Status Communicator::checkAgreement(std::string_view what, const std::string& mine,
                                     std::string_view algorithm) {
@@ -253,18 +265,24 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
   ++stats_.calls;
   const uint64_t step = step_++;
   const int64_t n = static_cast<int64_t>(data.size());
-  const Algorithm algorithm = pinned ? *pinned : algorithmFor(n);
+  const AutoTrials::Choice choice = pinned ? AutoTrials::Choice{*pinned} : choiceFor(n);
+  const Algorithm algorithm = choice.algorithm;
   stats_.lastAlgorithm = algorithm;
   stats_.lastPrediction = measured_ ? predictAllreduce(n, layout_, costParameters_)
                                     : AlgorithmCosts{};
+  stats_.autoTrials += choice.trial;
   if (debug_) {
     const AlgorithmCosts& c = stats_.lastPrediction;
+    const AlgorithmCosts seen = trials_.estimates(n, c);
     std::fprintf(stderr,
-                 "qcomm: step %llu '%s' %lld values: %s (predicted ms: uncompressed %.3f "
-                 "allgather %.3f sra %.3f hierarchical %.3f)\n",
+                 "qcomm: step %llu '%s' %lld values: %s%s (predicted ms: uncompressed %.3f "
+                 "allgather %.3f sra %.3f hierarchical %.3f; after the trials so far: %.3f %.3f "
+                 "%.3f %.3f)\n",
                  static_cast<unsigned long long>(step), key.c_str(), static_cast<long long>(n),
-                 std::string(algorithmName(algorithm)).c_str(), c.uncompressed * 1e3,
-                 c.allgather * 1e3, c.sra * 1e3, c.hierarchical * 1e3);
+                 std::string(algorithmName(algorithm)).c_str(), choice.trial ? ", a trial" : "",
+                 c.uncompressed * 1e3, c.allgather * 1e3, c.sra * 1e3, c.hierarchical * 1e3,
+                 seen.uncompressed * 1e3, seen.allgather * 1e3, seen.sra * 1e3,
+                 seen.hierarchical * 1e3);
   }
   QCOMM_ASSIGN_OR_RETURN(const WireOptions wire, WireOptions::fromEnvironment());
   collectives::ScheduleContext ctx{transport_,
@@ -285,6 +303,13 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
   Status damaged;
   ctx.damaged = &damaged;
   std::span<const float> input = data;
+  if (const auto [last, added] = algorithmOfKey_.try_emplace(key, algorithm);
+      !added && last->second != algorithm) {
+    // auto changed the key's algorithm (a trial, or the end of them): error feedback restarts.
+    residuals_.erase(key);
+    ownerResiduals_.erase(key);
+    last->second = algorithm;
+  }
   if (options_.errorFeedback && algorithm != Algorithm::kUncompressed) {
     // g' = g + e; the schedule sends Q(g') and leaves e = g' - D(Q(g')). The hierarchical
     // schedule adds e itself, to the host sums it compresses.
@@ -298,6 +323,7 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
     }
   }
   const uint64_t sentBefore = stats_.bytesSent;
+  const auto started = std::chrono::steady_clock::now();
   Status status;
   switch (algorithm) {
     case Algorithm::kAllgather:
@@ -317,7 +343,12 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
     const int p = transport_.size(), others = p - layout_.localSize();
     stats_.bytesSentAcrossHosts += (stats_.bytesSent - sentBefore) * others / (p - 1);
   }
-  if (status.isOk()) status = agreeOnOutcome(key, damaged);
+  std::optional<double> trialSeconds;
+  if (choice.trial) {
+    trialSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+  if (status.isOk()) status = agreeOnOutcome(key, damaged, n, algorithm, trialSeconds);
   if (!status.isOk()) {
     // The values are unspecified after a failed call; the error-feedback state of the tensor
     // starts again from zero, so that the next call is sound.
@@ -327,16 +358,33 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
   return status;
 }
 
-Status Communicator::agreeOnOutcome(const std::string& key, const Status& damaged) {
-  // Every rank completed the schedule's collectives, so all can agree (unless told not to).
-  if (transport_.size() == 1 || !options_.checkSizes) return damaged;
-  QCOMM_ASSIGN_OR_RETURN(const std::vector<uint64_t> codes,
-                         transport_.allgatherU64(static_cast<uint64_t>(damaged.code())));
+Status Communicator::agreeOnOutcome(const std::string& key, const Status& damaged,
+                                    int64_t count, Algorithm algorithm,
+                                    std::optional<double> trialSeconds) {
+  // Every rank completed the schedule's collectives, so all can agree (unless told not to; auto's
+  // trials, which every rank runs alike, share their time here all the same).
+  if (transport_.size() == 1 || (!options_.checkSizes && !trialSeconds)) return damaged;
+  // One number per rank: the status code in the low 8 bits, the trial's nanoseconds above them.
+  constexpr int kCodeBits = 8;
+  const uint64_t nanoseconds =
+      trialSeconds ? static_cast<uint64_t>(std::clamp(*trialSeconds * 1e9, 1.0, 0x1p55)) : 0;
+  QCOMM_ASSIGN_OR_RETURN(
+      std::vector<uint64_t> codes,
+      transport_.allgatherU64(nanoseconds << kCodeBits | static_cast<uint64_t>(damaged.code())));
+  uint64_t slowest = 0;
+  for (uint64_t& c : codes) {
+    slowest = std::max(slowest, c >> kCodeBits);
+    c &= (uint64_t{1} << kCodeBits) - 1;
+  }
   int first = -1;
   for (int r = 0; r < static_cast<int>(codes.size()) && first < 0; ++r) {
     if (codes[r] != 0) first = r;
   }
-  if (first < 0) return Status::ok();
+  if (first < 0) {
+    if (trialSeconds) trials_.record(count, algorithm, static_cast<double>(slowest) * 1e-9);
+    return Status::ok();
+  }
+  if (!options_.checkSizes) return damaged;
   QCOMM_ASSIGN_OR_RETURN(const std::vector<std::string> texts,
                          transport_.allgatherStrings(damaged.message()));
   std::vector<int> failed;
@@ -358,7 +406,7 @@ Status Communicator::reduceChecked(std::span<float> data, const std::string& key
     // one not) must fail here rather than issue different collectives.
     QCOMM_RETURN_IF_ERROR(checkAgreement(
         "allreduceMean", strCat("tensor '", key, "' of ", data.size(), " values"),
-        algorithmName(algorithmFor(static_cast<int64_t>(data.size())))));
+        describeChoice(choiceFor(static_cast<int64_t>(data.size())))));
   }
   return reduce(data, key);
 }
@@ -382,7 +430,7 @@ Status Communicator::reduceList(std::span<const NamedTensor> tensors) {
   }
   if (options_.checkSizes) {
     QCOMM_RETURN_IF_ERROR(
-        checkAgreement("allreduceMean", description, algorithmName(algorithmFor(large))));
+        checkAgreement("allreduceMean", description, describeChoice(choiceFor(large))));
   }
   // Large tensors share one compressed message, small ones one uncompressed allreduce.
   for (const bool large : {true, false}) {
@@ -431,6 +479,8 @@ Status Communicator::loadState(std::istream& in) {
   if (!state.costs.empty() && measured_) {
     size_t i = 0;
     for (double* field : costFields(costParameters_)) *field = state.costs[i++];
+    // What the trials saw does not travel: the resumed job tries again from the measurements.
+    trials_.clear();
   }
   step_ = state.step;
   residuals_ = std::move(state.residuals);

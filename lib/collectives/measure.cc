@@ -123,7 +123,7 @@ Status Communicator::measure() {
   // The links. Inside a host: every host at once, each rank to its neighbours.
   transport::Transport* intra = layout_.hosts == 1 ? &transport_ : intra_.get();
   if (intra != nullptr && intra->size() > 1) {
-    QCOMM_ASSIGN_OR_RETURN(c.intra, probeExchange(*intra, 64, size_t{1} << 18));
+    QCOMM_ASSIGN_OR_RETURN(c.intra, probeExchange(*intra, 64, size_t{1} << 21));
   }
   // Out of a host: one rank per host (the owners of slice 0), about 2 MB over each link; all
   // ranks where there is one rank per host or the transport could not split (then the busiest

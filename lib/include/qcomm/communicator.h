@@ -105,6 +105,8 @@ struct CommunicatorStats {
   // for every algorithm (zeros otherwise).
   Algorithm lastAlgorithm = Algorithm::kAuto;
   AlgorithmCosts lastPrediction;
+  // Calls on which auto timed an algorithm it was trying (docs/algorithms.md, "How auto decides").
+  uint64_t autoTrials = 0;
 };
 
 // When an asynchronous call was submitted, started on the worker thread and finished (steady
@@ -167,7 +169,8 @@ class Communicator {
   const CostParameters* costParameters() const {
     return measured_ ? &costParameters_ : nullptr;
   }
-  // The algorithm a call of `count` values runs (the same on every rank).
+  // The algorithm the next call of `count` values runs (the same on every rank; under auto it
+  // may change after the first calls of a size, its trials).
   Algorithm algorithmFor(int64_t count) const;
   uint64_t step() const { return step_; }
 
@@ -184,8 +187,13 @@ class Communicator {
                 std::optional<Algorithm> pinned = std::nullopt);
   Status reduceChecked(std::span<float> data, const std::string& key);
   // After a call whose collectives all ran: every rank learns whether any rank received damaged
-  // data (`damaged` is this rank's), and all fail together if one did.
-  Status agreeOnOutcome(const std::string& key, const Status& damaged);
+  // data (`damaged` is this rank's), and all fail together if one did. On auto's trials
+  // (`trialSeconds`: this rank's time of the call) every rank also records the slowest rank's
+  // time, also where the per-call checks are off.
+  Status agreeOnOutcome(const std::string& key, const Status& damaged, int64_t count,
+                        Algorithm algorithm, std::optional<double> trialSeconds);
+  // auto's choice for `count` values, and whether the call is one of its trials.
+  AutoTrials::Choice choiceFor(int64_t count) const;
   Status reduceList(std::span<const NamedTensor> tensors);
   Status asyncAllowed() const;
 
@@ -198,12 +206,16 @@ class Communicator {
   // Error feedback per tensor key: the sender's residual and (sra) the owner's residual.
   std::map<std::string, std::vector<float>> residuals_;
   std::map<std::string, std::vector<float>> ownerResiduals_;
+  // The algorithm each key ran last: auto may change it, and the residuals of one algorithm mean
+  // nothing to another.
+  std::map<std::string, Algorithm> algorithmOfKey_;
   std::vector<float> work_;  // reused scratch
   std::unique_ptr<collectives::Workspace> workspace_;  // the schedules' reused buffers
   HostLayout layout_;
   std::unique_ptr<transport::Transport> intra_, cross_;  // hierarchical: this host, this slice
   bool measured_ = false;
   CostParameters costParameters_;
+  AutoTrials trials_;
   bool debug_ = false;  // QCOMM_DEBUG=1
   Status setUpHierarchy();
   Status measure();

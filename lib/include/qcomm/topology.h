@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -101,5 +103,42 @@ AlgorithmCosts predictAllreduce(int64_t count, const HostLayout& layout,
 // The fastest of the predicted algorithms (hierarchical only where `hierarchical` is allowed);
 // ties go to the simpler one (uncompressed, allgather, sra, hierarchical).
 Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
+
+// What `auto` learns from its own calls, per tensor size: the time each algorithm it ran took
+// (the slowest rank's, which every rank records alike, so every rank holds the same table and
+// makes the same choice). An algorithm not timed yet is estimated at its prediction / kTrust;
+// one timed once, at half that time; one timed kRuns times, at its fastest. Each call runs the
+// algorithm with the smallest estimate; while that one has been timed fewer than kRuns times the
+// call is a trial (timed and recorded). Once the smallest estimate is a fully timed one, it stays
+// the choice for that size: at most kRuns trials per algorithm, then none.
+// docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
+class AutoTrials {
+ public:
+  static constexpr int kRuns = 2;          // the first call of an algorithm pays first touches
+  static constexpr double kTrust = 8.0;    // how far off the model may be
+  static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
+
+  struct Choice {
+    Algorithm algorithm;
+    bool trial = false;  // time this call and record() it
+  };
+  // The algorithm for `count` values (hierarchical only where allowed).
+  Choice choose(int64_t count, const AlgorithmCosts& predicted, bool hierarchical) const;
+  // A trial of `algorithm` on `count` values took `seconds` (on the slowest rank).
+  void record(int64_t count, Algorithm algorithm, double seconds);
+  void clear();
+  // The estimates the next call of `count` values goes by (for QCOMM_DEBUG and tests).
+  AlgorithmCosts estimates(int64_t count, const AlgorithmCosts& predicted) const;
+
+ private:
+  struct Times {
+    std::array<double, 4> fastest{};  // by AlgorithmCosts' order: uncompressed ... hierarchical
+    std::array<double, 4> first{};    // the first trial's time
+    std::array<int, 4> runs{};
+  };
+  static double estimate(const Times* t, int index, double predicted);
+  mutable std::mutex mutex_;
+  std::map<int64_t, Times> sizes_;
+};
 
 }  // namespace qcomm
