@@ -14,7 +14,7 @@
 // from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
 // rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra",
 // auto_trials: how many of the row's calls, warm-up included, were auto's timed trials; give
-// auto warm-up calls (-w 8 at most needed) to time it after its trials).
+// auto warm-up calls (-w 12 at most needed) to time it after its trials).
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>

@@ -20,14 +20,15 @@ int indexOf(Algorithm algorithm) {
 }  // namespace
 
 double AutoTrials::estimate(const Times* t, int index, double predicted) {
-  // Not run yet: the model may be this far off (its probes last milliseconds, and ranks that
-  // share cores wait for one in them), so an algorithm predicted up to kTrust times slower than
-  // the best time seen still gets a trial.
-  if (t == nullptr || t->runs[index] == 0) return predicted / kTrust;
-  // One call so far: it paid for first touches, so it may take up to half as long warm; an
-  // algorithm far slower than another does not get a second trial.
-  if (t->runs[index] < kRuns) return t->first[index] / 2.0;
-  return t->fastest[index];
+  // Not run warm yet: the model may be this far off (its probes last milliseconds, and ranks
+  // that share cores wait for one in them), so an algorithm predicted up to kTrust times slower
+  // than the best time seen still gets trials. A first call tells nothing: it pays for first
+  // touches of buffers and lazily made connections (a hierarchical call of 16 MB on 4 ranks of
+  // one host took 296 ms the first time, 12 ms after).
+  if (t == nullptr || t->runs[index] <= 1) return predicted / kTrust;
+  // Then the mean of the warm calls: the fastest alone would favour a call that caught a burst
+  // (shaped links let a few calls' worth through at full speed after quieter ones).
+  return t->warmSum[index] / (t->runs[index] - 1);
 }
 
 AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predicted,
@@ -53,11 +54,7 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   if (!sizes_.contains(count) && sizes_.size() >= kMaxSizes) return;
   Times& t = sizes_[count];
   const int i = indexOf(algorithm);
-  if (t.runs[i] == 0) {
-    t.first[i] = seconds;
-    t.fastest[i] = seconds;
-  }
-  t.fastest[i] = std::min(t.fastest[i], seconds);
+  if (t.runs[i] > 0) t.warmSum[i] += seconds;  // a first call is not kept
   ++t.runs[i];
 }
 

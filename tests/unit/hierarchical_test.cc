@@ -476,20 +476,25 @@ TEST(AutoTrials, TheModelChoosesFirstAndTimesOverrideIt) {
   EXPECT_TRUE(c.trial);
   EXPECT_EQ(trials.choose(1000, predicted, false).algorithm, Algorithm::kSra);
   EXPECT_EQ(trials.estimates(1000, predicted).sra, 5.0 / AutoTrials::kTrust);
-  // Its first call took 9 (first touches included: 4.5 warm at best). sra, predicted at 5, may
-  // be faster, as the model may be kTrust times off: sra is tried, twice.
-  trials.record(1000, Algorithm::kHierarchical, 9.0);
-  EXPECT_EQ(trials.estimates(1000, predicted).hierarchical, 4.5);
+  // A first call tells nothing (first touches): then a warm one at 16. sra, predicted at 5,
+  // may be faster, as the model may be kTrust times off: sra is tried, three times.
+  trials.record(1000, Algorithm::kHierarchical, 100.0);
+  EXPECT_EQ(trials.estimates(1000, predicted).hierarchical, 4.0 / AutoTrials::kTrust);
+  EXPECT_TRUE(trials.choose(1000, predicted, true).trial);
+  trials.record(1000, Algorithm::kHierarchical, 16.0);
+  EXPECT_EQ(trials.estimates(1000, predicted).hierarchical, 16.0);
   c = trials.choose(1000, predicted, true);
   EXPECT_EQ(c.algorithm, Algorithm::kSra);
   EXPECT_TRUE(c.trial);
-  trials.record(1000, Algorithm::kSra, 1.0);
-  c = trials.choose(1000, predicted, true);
-  EXPECT_EQ(c.algorithm, Algorithm::kSra);
-  EXPECT_TRUE(c.trial);
-  trials.record(1000, Algorithm::kSra, 0.8);
-  EXPECT_EQ(trials.estimates(1000, predicted).sra, 0.8);  // the faster of its two
-  // sra's 0.8 beats what the others could take at best (1.25, 1.0, 4.5): chosen for good.
+  trials.record(1000, Algorithm::kSra, 40.0);
+  for (double warm : {0.6, 1.0}) {
+    c = trials.choose(1000, predicted, true);
+    EXPECT_EQ(c.algorithm, Algorithm::kSra);
+    EXPECT_TRUE(c.trial);
+    trials.record(1000, Algorithm::kSra, warm);
+  }
+  EXPECT_EQ(trials.estimates(1000, predicted).sra, 0.8);  // the mean of its warm calls
+  // sra's 0.8 beats what the others could take at best (1.25, 1.0, 16): chosen for good.
   for (int i = 0; i < 3; ++i) {
     c = trials.choose(1000, predicted, true);
     EXPECT_EQ(c.algorithm, Algorithm::kSra);
@@ -501,14 +506,14 @@ TEST(AutoTrials, TheModelChoosesFirstAndTimesOverrideIt) {
   EXPECT_TRUE(trials.choose(1000, predicted, true).trial);
 }
 
-TEST(AutoTrials, AFarSlowerFirstTrialGetsNoSecond) {
+TEST(AutoTrials, AFarSlowerWarmTrialGetsNoThird) {
   AutoTrials trials;
   const AlgorithmCosts predicted = costs(1.0, 80.0, 50.0, 4.0);
-  trials.record(7, Algorithm::kHierarchical, 4.0);
-  trials.record(7, Algorithm::kHierarchical, 4.0);
-  // The float allreduce was predicted fastest but took 10: even warm (5) it loses to 4; the
-  // others are predicted more than kTrust times slower than 4.
-  trials.record(7, Algorithm::kUncompressed, 10.0);
+  for (int i = 0; i < AutoTrials::kRuns; ++i) trials.record(7, Algorithm::kHierarchical, 4.0);
+  // The float allreduce was predicted fastest but took 40 warm: it loses to 4; the others are
+  // predicted more than kTrust times slower than 4.
+  trials.record(7, Algorithm::kUncompressed, 1.0);
+  trials.record(7, Algorithm::kUncompressed, 40.0);
   const AutoTrials::Choice c = trials.choose(7, predicted, true);
   EXPECT_EQ(c.algorithm, Algorithm::kHierarchical);
   EXPECT_FALSE(c.trial);
@@ -528,14 +533,14 @@ TEST(AutoTrials, SizesBeyondTheTableGoByTheModel) {
   EXPECT_FALSE(beyond.trial);
   trials.record(100000, Algorithm::kSra, 0.01);  // not kept
   EXPECT_EQ(trials.estimates(100000, predicted).sra, 1.0 / AutoTrials::kTrust);
-  EXPECT_EQ(trials.estimates(1, predicted).sra, 4.5);  // one run: half its first time
+  EXPECT_EQ(trials.estimates(1, predicted).sra, 1.0 / AutoTrials::kTrust);  // first: not kept
 }
 
 // Many calls under auto: the trials run on every rank alike (also with the per-call checks off,
 // where the trials alone share their times), they end, and error feedback restarts when the
 // algorithm changes, so the running sum stays on track.
 TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
-  constexpr int n = 20000, steps = 24;
+  constexpr int n = 20000, steps = 30;
   for (const Grouping& g : {kGroupings[1], kGroupings[3]}) {
     for (bool checks : {true, false}) {
       SCOPED_TRACE(std::string(g.name) + (checks ? " with checks" : " without checks"));
@@ -578,12 +583,12 @@ TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
         EXPECT_EQ(last[r], last[0]);
         EXPECT_EQ(trialCount[r], trialCount[0]);
       }
-      // At most two trials of each of the four algorithms, then the same choice every call.
-      EXPECT_GE(trialCount[0], 2u);
-      EXPECT_LE(trialCount[0], 8u);
+      // At most kRuns trials of each of the four algorithms, then the same choice every call.
+      EXPECT_GE(trialCount[0], static_cast<uint64_t>(AutoTrials::kRuns));
+      EXPECT_LE(trialCount[0], 4u * AutoTrials::kRuns);
       for (size_t k = trialCount[0]; k < ran[0].size(); ++k) EXPECT_EQ(ran[0][k], ran[0].back());
       // A restart costs one step's residual each time the algorithm changes: a few steps' worth
-      // at most, well inside the limit the feedback test holds (without feedback the drift of 24
+      // at most, well inside the limit the feedback test holds (without feedback the drift of 30
       // steps of 4-bit codes passes it).
       EXPECT_LE(worst[0], limit);
     }

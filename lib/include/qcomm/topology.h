@@ -106,15 +106,16 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 
 // What `auto` learns from its own calls, per tensor size: the time each algorithm it ran took
 // (the slowest rank's, which every rank records alike, so every rank holds the same table and
-// makes the same choice). An algorithm not timed yet is estimated at its prediction / kTrust;
-// one timed once, at half that time; one timed kRuns times, at its fastest. Each call runs the
+// makes the same choice). An algorithm not timed warm yet is estimated at its prediction /
+// kTrust (its first call pays for first touches and tells nothing); after that, at the mean of its
+// later (warm) calls. Each call runs the
 // algorithm with the smallest estimate; while that one has been timed fewer than kRuns times the
 // call is a trial (timed and recorded). Once the smallest estimate is a fully timed one, it stays
 // the choice for that size: at most kRuns trials per algorithm, then none.
 // docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
 class AutoTrials {
  public:
-  static constexpr int kRuns = 2;          // the first call of an algorithm pays first touches
+  static constexpr int kRuns = 3;          // a first call (first touches), then two warm ones
   static constexpr double kTrust = 8.0;    // how far off the model may be
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
 
@@ -132,8 +133,8 @@ class AutoTrials {
 
  private:
   struct Times {
-    std::array<double, 4> fastest{};  // by AlgorithmCosts' order: uncompressed ... hierarchical
-    std::array<double, 4> first{};    // the first trial's time
+    // By AlgorithmCosts' order: uncompressed ... hierarchical.
+    std::array<double, 4> warmSum{};  // the later trials' times, summed
     std::array<int, 4> runs{};
   };
   static double estimate(const Times* t, int index, double predicted);
