@@ -210,6 +210,27 @@ TEST(Hierarchical, SendsLessAcrossHostsThanFlatSra) {
   EXPECT_NEAR(double(across[Algorithm::kSra]) / across[Algorithm::kHierarchical], 2.0, 0.05);
 }
 
+// The running sum of (result - exact mean) over steps, per value: error feedback keeps it near
+// one step's error; without feedback it grows like the square root of the steps.
+struct Drift {
+  explicit Drift(int n) : sum(n, 0.0) {}
+  void add(const std::vector<float>& data, const std::vector<double>& exact) {
+    for (size_t i = 0; i < sum.size(); ++i) {
+      sum[i] += data[i] - exact[i];
+      maxAbs = std::max(maxAbs, std::fabs(exact[i]) + 4.0);
+    }
+  }
+  double worst() const {
+    double w = 0.0;
+    for (double d : sum) w = std::max(w, std::fabs(d));
+    return w;
+  }
+  // Half the largest input magnitude: a few steps' quantization error of 2- or 4-bit codes.
+  double limit() const { return 1.5 * maxAbs / 3.0; }
+  std::vector<double> sum;
+  double maxAbs = 0.0;
+};
+
 TEST(Hierarchical, ErrorFeedbackKeepsTheRunningSumOnTrack) {
   constexpr int n = 4096, steps = 40;
   for (const Grouping& g : kGroupings) {
@@ -223,19 +244,14 @@ TEST(Hierarchical, ErrorFeedbackKeepsTheRunningSumOnTrack) {
                         CommunicatorOptions o = hierarchicalOptions(2, Layout::kCompact);
                         o.errorFeedback = feedback;
                         QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
-                        std::vector<double> drift(n, 0.0);
-                        double maxAbs = 0.0;
+                        Drift drift(n);
                         for (int k = 0; k < steps; ++k) {
                           std::vector<float> data = inputOf(t.rank(), n, k);
                           QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "g"));
-                          const std::vector<double> exact = testing::exactMean(p, n, k);
-                          for (int i = 0; i < n; ++i) {
-                            drift[i] += data[i] - exact[i];
-                            maxAbs = std::max(maxAbs, std::fabs(exact[i]) + 4.0);
-                          }
+                          drift.add(data, testing::exactMean(p, n, k));
                         }
-                        for (double d : drift) worst[t.rank()] = std::max(worst[t.rank()], std::fabs(d));
-                        if (t.rank() == 0) limit = 1.5 * maxAbs / 3.0;
+                        worst[t.rank()] = drift.worst();
+                        if (t.rank() == 0) limit = drift.limit();
                         return Status::ok();
                       },
                       g.hosts),
@@ -537,8 +553,8 @@ TEST(AutoTrials, SizesBeyondTheTableGoByTheModel) {
 }
 
 // Many calls under auto: the trials run on every rank alike (also with the per-call checks off,
-// where the trials alone share their times), they end, and error feedback restarts when the
-// algorithm changes, so the running sum stays on track.
+// where the trials alone share their times), they end, and with error feedback restarting when
+// the algorithm changes the running sum stays within bounds.
 TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
   constexpr int n = 20000, steps = 30;
   for (const Grouping& g : {kGroupings[1], kGroupings[3]}) {
@@ -558,22 +574,17 @@ TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
                         o.errorFeedback = true;
                         o.checkSizes = checks;
                         QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
-                        std::vector<double> drift(n, 0.0);
-                        double maxAbs = 0.0;
+                        Drift drift(n);
                         for (int k = 0; k < steps; ++k) {
                           std::vector<float> data = inputOf(t.rank(), n, k);
                           QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "g"));
                           ran[t.rank()].push_back(comm->stats().lastAlgorithm);
-                          const std::vector<double> exact = testing::exactMean(p, n, k);
-                          for (int i = 0; i < n; ++i) {
-                            drift[i] += data[i] - exact[i];
-                            maxAbs = std::max(maxAbs, std::fabs(exact[i]) + 4.0);
-                          }
+                          drift.add(data, testing::exactMean(p, n, k));
                           last[t.rank()] = data;
                         }
-                        for (double d : drift) worst[t.rank()] = std::max(worst[t.rank()], std::fabs(d));
+                        worst[t.rank()] = drift.worst();
                         trialCount[t.rank()] = comm->stats().autoTrials;
-                        if (t.rank() == 0) limit = 1.5 * maxAbs / 3.0;
+                        if (t.rank() == 0) limit = drift.limit();
                         return Status::ok();
                       },
                       g.hosts),
@@ -588,8 +599,9 @@ TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
       EXPECT_LE(trialCount[0], 4u * AutoTrials::kRuns);
       for (size_t k = trialCount[0]; k < ran[0].size(); ++k) EXPECT_EQ(ran[0][k], ran[0].back());
       // A restart costs one step's residual each time the algorithm changes: a few steps' worth
-      // at most, well inside the limit the feedback test holds (without feedback the drift of 30
-      // steps of 4-bit codes passes it).
+      // at most, inside the limit the feedback test holds. (This check alone does not tell
+      // feedback from none here: with it off the drift of these 30 steps stayed inside too, as
+      // auto may settle on the uncompressed algorithm; the feedback test above tells them apart.)
       EXPECT_LE(worst[0], limit);
     }
   }
