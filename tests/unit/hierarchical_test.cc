@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <sstream>
 
 #include "qcomm/communicator.h"
 #include "qcomm/local_transport.h"
@@ -604,6 +605,34 @@ TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
       // auto may settle on the uncompressed algorithm; the feedback test above tells them apart.)
       EXPECT_LE(worst[0], limit);
     }
+  }
+}
+
+// A rank whose trials were forgotten (it alone loaded a checkpoint) would run a trial, with its
+// extra collective, where the others would not: every rank fails before the call, naming it.
+TEST(AutoTrials, RanksThatDisagreeOnATrialFailBeforeTheCall) {
+  std::vector<Status> second(2);
+  spawn(2, [&](Transport& t) -> Status {
+    CommunicatorOptions o;
+    o.minCompressNumel = 0;
+    QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+    std::stringstream saved;
+    QCOMM_RETURN_IF_ERROR(comm->saveState(saved));
+    for (int k = 0; k < 16; ++k) {  // past every trial of this size
+      std::vector<float> data = inputOf(t.rank(), 5000, k);
+      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+    }
+    if (t.rank() == 0) QCOMM_RETURN_IF_ERROR(comm->loadState(saved));
+    std::vector<float> data = inputOf(t.rank(), 5000);
+    second[t.rank()] = comm->allreduceMean(data, "w");
+    return Status::ok();
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(second[r].code(), StatusCode::kFailedPrecondition) << second[r].toString();
+    EXPECT_NE(second[r].message().find("a timed trial of auto's"), std::string::npos)
+        << second[r].toString();
+    EXPECT_NE(second[r].message().find("did only some ranks load a checkpoint"), std::string::npos)
+        << second[r].toString();
   }
 }
 
