@@ -46,9 +46,10 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
   const float scale = static_cast<float>(layout.hosts) / static_cast<float>(layout.worldSize);
   Workspace& w = *ctx.workspace;
   Workspace::Hierarchy& hw = w.hierarchy;  // apart from what the cross-host steps reuse
-  // Chunks of chunkNumel values of the tensor, as for the flat algorithms (each owner's slice of
-  // a chunk is 1/s of it).
-  const ScheduleContext& chunked = ctx;
+  // Chunks of the tensor (each owner's slice of a chunk is 1/s of it): across hosts of at most
+  // kHierarchicalChunkNumel values, so that a chunk's steps run in cache.
+  ScheduleContext chunked = ctx;
+  chunked.chunkNumel = hierarchicalChunkNumel(ctx.chunkNumel, layout.hosts);
   const int64_t n = static_cast<int64_t>(input.size());
   // This rank's slice of chunk [begin, end): [begin + m*me/s, begin + m*(me+1)/s).
   auto sliceBegin = [&](int64_t m, int j) { return sliceStart(m, j, s); };

@@ -211,6 +211,36 @@ TEST(Hierarchical, SendsLessAcrossHostsThanFlatSra) {
   EXPECT_NEAR(double(across[Algorithm::kSra]) / across[Algorithm::kHierarchical], 2.0, 0.05);
 }
 
+// Across hosts the chunks are at most kHierarchicalChunkNumel values whatever chunkNumel allows
+// (the host steps run in cache): a larger chunkNumel gives the words of exactly that chunk size,
+// and a smaller one other words; on one host chunkNumel stands.
+TEST(Hierarchical, ChunksAcrossHostsAreCappedInSize) {
+  constexpr int64_t n = 3 * kHierarchicalChunkNumel / 2;
+  auto run = [&](const std::vector<int>& hosts, int64_t chunk) {
+    std::vector<float> out;
+    expectAllOk(spawn(
+                    4,
+                    [&](Transport& t) -> Status {
+                      CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
+                      o.chunkNumel = chunk;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      std::vector<float> data = inputOf(t.rank(), n);
+                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+                      if (t.rank() == 0) out = data;
+                      return Status::ok();
+                    },
+                    hosts),
+                "chunks");
+    return out;
+  };
+  const std::vector<int> twoByTwo = {0, 0, 1, 1};
+  EXPECT_EQ(hierarchicalChunkNumel(int64_t{1} << 22, 2), kHierarchicalChunkNumel);
+  EXPECT_EQ(hierarchicalChunkNumel(int64_t{1} << 22, 1), int64_t{1} << 22);
+  const std::vector<float> capped = run(twoByTwo, kHierarchicalChunkNumel);
+  EXPECT_EQ(run(twoByTwo, int64_t{1} << 22), capped);
+  EXPECT_NE(run(twoByTwo, kHierarchicalChunkNumel / 2), capped);
+}
+
 // The running sum of (result - exact mean) over steps, per value: error feedback keeps it near
 // one step's error; without feedback it grows like the square root of the steps.
 struct Drift {

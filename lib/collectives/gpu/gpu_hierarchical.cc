@@ -27,7 +27,8 @@ Status GpuCommunicator::hierarchical(float* data, int64_t n, uint32_t tensorId, 
   transport::DeviceTransport* cross = cross_.get();  // null: one host, nothing is compressed
   const int l = intra.size(), me = intra.rank(), hosts = layout_.hosts;
   const float scale = static_cast<float>(hosts) / static_cast<float>(layout_.worldSize);
-  const int64_t chunk = std::min(options_.chunkNumel, n);
+  // Chunks as the CPU path cuts them (kHierarchicalChunkNumel), so both give the same words.
+  const int64_t chunk = std::min(hierarchicalChunkNumel(options_.chunkNumel, hosts), n);
   QCOMM_RETURN_IF_ERROR(ensureSlots(std::max<int64_t>(1, (chunk + l - 1) / l), hosts, true));
   const RandomKey key{options_.seed, static_cast<uint32_t>(cross != nullptr ? cross->rank() : 0),
                       sliceStream(tensorId, me), step};

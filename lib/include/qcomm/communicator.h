@@ -67,7 +67,9 @@ struct CommunicatorOptions {
   bool errorFeedback = false;
   uint64_t seed = 0;
   int64_t minCompressNumel = int64_t{1} << 14;  // smaller tensors go uncompressed
-  int64_t chunkNumel = int64_t{1} << 22;        // large tensors are pipelined in chunks of this
+  // Large tensors are pipelined in chunks of this (hierarchical across hosts: of at most 256K
+  // values, kHierarchicalChunkNumel, so that its host-level steps run in cache).
+  int64_t chunkNumel = int64_t{1} << 22;
   // Agree on tensor names and sizes before every collective, and on its outcome after it (a
   // rank that received a damaged message makes the call fail on every rank).
   bool checkSizes = true;
