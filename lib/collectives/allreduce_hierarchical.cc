@@ -54,7 +54,8 @@ Status allreduceHierarchical(ScheduleContext& ctx, std::span<const float> input,
   // This rank's slice of chunk [begin, end): [begin + m*me/s, begin + m*(me+1)/s).
   auto sliceBegin = [&](int64_t m, int j) { return sliceStart(m, j, s); };
   const Algorithm algorithm =
-      across ? crossHostAlgorithm(std::max<int64_t>(1, std::min(n, chunked.chunkNumel) / s),
+      // (chosen by chunkNumel, not the capped chunk: more than 2 hosts keep sra's bytes)
+      across ? crossHostAlgorithm(std::max<int64_t>(1, std::min(n, ctx.chunkNumel) / s),
                                   layout.hosts)
              : Algorithm::kUncompressed;
   // Ranks that own no slice have no cross-host transport (and never use this context's).
