@@ -13,8 +13,16 @@
 // host_tx: bytes per call sent out of the busiest host's network interfaces (all but lo, read
 // from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
 // rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra",
-// auto_trials: how many of the row's calls, warm-up included, were auto's timed trials; give
-// auto warm-up calls (-w 12 at most needed) to time it after its trials).
+// auto_trials: how many of the row's calls, warm-up included, were auto's timed trials,
+// auto_trials_timed: how many of those were timed calls; blocked rows need warm-up calls (-w 40)
+// to time auto after its trials).
+// --order blocked (default, as before): each row's calls back to back, time(us) the slowest
+// rank's mean call. --order interleaved --stat median: every row's communicator made at once,
+// then rounds of one call per row (each round starting one row later), warm-up rounds going on
+// until every auto row has ended its trials; time(us) the median over calls of each call's
+// slowest rank. On shared machines this compares rows of one size under the same conditions
+// (two blocked rows of one algorithm differed by 10-60% on this project's 2-core machine);
+// --json has every statistic either way.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -69,6 +77,42 @@ int64_t parseSize(const std::string& text) {
   return static_cast<int64_t>(value);
 }
 
+// A row's timed calls, across ranks.
+struct CallTimes {
+  double meanOfRankMeans = 0.0;  // the slowest rank's mean (the blocked figures' statistic)
+  double median = 0.0;           // the median over calls of each call's slowest rank
+  double mean = 0.0;             // the mean of the same
+};
+
+// Every rank passes its time of the same calls, in the same order (a collective).
+CallTimes slowestRankTimes(std::vector<double> seconds) {
+  CallTimes t;
+  if (seconds.empty()) return t;
+  double rankMean = 0.0;
+  for (double s : seconds) rankMean += s;
+  rankMean /= double(seconds.size());
+  MPI_Allreduce(&rankMean, &t.meanOfRankMeans, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, seconds.data(), int(seconds.size()), MPI_DOUBLE, MPI_MAX,
+                MPI_COMM_WORLD);
+  for (double s : seconds) t.mean += s;
+  t.mean /= double(seconds.size());
+  std::sort(seconds.begin(), seconds.end());
+  const size_t n = seconds.size();
+  t.median = n % 2 ? seconds[n / 2] : 0.5 * (seconds[n / 2 - 1] + seconds[n / 2]);
+  return t;
+}
+
+// One row's contender at one size: its communicator (none for MPI_Allreduce), its own result
+// buffer, and what its timed calls measured on this rank.
+struct Contender {
+  std::string name;
+  std::unique_ptr<qcomm::Communicator> comm;
+  std::vector<float> data;
+  std::vector<double> seconds;  // this rank's time of each timed call
+  double txBytes = 0.0;         // interface bytes sent per call (readers only)
+  uint64_t timedTrials = 0;     // auto's trials among the timed calls
+};
+
 struct Row {
   int64_t bytes, count;
   std::string algorithm, codec;
@@ -77,6 +121,8 @@ struct Row {
   double wireBytes, ratio, err, hostTx;
   std::string chosen;  // what the communicator ran (auto's choice)
   uint64_t trials;     // auto's timed trials, warm-up calls included
+  uint64_t timedTrials;  // of which among the timed calls
+  CallTimes times;
 };
 
 // Bytes sent so far by this host's network interfaces, loopback excepted.
@@ -175,6 +221,19 @@ int main(int argc, char** argv) {
                  "multiply the quantization bounds #wrong checks against (tests of the check: "
                  "0 makes nearly every quantized value wrong)")
       ->capture_default_str();
+  std::string order = "blocked", stat = "mean";
+  app.add_option("--order", order,
+                 "blocked: each row's calls back to back; interleaved: after every row's warm-up "
+                 "calls, rounds of one timed call per row (rotating which goes first), so that "
+                 "the machine's drift and bursts fall on every row alike (all of a size's "
+                 "communicators live at once)")
+      ->check(CLI::IsMember({"blocked", "interleaved"}))
+      ->capture_default_str();
+  app.add_option("--stat", stat,
+                 "time(us): mean (the slowest rank's mean call) or median (of each call's "
+                 "slowest rank); --json has both")
+      ->check(CLI::IsMember({"mean", "median"}))
+      ->capture_default_str();
   bool checks = false;
   app.add_flag("--checks", checks,
                "keep CommunicatorOptions::checkSizes on, as by default: the per-call size check "
@@ -232,8 +291,11 @@ int main(int argc, char** argv) {
       std::find(hostOfRanks->begin(), hostOfRanks->end(), (*hostOfRanks)[rank]) -
           hostOfRanks->begin() == rank;
   if (rank == 0) {
-    std::printf("# qcomm allreduce benchmark: %d ranks, codec %s, %d iters after %d warm-up\n", p,
-                codec.c_str(), iters, warmup);
+    std::printf(
+        "# qcomm allreduce benchmark: %d ranks, codec %s, %d iters after %d warm-up, %s, "
+        "time: %s\n",
+        p, codec.c_str(), iters, warmup, order.c_str(),
+        stat == "median" ? "median of each call's slowest rank" : "slowest rank's mean");
     std::printf("%12s %12s %6s %6s %5s %11s %8s %8s %7s  %-17s %-44s %12s %7s %9s %12s\n",
                 "size", "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
                 "algorithm", "codec", "wire_bytes", "ratio", "err", "host_tx");
@@ -243,7 +305,7 @@ int main(int argc, char** argv) {
   for (double b = double(minBytes); b <= double(maxBytes) * 1.0001; b *= factor) {
     const int64_t count = static_cast<int64_t>(b) / 4;
     const int64_t bytes = count * 4;
-    std::vector<float> input(count), data(count), exact(count, 0.0f);
+    std::vector<float> input(count), exact(count, 0.0f);
     for (int64_t i = 0; i < count; ++i) input[i] = inputValue(rank, i);
     {
       std::vector<double> sum(count, 0.0);
@@ -254,77 +316,148 @@ int main(int argc, char** argv) {
     }
     double maxExact = 0.0;
     for (float x : exact) maxExact = std::max(maxExact, double(std::fabs(x)));
-    for (const std::string& name : algorithms) {
-      std::unique_ptr<qcomm::Communicator> comm;
+    // Interleaved, every communicator of this size lives at once; blocked, one at a time (as
+    // before: less memory, and each row's communicator is made just before its calls).
+    std::vector<Contender> contenders;
+    auto makeContender = [&](const std::string& name) -> qcomm::Result<Contender> {
+      Contender c;
+      c.name = name;
+      c.data.resize(count);
+      if (name == "mpi") return c;
       qcomm::CommunicatorOptions options;
       options.codec = codec;
       options.minCompressNumel = 0;
       options.chunkNumel = chunk;
       options.checkSizes = checks;  // off: time the collective alone
       options.ranksPerHost = ranksPerHost;
-      if (name != "mpi") {
-        auto algorithm = qcomm::parseAlgorithm(name);
-        if (!algorithm.isOk()) return fail(algorithm.status());
-        options.algorithm = *algorithm;
-        auto created = qcomm::Communicator::create(**transport, options, executor->get());
-        if (!created.isOk()) return fail(created.status());
-        comm = std::move(*created);
-      }
-      double seconds = 0.0, txBefore = 0.0;
-      for (int it = 0; it < warmup + iters; ++it) {
-        if (it == warmup) {
-          MPI_Barrier(MPI_COMM_WORLD);
-          txBefore = interfaceTxBytes();
-        }
-        std::copy(input.begin(), input.end(), data.begin());
-        MPI_Barrier(MPI_COMM_WORLD);
-        const auto t0 = std::chrono::steady_clock::now();
-        if (comm) {
-          const qcomm::Status s = comm->allreduceMean(data, "bench");
-          if (!s.isOk()) return fail(s);
-        } else {
-          MPI_Allreduce(MPI_IN_PLACE, data.data(), int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-          for (float& x : data) x /= float(p);
-        }
-        const double dt =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (it >= warmup) seconds += dt;
-      }
-      seconds /= iters;
+      auto algorithm = qcomm::parseAlgorithm(name);
+      if (!algorithm.isOk()) return algorithm.status();
+      options.algorithm = *algorithm;
+      auto created = qcomm::Communicator::create(**transport, options, executor->get());
+      if (!created.isOk()) return created.status();
+      c.comm = std::move(*created);
+      return c;
+    };
+    auto call = [&](Contender& c, bool timed) {
+      std::copy(input.begin(), input.end(), c.data.begin());
+      const uint64_t trialsBefore = c.comm ? c.comm->stats().autoTrials : 0;
       MPI_Barrier(MPI_COMM_WORLD);
-      double hostTx = readsInterfaces ? (interfaceTxBytes() - txBefore) / iters : 0.0;
+      const auto t0 = std::chrono::steady_clock::now();
+      if (c.comm) {
+        const qcomm::Status s = c.comm->allreduceMean(c.data, "bench");
+        if (!s.isOk()) return s;
+      } else {
+        MPI_Allreduce(MPI_IN_PLACE, c.data.data(), int(count), MPI_FLOAT, MPI_SUM,
+                      MPI_COMM_WORLD);
+        for (float& x : c.data) x /= float(p);
+      }
+      const double dt =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (timed) c.seconds.push_back(dt);
+      if (timed && c.comm) c.timedTrials += c.comm->stats().autoTrials - trialsBefore;
+      return qcomm::Status::ok();
+    };
+    // Interface counters are read around calls, never between two timed ones: reading them
+    // between calls slowed the next call (a 4 KB allgather on 4 ranks of one machine: 27 us
+    // per call without, 113 us with).
+    auto countTx = [&](Contender& c, int calls, auto&& run) -> qcomm::Status {
+      MPI_Barrier(MPI_COMM_WORLD);
+      const double before = readsInterfaces ? interfaceTxBytes() : 0.0;
+      QCOMM_RETURN_IF_ERROR(run());
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (readsInterfaces) c.txBytes = (interfaceTxBytes() - before) / calls;
+      return qcomm::Status::ok();
+    };
+    auto measure = [&](Contender& c) -> qcomm::Status {
+      for (int it = 0; it < warmup; ++it) QCOMM_RETURN_IF_ERROR(call(c, false));
+      return countTx(c, iters, [&]() -> qcomm::Status {
+        for (int it = 0; it < iters; ++it) QCOMM_RETURN_IF_ERROR(call(c, true));
+        return qcomm::Status::ok();
+      });
+    };
+    if (order == "interleaved") {
+      for (const std::string& name : algorithms) {
+        auto c = makeContender(name);
+        if (!c.isOk()) return fail(c.status());
+        contenders.push_back(std::move(*c));
+      }
+      // Rounds of one call per contender; round `it` starts with contender `it`, so none always
+      // follows the same neighbour. Warm-up rounds go on past -w while an auto row still makes
+      // trials, so that its trials see the same machine as the timed rounds and end before them.
+      const size_t n = contenders.size();
+      auto round = [&](int it, bool timed) -> qcomm::Status {
+        for (size_t k = 0; k < n; ++k) {
+          QCOMM_RETURN_IF_ERROR(call(contenders[(k + size_t(it)) % n], timed));
+        }
+        return qcomm::Status::ok();
+      };
+      auto trialsSoFar = [&] {
+        uint64_t trials = 0;
+        for (const Contender& c : contenders) trials += c.comm ? c.comm->stats().autoTrials : 0;
+        return trials;
+      };
+      constexpr int kMaxSettleRounds = 200;
+      for (int it = 0, settling = 0; it < warmup || settling < kMaxSettleRounds; ++it) {
+        const uint64_t before = trialsSoFar();
+        if (qcomm::Status s = round(it, false); !s.isOk()) return fail(s);
+        if (it >= warmup && trialsSoFar() == before) break;  // the same on every rank
+        settling += it >= warmup;
+      }
+      for (int it = 0; it < iters; ++it) {
+        if (qcomm::Status s = round(it, true); !s.isOk()) return fail(s);
+      }
+      for (Contender& c : contenders) {  // host_tx: one more call each, untimed
+        if (qcomm::Status s = countTx(c, 1, [&] { return call(c, false); }); !s.isOk()) {
+          return fail(s);
+        }
+      }
+    }
+    for (size_t index = 0; index < algorithms.size(); ++index) {
+      if (order != "interleaved") {
+        contenders.clear();  // the previous row's communicator and buffers go first
+        auto c = makeContender(algorithms[index]);
+        if (!c.isOk()) return fail(c.status());
+        contenders.push_back(std::move(*c));
+        if (qcomm::Status s = measure(contenders.back()); !s.isOk()) return fail(s);
+      }
+      Contender& c = order == "interleaved" ? contenders[index] : contenders.back();
+      const std::string& name = c.name;
+      const std::vector<float>& data = c.data;
+      MPI_Barrier(MPI_COMM_WORLD);
+      double hostTx = c.txBytes;
       MPI_Allreduce(MPI_IN_PLACE, &hostTx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-      MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      const CallTimes times = slowestRankTimes(c.seconds);
+      const double seconds = stat == "median" ? times.median : times.meanOfRankMeans;
       const std::string chosen =
-          comm ? std::string(qcomm::algorithmName(comm->algorithmFor(count))) : name;
+          c.comm ? std::string(qcomm::algorithmName(c.comm->algorithmFor(count))) : name;
       // Check against the exact mean, within the bound of what ran (float rounding for MPI).
       std::vector<double> bounds;
-      if (comm) {
+      if (c.comm) {
         std::vector<int> hostOfRank(p);
-        const int myHost = comm->layout().host;
+        const int myHost = c.comm->layout().host;
         MPI_Allgather(&myHost, 1, MPI_INT, hostOfRank.data(), 1, MPI_INT, MPI_COMM_WORLD);
         // The bound of what ran last (auto's trials may have run another than it settled on).
         bounds = resultBounds(*qcomm::parseAnyCodecSpec(codec),
-                              std::string(qcomm::algorithmName(comm->stats().lastAlgorithm)), p,
-                              hostOfRank, exact);
+                              std::string(qcomm::algorithmName(c.comm->stats().lastAlgorithm)),
+                              p, hostOfRank, exact);
       }
       double err = 0.0;
       int64_t wrong = 0;
       for (int64_t i = 0; i < count; ++i) {
         const double d = std::fabs(double(data[i]) - exact[i]);
         err = std::max(err, d);
-        wrong += !(d <= (comm ? bounds[i] * boundScale : 0.0) + 1e-6);
+        wrong += !(d <= (c.comm ? bounds[i] * boundScale : 0.0) + 1e-6);
       }
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
       totalWrong += wrong;
       MPI_Allreduce(MPI_IN_PLACE, &err, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       const double modelBytes = busFactor * bytes;
       double wire = modelBytes;
-      if (comm) wire = double(comm->stats().bytesReceived) / (warmup + iters);
+      if (c.comm) wire = double(c.comm->stats().bytesReceived) / double(c.comm->stats().calls);
       Row row{bytes,
               count,
               name,
-              comm ? qcomm::anyCodecSpec(*qcomm::parseAnyCodecSpec(codec)) : "none",
+              c.comm ? qcomm::anyCodecSpec(*qcomm::parseAnyCodecSpec(codec)) : "none",
               seconds,
               bytes / seconds / 1e9,
               bytes / seconds / 1e9 * busFactor,
@@ -334,10 +467,12 @@ int main(int argc, char** argv) {
               maxExact > 0 ? err / maxExact : err,
               hostTx,
               chosen,
-              comm ? comm->stats().autoTrials : 0};
+              c.comm ? c.comm->stats().autoTrials : 0,
+              c.timedTrials,
+              times};
       if (rank == 0) {
         std::printf(
-"%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-17s %-44s %12.0f %7.2f %9.2e "
+            "%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-17s %-44s %12.0f %7.2f %9.2e "
             "%12.0f\n",
             (long long)row.bytes, (long long)row.count, "float", "mean", -1, row.seconds * 1e6,
             row.algbw, row.busbw, (long long)row.wrong,
@@ -352,12 +487,17 @@ int main(int argc, char** argv) {
   if (rank == 0 && !jsonPath.empty()) {
     nlohmann::ordered_json out;
     out["ranks"] = p;
+    out["order"] = order;
+    out["stat"] = stat;
     for (const Row& r : rows) {
       out["rows"].push_back({{"size", r.bytes},
                              {"count", r.count},
                              {"algorithm", r.algorithm},
                              {"codec", r.codec},
                              {"time_us", r.seconds * 1e6},
+                             {"time_mean_of_rank_means_us", r.times.meanOfRankMeans * 1e6},
+                             {"time_median_us", r.times.median * 1e6},
+                             {"time_mean_us", r.times.mean * 1e6},
                              {"algbw_GBps", r.algbw},
                              {"busbw_GBps", r.busbw},
                              {"wrong", r.wrong},
@@ -366,7 +506,8 @@ int main(int argc, char** argv) {
                              {"err", r.err},
                              {"host_tx_bytes", r.hostTx},
                              {"chosen", r.chosen},
-                             {"auto_trials", r.trials}});
+                             {"auto_trials", r.trials},
+                             {"auto_trials_timed", r.timedTrials}});
     }
     std::ofstream(jsonPath) << out.dump(2) << "\n";
   }

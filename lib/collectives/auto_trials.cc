@@ -26,9 +26,13 @@ double AutoTrials::estimate(const Times* t, int index, double predicted) {
   // touches of buffers and lazily made connections (a hierarchical call of 16 MB on 4 ranks of
   // one host took 296 ms the first time, 12 ms after).
   if (t == nullptr || t->runs[index] <= 1) return predicted / kTrust;
-  // Then the mean of the warm calls: the fastest alone would favour a call that caught a burst
-  // (shaped links let a few calls' worth through at full speed after quieter ones).
-  return t->warmSum[index] / (t->runs[index] - 1);
+  // Then the median of the warm calls: not the fastest, which would favour a call that caught a
+  // burst (shaped links let a few calls' worth through at full speed after quieter ones), and not
+  // the mean, which one call slowed by a neighbour on a shared core would sway.
+  const int n = std::min(t->runs[index] - 1, kRuns - 1);
+  std::array<double, kRuns - 1> warm = t->warm[index];
+  std::sort(warm.begin(), warm.begin() + n);
+  return n % 2 ? warm[n / 2] : 0.5 * (warm[n / 2 - 1] + warm[n / 2]);
 }
 
 AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predicted,
@@ -39,14 +43,26 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
     return {fastestAlgorithm(predicted, hierarchical), false};
   }
   const Times* t = found == sizes_.end() ? nullptr : &found->second;
-  int best = 0;
-  double bestEstimate = 0.0;
+  auto allowed = [&](int i) { return kOrder[i] != Algorithm::kHierarchical || hierarchical; };
+  std::array<double, kOrder.size()> e{};
+  int best = -1;
   for (int i = 0; i < static_cast<int>(kOrder.size()); ++i) {
-    if (kOrder[i] == Algorithm::kHierarchical && !hierarchical) continue;
-    const double e = estimate(t, i, predicted.of(kOrder[i]));
-    if (i == 0 || e < bestEstimate) best = i, bestEstimate = e;  // ties: the simpler
+    if (!allowed(i)) continue;
+    e[i] = estimate(t, i, predicted.of(kOrder[i]));
+    if (best < 0 || e[i] < e[best]) best = i;  // ties: the simpler
   }
-  return {kOrder[best], t == nullptr || t->runs[best] < kRuns};
+  // The least-run contender not fully timed, if any (ties: the smaller estimate, then the
+  // simpler): close contenders take turns, so a slow moment of the machine falls on all alike.
+  int trial = -1;
+  for (int i = 0; i < static_cast<int>(kOrder.size()); ++i) {
+    if (!allowed(i) || e[i] > e[best] * (1.0 + kMargin)) continue;
+    const int runs = t == nullptr ? 0 : t->runs[i];
+    if (runs >= kRuns) continue;
+    const int trialRuns = trial < 0 ? 0 : (t == nullptr ? 0 : t->runs[trial]);
+    if (trial < 0 || runs < trialRuns || (runs == trialRuns && e[i] < e[trial])) trial = i;
+  }
+  if (trial >= 0) return {kOrder[trial], true};
+  return {kOrder[best], false};
 }
 
 void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
@@ -54,7 +70,8 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   if (!sizes_.contains(count) && sizes_.size() >= kMaxSizes) return;
   Times& t = sizes_[count];
   const int i = indexOf(algorithm);
-  if (t.runs[i] > 0) t.warmSum[i] += seconds;  // a first call is not kept
+  // A first call is not kept; nor calls past kRuns (trials stop there).
+  if (t.runs[i] > 0 && t.runs[i] < kRuns) t.warm[i][t.runs[i] - 1] = seconds;
   ++t.runs[i];
 }
 

@@ -271,7 +271,11 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
   stats_.lastPrediction = measured_ ? predictAllreduce(n, layout_, costParameters_)
                                     : AlgorithmCosts{};
   stats_.autoTrials += choice.trial;
-  if (debug_) {
+  if (debug_ && !measured_) {  // pinned: no model, no trials
+    std::fprintf(stderr, "qcomm: step %llu '%s' %lld values: %s\n",
+                 static_cast<unsigned long long>(step), key.c_str(), static_cast<long long>(n),
+                 std::string(algorithmName(algorithm)).c_str());
+  } else if (debug_) {
     const AlgorithmCosts& c = stats_.lastPrediction;
     const AlgorithmCosts seen = trials_.estimates(n, c);
     std::fprintf(stderr,

@@ -117,16 +117,18 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 // What `auto` learns from its own calls, per tensor size: the time each algorithm it ran took
 // (the slowest rank's, which every rank records alike, so every rank holds the same table and
 // makes the same choice). An algorithm not timed warm yet is estimated at its prediction /
-// kTrust (its first call pays for first touches and tells nothing); after that, at the mean of its
-// later (warm) calls. Each call runs the
-// algorithm with the smallest estimate; while that one has been timed fewer than kRuns times the
-// call is a trial (timed and recorded). Once the smallest estimate is a fully timed one, it stays
-// the choice for that size: at most kRuns trials per algorithm, then none.
-// docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
+// kTrust (its first call pays for first touches and tells nothing); after that, at the median of
+// its later (warm) calls. The contenders are the algorithms estimated within kMargin of the
+// smallest estimate; while one of them has run fewer than kRuns times, the call is a trial of the
+// least-run contender (timed and recorded), so close contenders are timed in turns, alike often.
+// Then the smallest estimate is the choice for that size for good: at most kRuns trials per
+// algorithm. docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs
+// asynchronous calls).
 class AutoTrials {
  public:
-  static constexpr int kRuns = 3;          // a first call (first touches), then two warm ones
+  static constexpr int kRuns = 8;          // a first call (first touches), then seven warm ones
   static constexpr double kTrust = 8.0;    // how far off the model may be
+  static constexpr double kMargin = 0.3;   // how close a contender must be to be timed fully
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
 
   struct Choice {
@@ -144,7 +146,7 @@ class AutoTrials {
  private:
   struct Times {
     // By AlgorithmCosts' order: uncompressed ... hierarchical.
-    std::array<double, 4> warmSum{};  // the later trials' times, summed
+    std::array<std::array<double, kRuns - 1>, 4> warm{};  // the later trials' times
     std::array<int, 4> runs{};
   };
   static double estimate(const Times* t, int index, double predicted);

@@ -91,6 +91,7 @@ class MpiRequest final : public Request {
     const bool limited = timeout_.count() > 0;
     const Clock::time_point deadline = Clock::now() + timeout_;
     Status result;
+    int polls = 0;
     for (size_t left = active(); left > 0;) {
       int done = 0;
       const int code = MPI_Testsome(static_cast<int>(n), requests_.data(), &done, indices.data(),
@@ -106,7 +107,7 @@ class MpiRequest final : public Request {
       left -= done;
       if (left == 0) break;
       if (limited && Clock::now() > deadline) return fail(timedOut());
-      std::this_thread::yield();
+      mpi_wait::afterFruitlessPoll(++polls);
     }
     return result;
   }
