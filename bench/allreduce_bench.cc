@@ -18,7 +18,7 @@
 // to time auto after its trials).
 // --order blocked (default, as before): each row's calls back to back, time(us) the slowest
 // rank's mean call. --order interleaved --stat median: every row's communicator made at once,
-// then rounds of one call per row (each round starting one row later), warm-up rounds going on
+// then rounds of one call per row (each round in a new order), warm-up rounds going on
 // until every auto row has ended its trials; time(us) the median over calls of each call's
 // slowest rank. On shared machines this compares rows of one size under the same conditions
 // (two blocked rows of one algorithm differed by 10-60% on this project's 2-core machine);
@@ -34,6 +34,8 @@
 #include <span>
 #include <string_view>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "qcomm/communicator.h"
@@ -123,6 +125,7 @@ struct Row {
   uint64_t trials;     // auto's timed trials, warm-up calls included
   uint64_t timedTrials;  // of which among the timed calls
   CallTimes times;
+  qcomm::AlgorithmCosts estimates;  // auto's, after its trials (seconds)
 };
 
 // Bytes sent so far by this host's network interfaces, loopback excepted.
@@ -224,7 +227,7 @@ int main(int argc, char** argv) {
   std::string order = "blocked", stat = "mean";
   app.add_option("--order", order,
                  "blocked: each row's calls back to back; interleaved: after every row's warm-up "
-                 "calls, rounds of one timed call per row (rotating which goes first), so that "
+                 "calls, rounds of one timed call per row (each round in a new order), so that "
                  "the machine's drift and bursts fall on every row alike (all of a size's "
                  "communicators live at once)")
       ->check(CLI::IsMember({"blocked", "interleaved"}))
@@ -381,14 +384,20 @@ int main(int argc, char** argv) {
         if (!c.isOk()) return fail(c.status());
         contenders.push_back(std::move(*c));
       }
-      // Rounds of one call per contender; round `it` starts with contender `it`, so none always
-      // follows the same neighbour. Warm-up rounds go on past -w while an auto row still makes
-      // trials, so that its trials see the same machine as the timed rounds and end before them.
+      // Rounds of one call per contender, each round in a new order (the same on every rank: a
+      // fixed seed), so that no row always follows the same neighbour: on shaped links a call
+      // that follows a heavy one finds the token bucket empty (with the rows merely rotated,
+      // allgather always followed MPI_Allreduce's 256 KB and took 1.2-1.3 ms where auto's trials
+      // of it, which followed hierarchical's, took 0.86). Warm-up rounds go on past -w while an
+      // auto row still makes trials, so that its trials see the same machine as the timed
+      // rounds and end before them.
       const size_t n = contenders.size();
-      auto round = [&](int it, bool timed) -> qcomm::Status {
-        for (size_t k = 0; k < n; ++k) {
-          QCOMM_RETURN_IF_ERROR(call(contenders[(k + size_t(it)) % n], timed));
-        }
+      std::vector<size_t> sequence(n);
+      std::mt19937 shuffler(12345);
+      auto round = [&](int, bool timed) -> qcomm::Status {
+        std::iota(sequence.begin(), sequence.end(), size_t{0});
+        std::shuffle(sequence.begin(), sequence.end(), shuffler);
+        for (size_t k : sequence) QCOMM_RETURN_IF_ERROR(call(contenders[k], timed));
         return qcomm::Status::ok();
       };
       auto trialsSoFar = [&] {
@@ -469,7 +478,8 @@ int main(int argc, char** argv) {
               chosen,
               c.comm ? c.comm->stats().autoTrials : 0,
               c.timedTrials,
-              times};
+              times,
+              c.comm ? c.comm->autoEstimates(count) : qcomm::AlgorithmCosts{}};
       if (rank == 0) {
         std::printf(
             "%12lld %12lld %6s %6s %5d %11.1f %8.3f %8.3f %7lld  %-17s %-44s %12.0f %7.2f %9.2e "
@@ -507,7 +517,12 @@ int main(int argc, char** argv) {
                              {"host_tx_bytes", r.hostTx},
                              {"chosen", r.chosen},
                              {"auto_trials", r.trials},
-                             {"auto_trials_timed", r.timedTrials}});
+                             {"auto_trials_timed", r.timedTrials},
+                             {"auto_estimates_us",
+                              {{"uncompressed", r.estimates.uncompressed * 1e6},
+                               {"allgather", r.estimates.allgather * 1e6},
+                               {"sra", r.estimates.sra * 1e6},
+                               {"hierarchical", r.estimates.hierarchical * 1e6}}}});
     }
     std::ofstream(jsonPath) << out.dump(2) << "\n";
   }

@@ -29,8 +29,8 @@ double AutoTrials::estimate(const Times* t, int index, double predicted) {
   // Then the median of the warm calls: not the fastest, which would favour a call that caught a
   // burst (shaped links let a few calls' worth through at full speed after quieter ones), and not
   // the mean, which one call slowed by a neighbour on a shared core would sway.
-  const int n = std::min(t->runs[index] - 1, kRuns - 1);
-  std::array<double, kRuns - 1> warm = t->warm[index];
+  const int n = std::min(t->runs[index] - 1, kMaxRuns - 1);
+  std::array<double, kMaxRuns - 1> warm = t->warm[index];
   std::sort(warm.begin(), warm.begin() + n);
   return n % 2 ? warm[n / 2] : 0.5 * (warm[n / 2 - 1] + warm[n / 2]);
 }
@@ -57,7 +57,7 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
   for (int i = 0; i < static_cast<int>(kOrder.size()); ++i) {
     if (!allowed(i) || e[i] > e[best] * (1.0 + kMargin)) continue;
     const int runs = t == nullptr ? 0 : t->runs[i];
-    if (runs >= kRuns) continue;
+    if (t != nullptr && t->timed(i)) continue;
     const int trialRuns = trial < 0 ? 0 : (t == nullptr ? 0 : t->runs[trial]);
     if (trial < 0 || runs < trialRuns || (runs == trialRuns && e[i] < e[trial])) trial = i;
   }
@@ -70,8 +70,11 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   if (!sizes_.contains(count) && sizes_.size() >= kMaxSizes) return;
   Times& t = sizes_[count];
   const int i = indexOf(algorithm);
-  // A first call is not kept; nor calls past kRuns (trials stop there).
-  if (t.runs[i] > 0 && t.runs[i] < kRuns) t.warm[i][t.runs[i] - 1] = seconds;
+  // A first call is not kept; nor calls past kMaxRuns (trials stop there).
+  if (t.runs[i] > 0 && t.runs[i] < kMaxRuns) {
+    t.warm[i][t.runs[i] - 1] = seconds;
+    t.warmSum[i] += seconds;
+  }
   ++t.runs[i];
 }
 

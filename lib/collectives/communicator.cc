@@ -232,6 +232,11 @@ AutoTrials::Choice Communicator::choiceFor(int64_t count) const {
 
 Algorithm Communicator::algorithmFor(int64_t count) const { return choiceFor(count).algorithm; }
 
+AlgorithmCosts Communicator::autoEstimates(int64_t count) const {
+  if (!measured_) return {};
+  return trials_.estimates(count, predictAllreduce(count, layout_, costParameters_));
+}
+
 Status Communicator::checkAgreement(std::string_view what, const std::string& mine,
                                     std::string_view algorithm) {
   const std::string both = strCat(mine, "\n", algorithm);

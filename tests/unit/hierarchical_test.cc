@@ -587,6 +587,29 @@ TEST(AutoTrials, CloseContendersAreTimedInTurns) {
   EXPECT_EQ(outlier.estimates(6, predicted).sra, 1.2);
 }
 
+// Short calls vary most and cost little: close contenders are timed until their warm calls add
+// up to kMinWarmSeconds, at most kMaxRuns calls each.
+TEST(AutoTrials, ShortCallsAreTimedLonger) {
+  const AlgorithmCosts predicted = costs(1.0, 1e-5, 1e-5, 1.0);  // two contenders
+  for (double seconds : {101e-6, 10e-6}) {
+    SCOPED_TRACE(seconds);
+    AutoTrials trials;
+    std::map<Algorithm, int> runs;
+    for (int call = 0; call < 4 * AutoTrials::kMaxRuns + 1; ++call) {
+      const AutoTrials::Choice c = trials.choose(9, predicted, true);
+      if (!c.trial) break;
+      ++runs[c.algorithm];
+      trials.record(9, c.algorithm, c.algorithm == Algorithm::kSra ? 1.1 * seconds : seconds);
+    }
+    // 101 us: a first call, then 20 warm ones make 2 ms (sra's 111 us: 19); 10 us: the cap.
+    const int allgather = seconds > 50e-6 ? 21 : AutoTrials::kMaxRuns;
+    EXPECT_EQ(runs[Algorithm::kAllgather], allgather);
+    EXPECT_EQ(runs[Algorithm::kSra], seconds > 50e-6 ? 20 : AutoTrials::kMaxRuns);
+    EXPECT_EQ(runs.size(), 2u);
+    EXPECT_EQ(trials.choose(9, predicted, true).algorithm, Algorithm::kAllgather);
+  }
+}
+
 TEST(AutoTrials, AFarSlowerWarmTrialGetsNoThird) {
   AutoTrials trials;
   const AlgorithmCosts predicted = costs(1.0, 80.0, 50.0, 4.0);
@@ -621,7 +644,7 @@ TEST(AutoTrials, SizesBeyondTheTableGoByTheModel) {
 // where the trials alone share their times), they end, and with error feedback restarting when
 // the algorithm changes the running sum stays within bounds.
 TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
-  constexpr int n = 20000, steps = 4 * AutoTrials::kRuns + 10;  // trials end within
+  constexpr int n = 20000, steps = 4 * AutoTrials::kMaxRuns + 10;  // trials end within
   for (const Grouping& g : {kGroupings[1], kGroupings[3]}) {
     for (bool checks : {true, false}) {
       SCOPED_TRACE(std::string(g.name) + (checks ? " with checks" : " without checks"));
@@ -659,9 +682,9 @@ TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
         EXPECT_EQ(last[r], last[0]);
         EXPECT_EQ(trialCount[r], trialCount[0]);
       }
-      // At most kRuns trials of each of the four algorithms, then the same choice every call.
+      // At most kMaxRuns trials of each of the four algorithms, then the same choice every call.
       EXPECT_GE(trialCount[0], static_cast<uint64_t>(AutoTrials::kRuns));
-      EXPECT_LE(trialCount[0], 4u * AutoTrials::kRuns);
+      EXPECT_LE(trialCount[0], 4u * AutoTrials::kMaxRuns);
       for (size_t k = trialCount[0]; k < ran[0].size(); ++k) EXPECT_EQ(ran[0][k], ran[0].back());
       // A restart costs one step's residual each time the algorithm changes: a few steps' worth
       // at most, inside the limit the feedback test holds. (This check alone does not tell
@@ -682,7 +705,7 @@ TEST(AutoTrials, RanksThatDisagreeOnATrialFailBeforeTheCall) {
     QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
     std::stringstream saved;
     QCOMM_RETURN_IF_ERROR(comm->saveState(saved));
-    for (int k = 0; k < 16; ++k) {  // past every trial of this size
+    for (int k = 0; k < 4 * AutoTrials::kMaxRuns + 2; ++k) {  // past every trial of this size
       std::vector<float> data = inputOf(t.rank(), 5000, k);
       QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
     }

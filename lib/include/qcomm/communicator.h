@@ -174,6 +174,10 @@ class Communicator {
   // The algorithm the next call of `count` values runs (the same on every rank; under auto it
   // may change after the first calls of a size, its trials).
   Algorithm algorithmFor(int64_t count) const;
+  // Under auto, the seconds each algorithm is estimated to take on `count` values: the model's
+  // prediction / AutoTrials::kTrust until an algorithm has run warm, then the median of its
+  // trials' times (docs/algorithms.md, "How auto decides"); all zero for pinned algorithms.
+  AlgorithmCosts autoEstimates(int64_t count) const;
   uint64_t step() const { return step_; }
 
  private:
