@@ -51,11 +51,22 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
     e[i] = estimate(t, i, predicted.of(kOrder[i]));
     if (best < 0 || e[i] < e[best]) best = i;  // ties: the simpler
   }
+  // A contender: an algorithm whose fastest warm call is within kMargin of the best estimate, or
+  // one the model lets in (prediction / kTrust within kMargin) that has not had kWarmToDrop warm
+  // calls yet: one slow call alone does not put an algorithm out of the race (a 4 KB call
+  // across emulated hosts took 2-3x its usual time once in a few).
+  const double cutoff = e[best] * (1.0 + kMargin);
+  auto contender = [&](int i) {
+    if (t == nullptr || t->runs[i] <= 1) return e[i] <= cutoff;
+    if (t->runs[i] <= kWarmToDrop && predicted.of(kOrder[i]) / kTrust <= cutoff) return true;
+    const int n = std::min(t->runs[i] - 1, kMaxRuns - 1);
+    return *std::min_element(t->warm[i].begin(), t->warm[i].begin() + n) <= cutoff;
+  };
   // The least-run contender not fully timed, if any (ties: the smaller estimate, then the
   // simpler): close contenders take turns, so a slow moment of the machine falls on all alike.
   int trial = -1;
   for (int i = 0; i < static_cast<int>(kOrder.size()); ++i) {
-    if (!allowed(i) || e[i] > e[best] * (1.0 + kMargin)) continue;
+    if (!allowed(i) || !contender(i)) continue;
     const int runs = t == nullptr ? 0 : t->runs[i];
     if (t != nullptr && t->timed(i)) continue;
     const int trialRuns = trial < 0 ? 0 : (t == nullptr ? 0 : t->runs[trial]);

@@ -21,10 +21,10 @@ namespace qcomm::transport::mpi_wait {
 using Clock = std::chrono::steady_clock;
 
 // Between polls of an unfinished request a waiting rank gives its core away once every this many
-// polls, not after each: yielding after every MPI_Test made a 4 KB MPI_Iallreduce on 4 ranks of
-// one 2-core machine take 81-122 us instead of 60-62 (64 KB: 123-140 us instead of 104-109;
-// /tmp micro-benchmark of 400 calls, docs/performance.md), and ranks that share cores still get
-// them back within a few microseconds.
+// polls, not after each: on 4 ranks sharing one 2-core machine, yielding after every poll made
+// qcomm's algorithms 1.3-2x slower per call up to 256 KB per rank, and no faster above
+// (docs/performance.md, "MPI waits: yield every 16th poll"); ranks that share a core still get
+// it back within a few microseconds.
 inline constexpr int kPollsPerYield = 16;
 
 // Called after each fruitless poll, `polls` counting them from 1.
