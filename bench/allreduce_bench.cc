@@ -14,8 +14,8 @@
 // from /sys/class/net by one rank per host; shared memory inside a host does not count). auto
 // rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra",
 // auto_trials: how many of the row's calls, warm-up included, were auto's timed trials,
-// auto_trials_timed: how many of those were timed calls; blocked rows need warm-up calls (-w 40)
-// to time auto after its trials).
+// auto_trials_timed: how many of those were timed calls; blocked rows need warm-up calls to time
+// auto after its trials: up to 128 per size, AutoTrials::kMaxRuns per algorithm).
 // --order blocked (default, as before): each row's calls back to back, time(us) the slowest
 // rank's mean call. --order interleaved --stat median: every row's communicator made at once,
 // then rounds of one call per row (each round in a new order), warm-up rounds going on
@@ -394,7 +394,7 @@ int main(int argc, char** argv) {
       const size_t n = contenders.size();
       std::vector<size_t> sequence(n);
       std::mt19937 shuffler(12345);
-      auto round = [&](int, bool timed) -> qcomm::Status {
+      auto round = [&](bool timed) -> qcomm::Status {
         std::iota(sequence.begin(), sequence.end(), size_t{0});
         std::shuffle(sequence.begin(), sequence.end(), shuffler);
         for (size_t k : sequence) QCOMM_RETURN_IF_ERROR(call(contenders[k], timed));
@@ -408,12 +408,12 @@ int main(int argc, char** argv) {
       constexpr int kMaxSettleRounds = 200;
       for (int it = 0, settling = 0; it < warmup || settling < kMaxSettleRounds; ++it) {
         const uint64_t before = trialsSoFar();
-        if (qcomm::Status s = round(it, false); !s.isOk()) return fail(s);
+        if (qcomm::Status s = round(false); !s.isOk()) return fail(s);
         if (it >= warmup && trialsSoFar() == before) break;  // the same on every rank
         settling += it >= warmup;
       }
       for (int it = 0; it < iters; ++it) {
-        if (qcomm::Status s = round(it, true); !s.isOk()) return fail(s);
+        if (qcomm::Status s = round(true); !s.isOk()) return fail(s);
       }
       for (Contender& c : contenders) {  // host_tx: one more call each, untimed
         if (qcomm::Status s = countTx(c, 1, [&] { return call(c, false); }); !s.isOk()) {

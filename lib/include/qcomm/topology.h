@@ -120,10 +120,11 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 // kTrust (its first call pays for first touches and tells nothing); after that, at the median of
 // its later (warm) calls. The contenders are the algorithms whose fastest warm call is within
 // kMargin of the smallest estimate (untimed ones: their estimate; the model's candidates stay
-// until they have had kWarmToDrop warm calls); while one of them is not fully timed (kRuns calls and kMinWarmSeconds of
-// warm ones, or kMaxRuns calls), the call is a trial of the least-run contender (timed and
-// recorded), so close contenders are timed in turns, alike often. Then the smallest estimate is
-// the choice for that size for good: at most kMaxRuns trials per algorithm.
+// until they have had kWarmToDrop warm calls); while one of them is not fully timed (kRuns
+// calls and kMinWarmSeconds of warm ones, or kMaxRuns calls), the call is a trial of the
+// least-run contender (timed and recorded), so close contenders are timed in turns, alike often.
+// Then the smallest estimate is the choice for that size for good: at most kMaxRuns trials per
+// algorithm.
 // docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
 class AutoTrials {
  public:
@@ -132,7 +133,7 @@ class AutoTrials {
   static constexpr double kMinWarmSeconds = 2e-3;  // short calls vary most, and cost little
   static constexpr double kTrust = 8.0;    // how far off the model may be
   static constexpr double kMargin = 0.3;   // how close a contender must be to be timed fully
-  static constexpr int kWarmToDrop = 2;     // warm calls before the model's candidates drop out
+  static constexpr int kWarmToDrop = 2;    // warm calls before the model's candidates drop out
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
 
   struct Choice {

@@ -91,7 +91,7 @@ class MpiRequest final : public Request {
     const bool limited = timeout_.count() > 0;
     const Clock::time_point deadline = Clock::now() + timeout_;
     Status result;
-    int polls = 0;
+    uint64_t polls = 0;
     for (size_t left = active(); left > 0;) {
       int done = 0;
       const int code = MPI_Testsome(static_cast<int>(n), requests_.data(), &done, indices.data(),

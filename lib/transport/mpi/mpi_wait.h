@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -28,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 inline constexpr int kPollsPerYield = 16;
 
 // Called after each fruitless poll, `polls` counting them from 1.
-inline void afterFruitlessPoll(int polls) {
+inline void afterFruitlessPoll(uint64_t polls) {
   if (polls % kPollsPerYield == 0) std::this_thread::yield();
 }
 
@@ -109,7 +110,7 @@ inline Status waitCollective(MPI_Request* request, MPI_Comm comm, int rank, int 
                              const char* call) {
   const bool limited = timeout.count() > 0;
   const Clock::time_point deadline = Clock::now() + timeout;
-  int polls = 0;
+  uint64_t polls = 0;
   for (;;) {
     int done = 0;
     MPI_Status status;
