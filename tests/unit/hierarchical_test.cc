@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -146,6 +147,29 @@ CommunicatorOptions hierarchicalOptions(int bits, Layout layout) {
   return o;
 }
 
+// One allreduceMean of inputOf(rank, n) on ranks grouped by `hosts`, with 4-bit compact
+// hierarchical options that `configure` may change; `after` reads each rank's communicator and
+// result.
+void oneHierarchicalCall(
+    const std::vector<int>& hosts, int64_t n,
+    const std::function<void(CommunicatorOptions&)>& configure,
+    const std::function<void(int, const Communicator&, const std::vector<float>&)>& after,
+    const std::string& what) {
+  expectAllOk(spawn(
+                  static_cast<int>(hosts.size()),
+                  [&](Transport& t) -> Status {
+                    CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
+                    configure(o);
+                    QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                    std::vector<float> data = inputOf(t.rank(), n);
+                    QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+                    after(t.rank(), *comm, data);
+                    return Status::ok();
+                  },
+                  hosts),
+              what);
+}
+
 TEST(Hierarchical, SweepIsIdenticalEverywhereAndWithinTheQuantizationBound) {
   for (const Grouping& g : kGroupings) {
     const int p = static_cast<int>(g.hosts.size());
@@ -191,19 +215,12 @@ TEST(Hierarchical, SendsLessAcrossHostsThanFlatSra) {
   std::map<Algorithm, uint64_t> across;
   for (Algorithm a : {Algorithm::kSra, Algorithm::kHierarchical}) {
     std::vector<uint64_t> bytes(4);
-    expectAllOk(spawn(
-                    4,
-                    [&](Transport& t) -> Status {
-                      CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
-                      o.algorithm = a;
-                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
-                      std::vector<float> data = inputOf(t.rank(), n);
-                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
-                      bytes[t.rank()] = comm->stats().bytesSentAcrossHosts;
-                      return Status::ok();
-                    },
-                    {0, 0, 1, 1}),
-                std::string(algorithmName(a)));
+    oneHierarchicalCall(
+        {0, 0, 1, 1}, n, [&](CommunicatorOptions& o) { o.algorithm = a; },
+        [&](int rank, const Communicator& comm, const std::vector<float>&) {
+          bytes[rank] = comm.stats().bytesSentAcrossHosts;
+        },
+        std::string(algorithmName(a)));
     across[a] = bytes[0] + bytes[1];  // host 0
   }
   // Flat sra: 2 ranks x 2 phases x 2 parts of n/4 for the other host = 2 codes of n; hierarchical
@@ -218,19 +235,12 @@ TEST(Hierarchical, ChunksAcrossHostsAreCappedInSize) {
   constexpr int64_t n = 3 * kHierarchicalChunkNumel / 2;
   auto run = [&](const std::vector<int>& hosts, int64_t chunk) {
     std::vector<float> out;
-    expectAllOk(spawn(
-                    4,
-                    [&](Transport& t) -> Status {
-                      CommunicatorOptions o = hierarchicalOptions(4, Layout::kCompact);
-                      o.chunkNumel = chunk;
-                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
-                      std::vector<float> data = inputOf(t.rank(), n);
-                      QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
-                      if (t.rank() == 0) out = data;
-                      return Status::ok();
-                    },
-                    hosts),
-                "chunks");
+    oneHierarchicalCall(
+        hosts, n, [&](CommunicatorOptions& o) { o.chunkNumel = chunk; },
+        [&](int rank, const Communicator&, const std::vector<float>& data) {
+          if (rank == 0) out = data;
+        },
+        "chunks");
     return out;
   };
   const std::vector<int> twoByTwo = {0, 0, 1, 1};
