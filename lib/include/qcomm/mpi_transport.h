@@ -13,7 +13,9 @@
 #include <mpi.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "qcomm/transport.h"
 
@@ -48,11 +50,14 @@ class MpiTransport final : public Transport {
 
   MPI_Comm comm() const { return comm_; }
 
-  // What this transport's requests share: the error that broke it (a timeout), and the next tag.
+  // What this transport's requests share: the error that broke it (a timeout), the next tag, and
+  // a float buffer the allreduce reuses between calls (fresh pages cost more than the copy).
   struct Shared {
     Status broken;
     int nextTag = 0;
     int tagLimit = 32767;  // MPI_TAG_UB (at least 32767), reserved for the roll call
+    std::mutex spareMutex;
+    std::vector<float> spare;
   };
 
  private:

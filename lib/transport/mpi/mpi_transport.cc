@@ -4,6 +4,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -41,6 +42,31 @@ Status toInts(std::span<const size_t> counts, const char* op, int rank, std::vec
 
 using mpi_wait::Clock;
 
+// `count` floats for the life of one request, taken from and given back to the transport's spare
+// buffer, so that calls after the first reuse warm pages.
+class Scratch {
+ public:
+  Scratch(std::shared_ptr<MpiTransport::Shared> shared, size_t count) : shared_(std::move(shared)) {
+    {
+      std::lock_guard<std::mutex> lock(shared_->spareMutex);
+      floats_.swap(shared_->spare);
+    }
+    floats_.resize(count);
+  }
+  ~Scratch() {
+    std::lock_guard<std::mutex> lock(shared_->spareMutex);
+    if (floats_.capacity() > shared_->spare.capacity()) floats_.swap(shared_->spare);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* data() { return floats_.data(); }
+  float operator[](size_t i) const { return floats_[i]; }
+
+ private:
+  std::shared_ptr<MpiTransport::Shared> shared_;
+  std::vector<float> floats_;
+};
+
 // A started operation: point-to-point requests (peer[i] >= 0; receives check their byte count)
 // or one nonblocking collective (peer[i] == -1). wait() polls them against the transport's
 // timeout and names the ranks it has not heard from when the deadline passes.
@@ -61,6 +87,8 @@ class MpiRequest final : public Request {
       for (MPI_Request& r : requests_) {
         if (r != MPI_REQUEST_NULL) MPI_Wait(&r, MPI_STATUS_IGNORE);
       }
+    } else {
+      (void)kept_.release();  // an abandoned collective may still read it
     }
   }
 
@@ -82,6 +110,19 @@ class MpiRequest final : public Request {
     expected_.push_back(0);
     receive_.push_back(false);
   }
+  // Part of a collective made of messages (the recursive-doubling allreduce): a partner that does
+  // not answer may itself wait for a silent rank, so past the deadline the roll call names the
+  // silent ones, as for MPI's collectives.
+  // Its deadline is the whole collective's, set at the collective's start.
+  void partOfCollective(Clock::time_point deadline) {
+    rollCall_ = true;
+    deadline_ = deadline;
+  }
+  // A buffer the operation reads until it completes.
+  Scratch& keep(std::unique_ptr<Scratch> scratch) {
+    kept_ = std::move(scratch);
+    return *kept_;
+  }
 
   Status wait() override {
     if (!shared_->broken.isOk()) return shared_->broken;
@@ -89,7 +130,7 @@ class MpiRequest final : public Request {
     std::vector<int> indices(n);
     std::vector<MPI_Status> statuses(n);
     const bool limited = timeout_.count() > 0;
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = deadline_ ? *deadline_ : Clock::now() + timeout_;
     Status result;
     uint64_t polls = 0;
     for (size_t left = active(); left > 0;) {
@@ -141,7 +182,7 @@ class MpiRequest final : public Request {
 
   Status timedOut() {
     std::vector<int> silent, notReceiving;
-    bool collective = false;
+    bool collective = rollCall_;
     for (size_t i = 0; i < requests_.size(); ++i) {
       if (requests_[i] == MPI_REQUEST_NULL) continue;
       if (peers_[i] < 0) collective = true;
@@ -189,6 +230,9 @@ class MpiRequest final : public Request {
   std::vector<size_t> expected_;
   std::vector<bool> receive_;
   bool abandoned_ = false;
+  bool rollCall_ = false;
+  std::optional<Clock::time_point> deadline_;
+  std::unique_ptr<Scratch> kept_;  // after requests_: released only once they are done
 };
 
 }  // namespace
@@ -307,15 +351,123 @@ Result<std::unique_ptr<Request>> MpiTransport::ialltoallv(std::span<const uint8_
   return std::unique_ptr<Request>(std::move(request));
 }
 
+namespace {
+
+// The float sum by recursive doubling over point-to-point messages: log2(P) exchanges of the
+// whole vector with one partner each (plus one before and one after where P is not a power of
+// two), every rank adding the partner's partial sum to its own. Both partners of an exchange add
+// the same two vectors, and IEEE addition is commutative, so every rank ends with the same bits.
+// Used where latency dominates: Open MPI's MPI_Iallreduce (libnbc) reduces to rank 0 and
+// broadcasts back (2 log2(P) steps) for messages under 64 KB, for P < 4, and whenever the call is
+// in place, where the blocking MPI_Allreduce takes log2(P) (docs/performance.md, "The
+// uncompressed allreduce").
+class RecursiveDoublingRequest final : public Request {
+ public:
+  RecursiveDoublingRequest(std::span<float> data, MPI_Comm comm, int rank, int size, int tag,
+                           std::chrono::milliseconds timeout,
+                           std::shared_ptr<MpiTransport::Shared> shared)
+      : data_(data),
+        comm_(comm),
+        rank_(rank),
+        size_(size),
+        tag_(tag),
+        timeout_(timeout),
+        shared_(shared),
+        partial_(std::move(shared), data.size()) {}
+  ~RecursiveDoublingRequest() override {
+    if (!waited_) (void)wait();  // the partners count on this rank's messages
+  }
+
+  Status wait() override {
+    if (waited_) return result_;
+    waited_ = true;
+    result_ = run();
+    return result_;
+  }
+
+ private:
+  Status run() {
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    int pof2 = 1;
+    while (pof2 * 2 <= size_) pof2 *= 2;
+    const int extra = size_ - pof2;
+    // Ranks below 2 * extra pair up first: the even one hands its vector to the odd one and
+    // waits for the result; the others renumber 0 .. pof2 - 1.
+    if (rank_ < 2 * extra && rank_ % 2 == 0) {
+      QCOMM_RETURN_IF_ERROR(step(rank_ + 1, /*send=*/true, /*receive=*/false, deadline));
+      return step(rank_ + 1, /*send=*/false, /*receive=*/true, deadline, /*add=*/false);
+    }
+    if (rank_ < 2 * extra) {
+      QCOMM_RETURN_IF_ERROR(step(rank_ - 1, /*send=*/false, /*receive=*/true, deadline));
+    }
+    const int me = rank_ < 2 * extra ? rank_ / 2 : rank_ - extra;
+    auto realRank = [&](int r) { return r < extra ? 2 * r + 1 : r + extra; };
+    for (int mask = 1; mask < pof2; mask *= 2) {
+      QCOMM_RETURN_IF_ERROR(step(realRank(me ^ mask), true, true, deadline));
+    }
+    if (rank_ < 2 * extra) return step(rank_ - 1, /*send=*/true, /*receive=*/false, deadline);
+    return Status::ok();
+  }
+
+  // One exchange with `peer`: sends this rank's vector and/or receives the peer's, which is added
+  // to this rank's (or, without `add`, replaces it: the final result handed back).
+  Status step(int peer, bool send, bool receive, Clock::time_point deadline, bool add = true) {
+    MpiRequest request("allreduce", comm_, rank_, size_, timeout_, shared_);
+    request.partOfCollective(deadline);
+    const int count = static_cast<int>(data_.size());
+    float* into = add ? partial_.data() : data_.data();
+    if (receive) {
+      MPI_Request handle = MPI_REQUEST_NULL;
+      QCOMM_RETURN_IF_ERROR(mpiStatus(
+          MPI_Irecv(into, count, MPI_FLOAT, peer, tag_, comm_, &handle), "allreduce", rank_));
+      request.addReceive(handle, peer, data_.size_bytes());
+    }
+    if (send) {
+      MPI_Request handle = MPI_REQUEST_NULL;
+      QCOMM_RETURN_IF_ERROR(mpiStatus(
+          MPI_Isend(data_.data(), count, MPI_FLOAT, peer, tag_, comm_, &handle), "allreduce", rank_));
+      request.addSend(handle, peer);
+    }
+    QCOMM_RETURN_IF_ERROR(request.wait());
+    if (receive && add) {
+      for (size_t i = 0; i < data_.size(); ++i) data_[i] += partial_[i];
+    }
+    return Status::ok();
+  }
+
+  std::span<float> data_;
+  MPI_Comm comm_;
+  int rank_, size_, tag_;
+  std::chrono::milliseconds timeout_;
+  std::shared_ptr<MpiTransport::Shared> shared_;
+  Scratch partial_;
+  bool waited_ = false;
+  Status result_;
+};
+
+// Under this many bytes (and always below 4 ranks) the sum goes by recursive doubling; above, by
+// MPI_Iallreduce from a copy of the input (not in place: libnbc then reduces by Rabenseifner's
+// reduce-scatter and allgather, which moves 2 (P-1)/P of the vector per rank).
+constexpr size_t kRecursiveDoublingBytes = 64 * 1024;
+
+}  // namespace
+
 Result<std::unique_ptr<Request>> MpiTransport::iallreduceSum(std::span<float> data) {
   QCOMM_RETURN_IF_ERROR(usable());
   if (data.size() > static_cast<size_t>(INT_MAX)) {
     return outOfRange("allreduce on rank ", rank_, ": ", data.size(), " values exceed int counts");
   }
+  if (size_ == 1 || data.empty()) return std::unique_ptr<Request>(new CompletedRequest());
+  if (size_ < 4 || data.size_bytes() < kRecursiveDoublingBytes) {
+    return std::unique_ptr<Request>(new RecursiveDoublingRequest(data, comm_, rank_, size_,
+                                                                 takeTag(), timeout(), shared_));
+  }
   auto request = std::make_unique<MpiRequest>("allreduce", comm_, rank_, size_, timeout(), shared_);
+  float* input = request->keep(std::make_unique<Scratch>(shared_, data.size())).data();
+  std::copy(data.begin(), data.end(), input);
   MPI_Request handle = MPI_REQUEST_NULL;
   QCOMM_RETURN_IF_ERROR(
-      mpiStatus(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
+      mpiStatus(MPI_Iallreduce(input, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
                                MPI_SUM, comm_, &handle),
                 "MPI_Iallreduce", rank_));
   request->addCollective(handle);
