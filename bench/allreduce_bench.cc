@@ -22,6 +22,8 @@
 // until every auto row has ended its trials; time(us) the median over calls of each call's
 // slowest rank. On shared machines this compares rows of one size under the same conditions
 // (two blocked rows of one algorithm differed by 10-60% on this project's 2-core machine);
+// --min-time S adds timed rounds until they have taken S seconds per size (-n rounds of 1 MB
+// last a few milliseconds: two interleaved rows of one algorithm still differed by up to 14%).
 // --json has every statistic either way.
 #include <mpi.h>
 
@@ -84,11 +86,13 @@ struct CallTimes {
   double meanOfRankMeans = 0.0;  // the slowest rank's mean (the blocked figures' statistic)
   double median = 0.0;           // the median over calls of each call's slowest rank
   double mean = 0.0;             // the mean of the same
+  size_t calls = 0;
 };
 
 // Every rank passes its time of the same calls, in the same order (a collective).
 CallTimes slowestRankTimes(std::vector<double> seconds) {
   CallTimes t;
+  t.calls = seconds.size();
   if (seconds.empty()) return t;
   double rankMean = 0.0;
   for (double s : seconds) rankMean += s;
@@ -237,6 +241,13 @@ int main(int argc, char** argv) {
                  "slowest rank); --json has both")
       ->check(CLI::IsMember({"mean", "median"}))
       ->capture_default_str();
+  double minTime = 0.0;
+  app.add_option("--min-time", minTime,
+                 "with --order interleaved: timed rounds go on past -n until they have taken "
+                 "this many seconds per size (rank 0's clock), so that every row's statistic "
+                 "spans the machine's slower drift, not a few milliseconds of it")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   bool checks = false;
   app.add_flag("--checks", checks,
                "keep CommunicatorOptions::checkSizes on, as by default: the per-call size check "
@@ -267,6 +278,11 @@ int main(int argc, char** argv) {
   if (minBytes < 4 || maxBytes < minBytes || factor <= 1.0 || iters < 1) {
     if (rank == 0)
       std::fprintf(stderr, "need 4 <= minbytes <= maxbytes, stepfactor > 1, iters >= 1\n");
+    MPI_Finalize();
+    return 2;
+  }
+  if (minTime > 0.0 && order != "interleaved") {
+    if (rank == 0) std::fprintf(stderr, "--min-time needs --order interleaved\n");
     MPI_Finalize();
     return 2;
   }
@@ -412,7 +428,18 @@ int main(int argc, char** argv) {
         if (it >= warmup && trialsSoFar() == before) break;  // the same on every rank
         settling += it >= warmup;
       }
-      for (int it = 0; it < iters; ++it) {
+      // -n rounds, then more while rank 0 has seen less than --min-time of them (its word is
+      // broadcast, so every rank stops after the same round).
+      constexpr int kMaxTimedRounds = 1000000;
+      const auto timedStart = std::chrono::steady_clock::now();
+      for (int it = 0; it < kMaxTimedRounds; ++it) {
+        if (it >= iters) {
+          int more = minTime > 0.0 && std::chrono::duration<double>(
+                                          std::chrono::steady_clock::now() - timedStart)
+                                              .count() < minTime;
+          MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+          if (!more) break;
+        }
         if (qcomm::Status s = round(true); !s.isOk()) return fail(s);
       }
       for (Contender& c : contenders) {  // host_tx: one more call each, untimed
@@ -499,6 +526,7 @@ int main(int argc, char** argv) {
     out["ranks"] = p;
     out["order"] = order;
     out["stat"] = stat;
+    out["min_time_s"] = minTime;
     for (const Row& r : rows) {
       out["rows"].push_back({{"size", r.bytes},
                              {"count", r.count},
@@ -508,6 +536,7 @@ int main(int argc, char** argv) {
                              {"time_mean_of_rank_means_us", r.times.meanOfRankMeans * 1e6},
                              {"time_median_us", r.times.median * 1e6},
                              {"time_mean_us", r.times.mean * 1e6},
+                             {"timed_calls", r.times.calls},
                              {"algbw_GBps", r.algbw},
                              {"busbw_GBps", r.busbw},
                              {"wrong", r.wrong},
