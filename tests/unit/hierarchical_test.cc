@@ -434,6 +434,22 @@ TEST(CostModel, ChoosesByBytesAndWorkAndIsTheSameOnEveryRank) {
             Algorithm::kSra);
   EXPECT_EQ(predictAllreduce(1 << 20, flat, cluster).hierarchical,
             predictAllreduce(1 << 20, flat, cluster).sra);  // falls back to flat sra
+  // A probe inside a host that measured more than the link between hosts (ranks of emulated
+  // hosts sharing cores waited for one) counts as the link's: the model's choice stands.
+  const HostLayout twoHosts = *makeHostLayout(twoByTwo, 0);
+  CostParameters stalled = cluster, bounded = cluster;
+  stalled.intra = {4e-3, 1.0 / 0.3e9};
+  bounded.intra = {cluster.inter.latency, 1.0 / 0.3e9};
+  for (int64_t n : {int64_t{1} << 10, int64_t{1} << 14, int64_t{1} << 20}) {
+    const AlgorithmCosts s = predictAllreduce(n, twoHosts, stalled);
+    const AlgorithmCosts b = predictAllreduce(n, twoHosts, bounded);
+    EXPECT_EQ(s.allgather, b.allgather) << n;
+    EXPECT_EQ(s.sra, b.sra) << n;
+    EXPECT_EQ(s.hierarchical, b.hierarchical) << n;
+  }
+  EXPECT_LT(predictAllreduce(1 << 10, twoHosts, stalled).allgather, 1e-3);
+  // One host: nothing bounds it.
+  EXPECT_GT(predictAllreduce(1 << 10, oneHost, stalled).allgather, 4e-3);
   // A slower codec moves the break-even point up.
   CostParameters slowCodec = cluster;
   slowCodec.encodeSecondsPerValue = 1e-6;
