@@ -4,10 +4,11 @@
 // point-to-point messages (one tag per operation), so that a wait knows which ranks it has heard
 // from: with a timeout set, requests are polled against the deadline and a DeadlineExceeded names
 // the ranks that sent nothing; a message of the wrong size is a DataLoss naming its sender. The
-// float allreduce and the barrier are MPI's nonblocking collectives, which do not say whom they
-// wait for: past their deadline every rank that gives up answers a roll call (a zero-byte message
-// to every rank on the reserved tag MPI_TAG_UB), and the ranks that do not answer within
-// min(timeout, 5 s) are the ones named.
+// float allreduce is recursive doubling over such messages under 64 KB (and under 4 ranks), and
+// MPI_Iallreduce from a copy of the input above (docs/algorithms.md, "uncompressed"); it and the
+// barrier (MPI_Ibarrier) do not say whom they wait for: past their deadline every rank that
+// gives up answers a roll call (a zero-byte message to every rank on the reserved tag
+// MPI_TAG_UB), and the ranks that do not answer within min(timeout, 5 s) are the ones named.
 #pragma once
 
 #include <mpi.h>

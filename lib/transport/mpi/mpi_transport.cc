@@ -110,10 +110,9 @@ class MpiRequest final : public Request {
     expected_.push_back(0);
     receive_.push_back(false);
   }
-  // Part of a collective made of messages (the recursive-doubling allreduce): a partner that does
-  // not answer may itself wait for a silent rank, so past the deadline the roll call names the
-  // silent ones, as for MPI's collectives.
-  // Its deadline is the whole collective's, set at the collective's start.
+  // Part of a collective made of messages (the recursive-doubling allreduce): its deadline is the
+  // whole collective's, and past it the roll call names the silent ranks, as for MPI's
+  // collectives (a partner that does not answer may itself be waiting for a silent rank).
   void partOfCollective(Clock::time_point deadline) {
     rollCall_ = true;
     deadline_ = deadline;
