@@ -438,8 +438,8 @@ TEST(CostModel, ChoosesByBytesAndWorkAndIsTheSameOnEveryRank) {
   // hosts sharing cores waited for one) counts as the link's: the model's choice stands.
   const HostLayout twoHosts = *makeHostLayout(twoByTwo, 0);
   CostParameters stalled = cluster, bounded = cluster;
-  stalled.intra = {4e-3, 1.0 / 0.3e9};
-  bounded.intra = {cluster.inter.latency, 1.0 / 0.3e9};
+  stalled.intra = {4e-3, 1.0 / 50e6};  // slower than the 1 Gbit/s link in latency and bandwidth
+  bounded.intra = cluster.inter;
   for (int64_t n : {int64_t{1} << 10, int64_t{1} << 14, int64_t{1} << 20}) {
     const AlgorithmCosts s = predictAllreduce(n, twoHosts, stalled);
     const AlgorithmCosts b = predictAllreduce(n, twoHosts, bounded);

@@ -43,7 +43,8 @@ Status toInts(std::span<const size_t> counts, const char* op, int rank, std::vec
 using mpi_wait::Clock;
 
 // `count` floats for the life of one request, taken from and given back to the transport's spare
-// buffer, so that calls after the first reuse warm pages.
+// buffer, so that calls after the first reuse warm pages. Grown, never shrunk: a small call
+// between two large ones must not make the next large one zero its buffer again.
 class Scratch {
  public:
   Scratch(std::shared_ptr<MpiTransport::Shared> shared, size_t count) : shared_(std::move(shared)) {
@@ -51,11 +52,11 @@ class Scratch {
       std::lock_guard<std::mutex> lock(shared_->spareMutex);
       floats_.swap(shared_->spare);
     }
-    floats_.resize(count);
+    if (floats_.size() < count) floats_.resize(count);
   }
   ~Scratch() {
     std::lock_guard<std::mutex> lock(shared_->spareMutex);
-    if (floats_.capacity() > shared_->spare.capacity()) floats_.swap(shared_->spare);
+    if (floats_.size() > shared_->spare.size()) floats_.swap(shared_->spare);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
