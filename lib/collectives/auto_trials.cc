@@ -29,8 +29,8 @@ double AutoTrials::estimate(const Times* t, int index, double predicted) {
   // Then the median of the warm calls: not the fastest, which would favour a call that caught a
   // burst (shaped links let a few calls' worth through at full speed after quieter ones), and not
   // the mean, which one call slowed by a neighbour on a shared core would sway.
-  const int n = std::min(t->runs[index] - 1, kMaxRuns - 1);
-  std::array<double, kMaxRuns - 1> warm = t->warm[index];
+  const int n = std::min(t->runs[index] - 1, kRuns - 1);
+  std::array<double, kRuns - 1> warm = t->warm[index];
   std::sort(warm.begin(), warm.begin() + n);
   return n % 2 ? warm[n / 2] : 0.5 * (warm[n / 2 - 1] + warm[n / 2]);
 }
@@ -59,16 +59,20 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
   auto contender = [&](int i) {
     if (t == nullptr || t->runs[i] <= 1) return e[i] <= cutoff;
     if (t->runs[i] <= kWarmToDrop && predicted.of(kOrder[i]) / kTrust <= cutoff) return true;
-    const int n = std::min(t->runs[i] - 1, kMaxRuns - 1);
+    const int n = std::min(t->runs[i] - 1, kRuns - 1);
     return *std::min_element(t->warm[i].begin(), t->warm[i].begin() + n) <= cutoff;
   };
-  // The least-run contender not fully timed, if any (ties: the smaller estimate, then the
-  // simpler): close contenders take turns, so a slow moment of the machine falls on all alike.
+  // The least-run contender not yet run kRuns times, if any (ties: the smaller estimate, then
+  // the simpler): contenders take turns, so a slow moment of the machine falls on all alike.
+  // Every contender runs kRuns times, long calls too: medians decide, and on 4 ranks of one
+  // machine (2 cores), where one 64 MB call in four or five took 1.5-5x the median, seven warm
+  // calls each put hierarchical (49 ms in the benchmark's timed rounds) at 54 ms and sra (63) at
+  // 50. Contenders are within kMargin of each other, so their trials cost little.
   int trial = -1;
   for (int i = 0; i < static_cast<int>(kOrder.size()); ++i) {
     if (!allowed(i) || !contender(i)) continue;
     const int runs = t == nullptr ? 0 : t->runs[i];
-    if (t != nullptr && t->timed(i)) continue;
+    if (runs >= kRuns) continue;
     const int trialRuns = trial < 0 ? 0 : (t == nullptr ? 0 : t->runs[trial]);
     if (trial < 0 || runs < trialRuns || (runs == trialRuns && e[i] < e[trial])) trial = i;
   }
@@ -81,11 +85,8 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   if (!sizes_.contains(count) && sizes_.size() >= kMaxSizes) return;
   Times& t = sizes_[count];
   const int i = indexOf(algorithm);
-  // A first call is not kept; nor calls past kMaxRuns (trials stop there).
-  if (t.runs[i] > 0 && t.runs[i] < kMaxRuns) {
-    t.warm[i][t.runs[i] - 1] = seconds;
-    t.warmSum[i] += seconds;
-  }
+  // A first call is not kept; nor calls past kRuns (trials stop there).
+  if (t.runs[i] > 0 && t.runs[i] < kRuns) t.warm[i][t.runs[i] - 1] = seconds;
   ++t.runs[i];
 }
 

@@ -120,17 +120,14 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 // kTrust (its first call pays for first touches and tells nothing); after that, at the median of
 // its later (warm) calls. The contenders are the algorithms whose fastest warm call is within
 // kMargin of the smallest estimate (untimed ones: their estimate; the model's candidates stay
-// until they have had kWarmToDrop warm calls); while one of them is not fully timed (kRuns
-// calls and kMinWarmSeconds of warm ones, or kMaxRuns calls), the call is a trial of the
-// least-run contender (timed and recorded), so close contenders are timed in turns, alike often.
-// Then the smallest estimate is the choice for that size for good: at most kMaxRuns trials per
-// algorithm.
+// until they have had kWarmToDrop warm calls); while one of them has run fewer than kRuns times,
+// the call is a trial of the least-run contender (timed and recorded), so contenders are timed
+// in turns, alike often. Then the smallest estimate is the choice for that size for good: at
+// most kRuns trials per algorithm.
 // docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
 class AutoTrials {
  public:
-  static constexpr int kRuns = 8;          // a first call (first touches), then seven warm ones
-  static constexpr int kMaxRuns = 32;      // short calls: until kMinWarmSeconds, up to this
-  static constexpr double kMinWarmSeconds = 2e-3;  // short calls vary most, and cost little
+  static constexpr int kRuns = 32;         // a first call (first touches), then 31 warm ones
   static constexpr double kTrust = 8.0;    // how far off the model may be
   static constexpr double kMargin = 0.3;   // how close a contender must be to be timed fully
   static constexpr int kWarmToDrop = 2;    // warm calls before the model's candidates drop out
@@ -151,12 +148,8 @@ class AutoTrials {
  private:
   struct Times {
     // By AlgorithmCosts' order: uncompressed ... hierarchical.
-    std::array<std::array<double, kMaxRuns - 1>, 4> warm{};  // the later trials' times
-    std::array<double, 4> warmSum{};
+    std::array<std::array<double, kRuns - 1>, 4> warm{};  // the later trials' times
     std::array<int, 4> runs{};
-    bool timed(int i) const {
-      return runs[i] >= kMaxRuns || (runs[i] >= kRuns && warmSum[i] >= kMinWarmSeconds);
-    }
   };
   static double estimate(const Times* t, int index, double predicted);
   mutable std::mutex mutex_;
