@@ -122,8 +122,9 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 // kMargin of the smallest estimate (untimed ones: their estimate; the model's candidates stay
 // until they have had kWarmToDrop warm calls); while one of them has run fewer than kRuns times,
 // the call is a trial of the least-run contender (timed and recorded), so contenders are timed
-// in turns, alike often. Then the smallest estimate is the choice for that size for good: at
-// most kRuns trials per algorithm.
+// in turns, alike often. Then each algorithm that dropped out after its first warm calls gets a
+// second look of kWarmToDrop calls (a fast one is a contender again), and the smallest estimate
+// is the choice for that size for good: at most kRuns trials per algorithm.
 // docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
 class AutoTrials {
  public:
@@ -131,6 +132,7 @@ class AutoTrials {
   static constexpr double kTrust = 8.0;    // how far off the model may be
   static constexpr double kMargin = 0.3;   // how close a contender must be to be timed fully
   static constexpr int kWarmToDrop = 2;    // warm calls before the model's candidates drop out
+  static_assert(kRuns > 1 + 2 * kWarmToDrop, "a second look ends before a contender's trials");
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
 
   struct Choice {
