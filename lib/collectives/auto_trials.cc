@@ -44,6 +44,7 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
   }
   const Times* t = found == sizes_.end() ? nullptr : &found->second;
   auto allowed = [&](int i) { return kOrder[i] != Algorithm::kHierarchical || hierarchical; };
+  if (t != nullptr && t->settled >= 0 && allowed(t->settled)) return {kOrder[t->settled], false};
   std::array<double, kOrder.size()> e{};
   int best = -1;
   for (int i = 0; i < static_cast<int>(kOrder.size()); ++i) {
@@ -77,12 +78,13 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
     if (trial < 0 || runs < trialRuns || (runs == trialRuns && e[i] < e[trial])) trial = i;
   }
   if (trial >= 0) return {kOrder[trial], true};
-  // A second look before settling: an algorithm that dropped out after its first warm calls gets
-  // kWarmToDrop more, now that the contenders are timed; a fast one is a contender again. A
-  // size's first calls come when a job is young and can all be slow: at 4 KB on 4 ranks of one
-  // machine, allgather's two warm calls right after the communicators were made took 130 and
-  // 150 us against hierarchical's 80-90 and put it out, and the benchmark's timed rounds later
-  // measured allgather at 22 us, the fastest, and hierarchical at 30.
+  // A second look before settling: an algorithm that dropped out after its first warm calls is
+  // run until it has had 2 * kWarmToDrop warm ones, now that the contenders are timed; a fast
+  // one is a contender again. A size's first calls come when a job is young and can all be
+  // slow: at 4 KB on 4 ranks of one machine, allgather's two warm calls right after the
+  // communicators were made took 130 and 150 us against hierarchical's 80-90 and put it out,
+  // and the benchmark's timed rounds later measured allgather at 22 us, the fastest, and
+  // hierarchical at 30.
   for (int i = 0; t != nullptr && i < static_cast<int>(kOrder.size()); ++i) {
     if (!allowed(i) || t->runs[i] < 2 || t->runs[i] > 2 * kWarmToDrop) continue;
     if (trial < 0 || t->runs[i] < t->runs[trial] ||
@@ -91,6 +93,7 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
     }
   }
   if (trial >= 0) return {kOrder[trial], true};
+  if (t != nullptr) t->settled = best;
   return {kOrder[best], false};
 }
 
@@ -102,6 +105,7 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   // A first call is not kept; nor calls past kRuns (trials stop there).
   if (t.runs[i] > 0 && t.runs[i] < kRuns) t.warm[i][t.runs[i] - 1] = seconds;
   ++t.runs[i];
+  t.settled = -1;
 }
 
 void AutoTrials::clear() {
