@@ -124,8 +124,9 @@ TEST(MpiTransport, ASilentRankIsNamedWhenTheTimeoutPasses) {
 }
 
 // MPI's collectives do not say whom they wait for: the ranks that give up answer a roll call, and
-// the one that does not answer is named, for the float allreduce (recursive doubling under 64 KB,
-// where a partner may wait for the silent rank too, and MPI_Iallreduce above) and the barrier.
+// the one that does not answer is named, for the float allreduce (recursive doubling under 64 KB
+// or 4 ranks, where a partner may wait for the silent rank too; MPI_Iallreduce for the 40000
+// values at 4 ranks and more) and the barrier.
 TEST(MpiTransport, ASilentRankIsNamedInACollectiveByTheRollCall) {
   for (const size_t values : {size_t{1000}, size_t{40000}, size_t{0}}) {
     const std::string op = values > 0 ? "allreduce" : "barrier";
