@@ -15,7 +15,8 @@
 // rows name the algorithm auto chose ("auto:sra"; in --json: algorithm "auto", chosen "sra",
 // auto_trials: how many of the row's calls, warm-up included, were auto's timed trials,
 // auto_trials_timed: how many of those were timed calls; blocked rows need warm-up calls to time
-// auto after its trials: up to 128 per size, AutoTrials::kRuns per algorithm).
+// auto after its trials: up to 128 per size, AutoTrials::kRuns per algorithm; a stretch of
+// AutoTrials::kRecheckEvery calls of a size, as --min-time gives small sizes, reaches a re-check).
 // --order blocked (default, as before): each row's calls back to back, time(us) the slowest
 // rank's mean call. --order interleaved --stat median: every row's communicator made at once,
 // then rounds of one call per row (each round in a new order), warm-up rounds going on

@@ -108,6 +108,25 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   t.settled = -1;
 }
 
+bool AutoTrials::noteCall(int64_t count) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto found = sizes_.find(count);
+  if (found == sizes_.end()) return false;
+  Times& t = found->second;
+  // choose() settles a size when its trials end (every rank alike: the tables are the same);
+  // calls before that are trials, counted by their runs.
+  if (t.settled < 0) return false;
+  if (++t.settledCalls < kRecheckEvery) return false;
+  // A re-check: the trials start again as on the size's first calls, but every algorithm that
+  // ran is warm already, so none throws a first call away. Older times are dropped, those of
+  // algorithms far behind too: the machine that made them may have changed (a link that was
+  // slow when sra beat allgather by 2x may be fast again, and allgather the faster).
+  for (int& runs : t.runs) runs = std::min(runs, 1);
+  t.settled = -1;
+  t.settledCalls = 0;
+  return true;
+}
+
 void AutoTrials::clear() {
   std::lock_guard<std::mutex> lock(mutex_);
   sizes_.clear();

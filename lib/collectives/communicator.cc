@@ -214,11 +214,15 @@ Status Communicator::setUpHierarchy() {
   return Status::ok();
 }
 
+bool Communicator::triesAlgorithms(int64_t count) const {
+  return options_.algorithm == Algorithm::kAuto && measured_ && transport_.size() > 1 &&
+         count >= options_.minCompressNumel;
+}
+
 AutoTrials::Choice Communicator::choiceFor(int64_t count) const {
   const int p = transport_.size();
   AutoTrials::Choice choice{selectAlgorithm(count, p, transport_.capabilities(), options_)};
-  if (options_.algorithm == Algorithm::kAuto && measured_ && p > 1 &&
-      count >= options_.minCompressNumel) {
+  if (triesAlgorithms(count)) {
     // On one host hierarchical is an uncompressed reduce-scatter and allgather, which can beat
     // the transport's own allreduce: it competes there too.
     choice = trials_.choose(count, predictAllreduce(count, layout_, costParameters_),
@@ -276,6 +280,13 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
   stats_.lastPrediction = measured_ ? predictAllreduce(n, layout_, costParameters_)
                                     : AlgorithmCosts{};
   stats_.autoTrials += choice.trial;
+  if (!pinned && triesAlgorithms(n) && trials_.noteCall(n)) {
+    ++stats_.autoRechecks;
+    if (debug_) {
+      std::fprintf(stderr, "qcomm: %lld values: %lld calls since auto's trials; timing again\n",
+                   static_cast<long long>(n), static_cast<long long>(AutoTrials::kRecheckEvery));
+    }
+  }
   if (debug_ && !measured_) {  // pinned: no model, no trials
     std::fprintf(stderr, "qcomm: step %llu '%s' %lld values: %s\n",
                  static_cast<unsigned long long>(step), key.c_str(), static_cast<long long>(n),

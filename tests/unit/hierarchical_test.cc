@@ -767,6 +767,83 @@ TEST(AutoTrials, AFarSlowerAlgorithmDropsOutAfterTwoWarmCalls) {
   EXPECT_EQ(tie.choose(7, costs(3.0, 3.0, 3.0, 3.0), true).algorithm, Algorithm::kUncompressed);
 }
 
+// Runs choose/record/noteCall as the communicator does until `count` values settle, with
+// `seconds(algorithm)` as every trial's time; returns how many trials each algorithm had.
+std::map<Algorithm, int> settle(AutoTrials& trials, int64_t count, const AlgorithmCosts& predicted,
+                                const std::function<double(Algorithm)>& seconds) {
+  std::map<Algorithm, int> runs;
+  for (int call = 0; call < 8 * AutoTrials::kRuns; ++call) {
+    const AutoTrials::Choice c = trials.choose(count, predicted, true);
+    if (!c.trial) return runs;
+    EXPECT_FALSE(trials.noteCall(count));  // trials are not settled calls
+    ++runs[c.algorithm];
+    trials.record(count, c.algorithm, seconds(c.algorithm));
+  }
+  ADD_FAILURE() << "the trials did not end";
+  return runs;
+}
+
+// A machine that drifts after the trials: kRecheckEvery calls after a size settles its trials
+// start again on fresh times, and the choice follows them, whether the runner-up became faster,
+// the chosen one slower, or one far behind the fastest.
+TEST(AutoTrials, ASettledSizeIsTimedAgainAfterKRecheckEveryCalls) {
+  const AlgorithmCosts predicted = costs(3.0, 1.0, 1.0, 1.0);
+  struct Drift {
+    const char* what;
+    Algorithm changed;
+    double seconds;
+    Algorithm chosen;
+  };
+  for (const Drift& d : {Drift{"sra became faster", Algorithm::kSra, 0.85, Algorithm::kSra},
+                         Drift{"allgather became slower", Algorithm::kAllgather, 1.3,
+                               Algorithm::kSra},
+                         Drift{"hierarchical, far behind, became the fastest",
+                               Algorithm::kHierarchical, 0.5, Algorithm::kHierarchical}}) {
+    SCOPED_TRACE(d.what);
+    AutoTrials trials;
+    std::map<Algorithm, double> now = {{Algorithm::kUncompressed, 3.0},
+                                       {Algorithm::kAllgather, 1.0},
+                                       {Algorithm::kSra, 1.1},
+                                       {Algorithm::kHierarchical, 2.0}};
+    auto time = [&](Algorithm a) { return now.at(a); };
+    std::map<Algorithm, int> runs = settle(trials, 5, predicted, time);
+    EXPECT_EQ(runs[Algorithm::kAllgather], AutoTrials::kRuns);
+    EXPECT_EQ(runs[Algorithm::kSra], AutoTrials::kRuns);
+    // 2x and 3x behind: out after their first warm calls and a second look.
+    EXPECT_EQ(runs[Algorithm::kHierarchical], 1 + 2 * AutoTrials::kWarmToDrop);
+    EXPECT_EQ(runs[Algorithm::kUncompressed], 1 + 2 * AutoTrials::kWarmToDrop);
+    // The settled calls: no trials until the kRecheckEvery-th has run.
+    for (int64_t k = 1; k < AutoTrials::kRecheckEvery; ++k) {
+      const AutoTrials::Choice c = trials.choose(5, predicted, true);
+      ASSERT_EQ(c.algorithm, Algorithm::kAllgather);
+      ASSERT_FALSE(c.trial);
+      ASSERT_FALSE(trials.noteCall(5));
+    }
+    EXPECT_FALSE(trials.choose(5, predicted, true).trial);
+    EXPECT_TRUE(trials.noteCall(5));
+    EXPECT_FALSE(trials.noteCall(6));  // other sizes are not affected
+    now[d.changed] = d.seconds;
+    runs = settle(trials, 5, predicted, time);
+    // As the first trials, on warm calls only: no first call is thrown away.
+    const int timed = d.changed == Algorithm::kHierarchical ? 1 : 2;  // 0.5: 2x ahead of all
+    int full = 0;
+    for (const auto& [algorithm, n] : runs) {
+      EXPECT_TRUE(n == AutoTrials::kRuns - 1 || n == 2 * AutoTrials::kWarmToDrop)
+          << algorithmName(algorithm) << ": " << n;
+      full += n == AutoTrials::kRuns - 1;
+    }
+    EXPECT_EQ(full, timed);  // the close ones fully, the rest until they drop out
+    EXPECT_EQ(runs.size(), 4u);
+    EXPECT_EQ(trials.choose(5, predicted, true).algorithm, d.chosen);
+    EXPECT_DOUBLE_EQ(d.chosen == Algorithm::kSra ? trials.estimates(5, predicted).sra
+                                                 : trials.estimates(5, predicted).hierarchical,
+                     now[d.chosen]);
+    // And the count starts again: the next re-check is kRecheckEvery calls later.
+    for (int64_t k = 1; k < AutoTrials::kRecheckEvery; ++k) ASSERT_FALSE(trials.noteCall(5));
+    EXPECT_TRUE(trials.noteCall(5));
+  }
+}
+
 TEST(AutoTrials, SizesBeyondTheTableGoByTheModel) {
   AutoTrials trials;
   const AlgorithmCosts predicted = costs(3.0, 2.0, 1.0, 5.0);
@@ -833,6 +910,56 @@ TEST(AutoTrials, RanksTryTheSameAlgorithmsAndSettle) {
       // auto may settle on the uncompressed algorithm; the feedback test above tells them apart.)
       EXPECT_LE(worst[0], limit);
     }
+  }
+}
+
+// kRecheckEvery calls after the trials end, every rank starts timing again at the same call and
+// the ranks go on alike (with the per-call checks on, which compare each call's algorithm and
+// whether it is a trial, and off).
+TEST(AutoTrials, RanksTimeAgainAlikeAfterKRecheckEveryCalls) {
+  constexpr int n = 2000;
+  const Grouping& g = kGroupings[1];
+  const int p = static_cast<int>(g.hosts.size());
+  for (bool checks : {true, false}) {
+    SCOPED_TRACE(checks ? "with checks" : "without checks");
+    std::vector<std::vector<uint64_t>> trialsAfter(p);
+    std::vector<uint64_t> rechecks(p);
+    std::vector<std::vector<float>> last(p);
+    expectAllOk(spawn(
+                    p,
+                    [&](Transport& t) -> Status {
+                      CommunicatorOptions o;
+                      o.minCompressNumel = 0;
+                      o.checkSizes = checks;
+                      QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
+                      for (int64_t k = 0; k < 4 * AutoTrials::kRuns + AutoTrials::kRecheckEvery +
+                                                  4 * AutoTrials::kRuns;
+                           ++k) {
+                        std::vector<float> data = inputOf(t.rank(), n, static_cast<int>(k % 7));
+                        QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "g"));
+                        trialsAfter[t.rank()].push_back(comm->stats().autoTrials);
+                        last[t.rank()] = data;
+                      }
+                      rechecks[t.rank()] = comm->stats().autoRechecks;
+                      return Status::ok();
+                    },
+                    g.hosts),
+                "auto");
+    for (int r = 1; r < p; ++r) {
+      EXPECT_EQ(trialsAfter[r], trialsAfter[0]);
+      EXPECT_EQ(last[r], last[0]);
+      EXPECT_EQ(rechecks[r], rechecks[0]);
+    }
+    EXPECT_EQ(rechecks[0], 1u);
+    // A stretch of kRecheckEvery calls without trials, then trials again (at least the chosen
+    // algorithm's kRuns - 1).
+    const std::vector<uint64_t>& seen = trialsAfter[0];
+    size_t settledAt = 0;
+    while (settledAt + 1 < seen.size() && seen[settledAt + 1] != seen[settledAt]) ++settledAt;
+    ASSERT_LT(settledAt + AutoTrials::kRecheckEvery, seen.size());
+    EXPECT_EQ(seen[settledAt + AutoTrials::kRecheckEvery], seen[settledAt]);
+    EXPECT_EQ(seen[settledAt + AutoTrials::kRecheckEvery + 1], seen[settledAt] + 1);
+    EXPECT_GE(seen.back(), seen[settledAt] + AutoTrials::kRuns - 1);
   }
 }
 

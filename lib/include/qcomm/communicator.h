@@ -109,6 +109,9 @@ struct CommunicatorStats {
   AlgorithmCosts lastPrediction;
   // Calls on which auto timed an algorithm it was trying (docs/algorithms.md, "How auto decides").
   uint64_t autoTrials = 0;
+  // Times a settled size's trials began again after AutoTrials::kRecheckEvery calls; the
+  // re-check's trials count in autoTrials.
+  uint64_t autoRechecks = 0;
 };
 
 // When an asynchronous call was submitted, started on the worker thread and finished (steady
@@ -200,6 +203,8 @@ class Communicator {
                         Algorithm algorithm, std::optional<double> trialSeconds);
   // auto's choice for `count` values, and whether the call is one of its trials.
   AutoTrials::Choice choiceFor(int64_t count) const;
+  // Whether auto times algorithms on calls of `count` values (trials_ decides them).
+  bool triesAlgorithms(int64_t count) const;
   Status reduceList(std::span<const NamedTensor> tensors);
   Status asyncAllowed() const;
 

@@ -124,8 +124,10 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 // the call is a trial of the least-run contender (timed and recorded), so contenders are timed
 // in turns, alike often. Then each algorithm that dropped out after its first warm calls gets a
 // second look, up to 2 * kWarmToDrop warm calls in all (a fast one is a contender again), and
-// the smallest estimate is the choice for that size for good: at most kRuns trials per
-// algorithm.
+// the smallest estimate is the choice for that size. After kRecheckEvery more calls of a settled
+// size (noteCall counts them) its trials start again, on fresh times only (no first call thrown
+// away: the algorithms are warm), so that a machine or a link that drifts (a neighbour on the
+// cores, another job on the link) is followed.
 // docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
 class AutoTrials {
  public:
@@ -135,6 +137,7 @@ class AutoTrials {
   static constexpr int kWarmToDrop = 2;    // warm calls before the model's candidates drop out
   static_assert(kRuns > 1 + 2 * kWarmToDrop, "a second look ends before a contender's trials");
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
+  static constexpr int64_t kRecheckEvery = 2048;  // calls of a settled size before a re-check
 
   struct Choice {
     Algorithm algorithm;
@@ -144,6 +147,10 @@ class AutoTrials {
   Choice choose(int64_t count, const AlgorithmCosts& predicted, bool hierarchical) const;
   // A trial of `algorithm` on `count` values took `seconds` (on the slowest rank).
   void record(int64_t count, Algorithm algorithm, double seconds);
+  // One call of `count` values ran auto's choice (once per call, after choose(), on every rank
+  // alike). True when this call ends a settled stretch of kRecheckEvery calls: the next calls
+  // are trials again (a re-check).
+  bool noteCall(int64_t count);
   void clear();
   // The estimates the next call of `count` values goes by (for QCOMM_DEBUG and tests).
   AlgorithmCosts estimates(int64_t count, const AlgorithmCosts& predicted) const;
@@ -156,6 +163,7 @@ class AutoTrials {
     // The choice once the trials ended (an index into AlgorithmCosts' order), -1 before: calls
     // of a settled size skip the medians (four sorts of 31 times: 430 ns a call).
     mutable int settled = -1;
+    int64_t settledCalls = 0;  // calls since the trials last ended (noteCall)
   };
   static double estimate(const Times* t, int index, double predicted);
   mutable std::mutex mutex_;
