@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -29,10 +30,20 @@ int fail(const qcomm::Status& status) {
   return 1;
 }
 
+// "4096", "64K", "1M" (binary units, either case); -1 for anything else.
 int64_t parseBytes(const std::string& text) {
-  const char unit = text.empty() ? ' ' : text.back();
-  const int64_t scale = unit == 'K' ? 1024 : unit == 'M' ? 1024 * 1024 : 1;
-  return std::stoll(scale == 1 ? text : text.substr(0, text.size() - 1)) * scale;
+  size_t used = 0;
+  int64_t value = -1;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    return -1;
+  }
+  const std::string unit = text.substr(used);
+  if (unit.empty()) return value;
+  if (unit == "K" || unit == "k") return value * 1024;
+  if (unit == "M" || unit == "m") return value * 1024 * 1024;
+  return -1;
 }
 
 struct Window {
@@ -87,8 +98,12 @@ int main(int argc, char** argv) {
     return fail(qcomm::invalidArgument("--at given ", at.size(), " times but --run ",
                                        commands.size(), " times: they go in pairs"));
   }
-  const int64_t count = parseBytes(sizeText) / 4;
-  if (count < 1) return fail(qcomm::invalidArgument("--size ", sizeText, ": under one float"));
+  const int64_t bytes = parseBytes(sizeText);
+  if (bytes < 4) {
+    return fail(qcomm::invalidArgument("--size '", sizeText,
+                                       "': want bytes of at least one float, e.g. 4096, 64K, 1M"));
+  }
+  const int64_t count = bytes / 4;
 
   auto transport = qcomm::transport::MpiTransport::create(MPI_COMM_WORLD);
   if (!transport.isOk()) return fail(transport.status());
