@@ -3,7 +3,7 @@
 // calls were trials), so that a change of the link or of the load during the run shows whether
 // and when auto follows it (its re-checks: docs/algorithms.md, "How auto decides", step 5).
 // Start it with any mpirun, e.g. on an emulated cluster whose links are reshaped mid-run
-// (docs/performance.md, "auto follows a link that slows down"):
+// (docs/performance.md, "auto follows a link that changes"):
 //
 //   qcomm run --cluster qa --np 4 build/bin/qcomm_auto_drift_bench --size 64K --calls 6000 \
 //       --at 3000 --run 'touch /tmp/slow'
