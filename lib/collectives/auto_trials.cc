@@ -106,6 +106,18 @@ void AutoTrials::record(int64_t count, Algorithm algorithm, double seconds) {
   if (t.runs[i] > 0 && t.runs[i] < kRuns) t.warm[i][t.runs[i] - 1] = seconds;
   ++t.runs[i];
   t.settled = -1;
+  t.watchedCalls = 0;
+}
+
+void AutoTrials::recheck(Times& t) {
+  // The trials start again as on the size's first calls, but every algorithm that ran is warm
+  // already, so none throws a first call away. Older times are dropped, those of algorithms far
+  // behind too: the machine that made them may have changed (a link that was slow when sra beat
+  // allgather by 2x may be fast again, and allgather the faster).
+  for (int& runs : t.runs) runs = std::min(runs, 1);
+  t.settled = -1;
+  t.settledCalls = 0;
+  t.watchedCalls = 0;
 }
 
 bool AutoTrials::noteCall(int64_t count) {
@@ -117,13 +129,25 @@ bool AutoTrials::noteCall(int64_t count) {
   // calls before that are trials, counted by their runs.
   if (t.settled < 0) return false;
   if (++t.settledCalls < kRecheckEvery) return false;
-  // A re-check: the trials start again as on the size's first calls, but every algorithm that
-  // ran is warm already, so none throws a first call away. Older times are dropped, those of
-  // algorithms far behind too: the machine that made them may have changed (a link that was
-  // slow when sra beat allgather by 2x may be fast again, and allgather the faster).
-  for (int& runs : t.runs) runs = std::min(runs, 1);
-  t.settled = -1;
-  t.settledCalls = 0;
+  recheck(t);
+  return true;
+}
+
+bool AutoTrials::watch(int64_t count, double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto found = sizes_.find(count);
+  if (found == sizes_.end() || found->second.settled < 0) return false;
+  Times& t = found->second;
+  if (t.runs[t.settled] < 2) return false;  // chosen by the model alone: nothing to compare with
+  constexpr int kWindow = kRuns - 1;
+  t.watched[t.watchedCalls++ % kWindow] = seconds;
+  if (t.watchedCalls < kWindow) return false;
+  // The median of the last kWindow settled calls against the chosen algorithm's trials: much
+  // slower, and the choice may be stale (a link that slowed, a neighbour on the cores).
+  std::array<double, kWindow> w = t.watched;
+  std::nth_element(w.begin(), w.begin() + kWindow / 2, w.end());
+  if (w[kWindow / 2] <= estimate(&t, t.settled, 0.0) * kWatchSlower) return false;
+  recheck(t);
   return true;
 }
 

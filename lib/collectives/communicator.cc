@@ -280,13 +280,17 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
   stats_.lastPrediction = measured_ ? predictAllreduce(n, layout_, costParameters_)
                                     : AlgorithmCosts{};
   stats_.autoTrials += choice.trial;
-  if (!pinned && triesAlgorithms(n) && trials_.noteCall(n)) {
+  const bool byAuto = !pinned && triesAlgorithms(n);
+  if (byAuto && trials_.noteCall(n)) {
     ++stats_.autoRechecks;
     if (debug_) {
       std::fprintf(stderr, "qcomm: %lld values: %lld calls since auto's trials; timing again\n",
                    static_cast<long long>(n), static_cast<long long>(AutoTrials::kRecheckEvery));
     }
   }
+  // Where the per-call checks run, their all-gather after the call shares its time for free: a
+  // settled size's calls are watched too (AutoTrials::watch).
+  const bool watched = byAuto && !choice.trial && options_.checkSizes;
   if (debug_ && !measured_) {  // pinned: no model, no trials
     std::fprintf(stderr, "qcomm: step %llu '%s' %lld values: %s\n",
                  static_cast<unsigned long long>(step), key.c_str(), static_cast<long long>(n),
@@ -363,12 +367,11 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
     const int p = transport_.size(), others = p - layout_.localSize();
     stats_.bytesSentAcrossHosts += (stats_.bytesSent - sentBefore) * others / (p - 1);
   }
-  std::optional<double> trialSeconds;
-  if (choice.trial) {
-    trialSeconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::optional<double> seconds;
+  if (choice.trial || watched) {
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   }
-  if (status.isOk()) status = agreeOnOutcome(key, damaged, n, algorithm, trialSeconds);
+  if (status.isOk()) status = agreeOnOutcome(key, damaged, n, algorithm, seconds, choice.trial);
   if (!status.isOk()) {
     // The values are unspecified after a failed call; the error-feedback state of the tensor
     // starts again from zero, so that the next call is sound.
@@ -380,14 +383,14 @@ Status Communicator::reduce(std::span<float> data, const std::string& key,
 
 Status Communicator::agreeOnOutcome(const std::string& key, const Status& damaged,
                                     int64_t count, Algorithm algorithm,
-                                    std::optional<double> trialSeconds) {
+                                    std::optional<double> seconds, bool trial) {
   // Every rank completed the schedule's collectives, so all can agree (unless told not to; auto's
   // trials, which every rank runs alike, share their time here all the same).
-  if (transport_.size() == 1 || (!options_.checkSizes && !trialSeconds)) return damaged;
-  // One number per rank: the status code in the low 8 bits, the trial's nanoseconds above them.
+  if (transport_.size() == 1 || (!options_.checkSizes && !seconds)) return damaged;
+  // One number per rank: the status code in the low 8 bits, the call's nanoseconds above them.
   constexpr int kCodeBits = 8;
   const uint64_t nanoseconds =
-      trialSeconds ? static_cast<uint64_t>(std::clamp(*trialSeconds * 1e9, 1.0, 0x1p55)) : 0;
+      seconds ? static_cast<uint64_t>(std::clamp(*seconds * 1e9, 1.0, 0x1p55)) : 0;
   QCOMM_ASSIGN_OR_RETURN(
       std::vector<uint64_t> codes,
       transport_.allgatherU64(nanoseconds << kCodeBits | static_cast<uint64_t>(damaged.code())));
@@ -401,7 +404,18 @@ Status Communicator::agreeOnOutcome(const std::string& key, const Status& damage
     if (codes[r] != 0) first = r;
   }
   if (first < 0) {
-    if (trialSeconds) trials_.record(count, algorithm, static_cast<double>(slowest) * 1e-9);
+    const double took = static_cast<double>(slowest) * 1e-9;
+    if (seconds && trial) trials_.record(count, algorithm, took);
+    if (seconds && !trial && trials_.watch(count, took)) {
+      ++stats_.autoRechecks;
+      if (debug_) {
+        std::fprintf(stderr,
+                     "qcomm: %lld values: %s's last %d calls over %.1fx its trials' median; "
+                     "timing again\n",
+                     static_cast<long long>(count), std::string(algorithmName(algorithm)).c_str(),
+                     AutoTrials::kRuns - 1, AutoTrials::kWatchSlower);
+      }
+    }
     return Status::ok();
   }
   if (!options_.checkSizes) return damaged;

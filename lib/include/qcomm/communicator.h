@@ -196,11 +196,12 @@ class Communicator {
                 std::optional<Algorithm> pinned = std::nullopt);
   Status reduceChecked(std::span<float> data, const std::string& key);
   // After a call whose collectives all ran: every rank learns whether any rank received damaged
-  // data (`damaged` is this rank's), and all fail together if one did. On auto's trials
-  // (`trialSeconds`: this rank's time of the call) every rank also records the slowest rank's
-  // time, also where the per-call checks are off.
+  // data (`damaged` is this rank's), and all fail together if one did. Where `seconds` (this
+  // rank's time of the call) is given, every rank also learns the slowest rank's time, and
+  // auto records it: as a trial (`trial`, also where the per-call checks are off), or as a
+  // settled call it watches.
   Status agreeOnOutcome(const std::string& key, const Status& damaged, int64_t count,
-                        Algorithm algorithm, std::optional<double> trialSeconds);
+                        Algorithm algorithm, std::optional<double> seconds, bool trial);
   // auto's choice for `count` values, and whether the call is one of its trials.
   AutoTrials::Choice choiceFor(int64_t count) const;
   // Whether auto times algorithms on calls of `count` values (trials_ decides them).

@@ -127,7 +127,8 @@ Algorithm fastestAlgorithm(const AlgorithmCosts& costs, bool hierarchical);
 // the smallest estimate is the choice for that size. After kRecheckEvery more calls of a settled
 // size (noteCall counts them) its trials start again, on fresh times only (no first call thrown
 // away: the algorithms are warm), so that a machine or a link that drifts (a neighbour on the
-// cores, another job on the link) is followed.
+// cores, another job on the link) is followed; sooner where the settled calls are timed (watch:
+// the median of the last kRuns - 1 more than kWatchSlower times the chosen algorithm's trials).
 // docs/algorithms.md, "How auto decides". Thread-safe (a worker thread runs asynchronous calls).
 class AutoTrials {
  public:
@@ -138,6 +139,10 @@ class AutoTrials {
   static_assert(kRuns > 1 + 2 * kWarmToDrop, "a second look ends before a contender's trials");
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
   static constexpr int64_t kRecheckEvery = 2048;  // calls of a settled size before a re-check
+  // How much slower than its trials the chosen algorithm's watched calls must be for a re-check
+  // (their median against the trials'): far enough above the drift of a busy machine's medians
+  // (up to 1.2x between seconds on this project's 2-core machine) not to re-check on noise.
+  static constexpr double kWatchSlower = 1.5;
 
   struct Choice {
     Algorithm algorithm;
@@ -151,6 +156,10 @@ class AutoTrials {
   // alike). True when this call ends a settled stretch of kRecheckEvery calls: the next calls
   // are trials again (a re-check).
   bool noteCall(int64_t count);
+  // A settled call of `count` values (not a trial) took `seconds` on the slowest rank (every rank
+  // alike). True when the last kRuns - 1 such calls' median is more than kWatchSlower times the
+  // chosen algorithm's trials' median: the trials start again now (a re-check, as noteCall's).
+  bool watch(int64_t count, double seconds);
   void clear();
   // The estimates the next call of `count` values goes by (for QCOMM_DEBUG and tests).
   AlgorithmCosts estimates(int64_t count, const AlgorithmCosts& predicted) const;
@@ -164,8 +173,11 @@ class AutoTrials {
     // of a settled size skip the medians (four sorts of 31 times: 430 ns a call).
     mutable int settled = -1;
     int64_t settledCalls = 0;  // calls since the trials last ended (noteCall)
+    std::array<double, kRuns - 1> watched{};  // the latest settled calls' times (watch)
+    int64_t watchedCalls = 0;                 // settled calls timed since the trials ended
   };
   static double estimate(const Times* t, int index, double predicted);
+  static void recheck(Times& t);  // the trials start again, on fresh times
   mutable std::mutex mutex_;
   std::map<int64_t, Times> sizes_;
 };
