@@ -93,7 +93,10 @@ AutoTrials::Choice AutoTrials::choose(int64_t count, const AlgorithmCosts& predi
     }
   }
   if (trial >= 0) return {kOrder[trial], true};
-  if (t != nullptr) t->settled = best;
+  if (t != nullptr) {
+    t->settled = best;
+    t->settledEstimate = e[best];
+  }
   return {kOrder[best], false};
 }
 
@@ -146,7 +149,7 @@ bool AutoTrials::watch(int64_t count, double seconds) {
   // slower, and the choice may be stale (a link that slowed, a neighbour on the cores).
   std::array<double, kWindow> w = t.watched;
   std::nth_element(w.begin(), w.begin() + kWindow / 2, w.end());
-  if (w[kWindow / 2] <= estimate(&t, t.settled, 0.0) * kWatchSlower) return false;
+  if (w[kWindow / 2] <= t.settledEstimate * kWatchSlower) return false;
   recheck(t);
   return true;
 }

@@ -109,8 +109,9 @@ struct CommunicatorStats {
   AlgorithmCosts lastPrediction;
   // Calls on which auto timed an algorithm it was trying (docs/algorithms.md, "How auto decides").
   uint64_t autoTrials = 0;
-  // Times a settled size's trials began again after AutoTrials::kRecheckEvery calls; the
-  // re-check's trials count in autoTrials.
+  // Times a settled size's trials began again: after AutoTrials::kRecheckEvery calls, or at
+  // once when its watched calls slowed (AutoTrials::watch); the re-check's trials count in
+  // autoTrials.
   uint64_t autoRechecks = 0;
 };
 

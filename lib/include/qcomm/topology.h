@@ -140,8 +140,9 @@ class AutoTrials {
   static constexpr size_t kMaxSizes = 64;  // tensor sizes beyond these go by the model alone
   static constexpr int64_t kRecheckEvery = 2048;  // calls of a settled size before a re-check
   // How much slower than its trials the chosen algorithm's watched calls must be for a re-check
-  // (their median against the trials'): far enough above the drift of a busy machine's medians
-  // (up to 1.2x between seconds on this project's 2-core machine) not to re-check on noise.
+  // (their median against the trials'): above the drift of a busy machine's medians (on 2 x 2
+  // emulated hosts of this project's 2-core machine, up to 1.33x between auto's trials and the
+  // benchmark's timed rounds seconds later), so that noise seldom re-checks.
   static constexpr double kWatchSlower = 1.5;
 
   struct Choice {
@@ -172,6 +173,7 @@ class AutoTrials {
     // The choice once the trials ended (an index into AlgorithmCosts' order), -1 before: calls
     // of a settled size skip the medians (four sorts of 31 times: 430 ns a call).
     mutable int settled = -1;
+    mutable double settledEstimate = 0.0;  // the choice's median then, for watch()
     int64_t settledCalls = 0;  // calls since the trials last ended (noteCall)
     std::array<double, kRuns - 1> watched{};  // the latest settled calls' times (watch)
     int64_t watchedCalls = 0;                 // settled calls timed since the trials ended
