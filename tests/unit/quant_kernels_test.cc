@@ -158,6 +158,36 @@ TEST(QuantKernels, NonFiniteBlocksZerosAndExtremesMatchTheReference) {
 }
 
 // Every fp16 code decodes as fromFp16 (the vector path must keep signalling NaNs' bits).
+// Percentile blocks whose thresholds from the block before (quant::PercentileHint) keep too many
+// candidates (a scale 100x up), too few (100x down) or exactly as many as needed (constant
+// blocks: every value a tie; more ties than the stack holds), next to a non-finite block and
+// blocks of one value at the top: every percentile as the reference's full sort finds it.
+TEST(QuantKernels, PercentileBlocksOfChangingScaleAndTiesMatchTheReference) {
+  const int64_t block = 4096;
+  std::vector<float> v = edgyValues(13 * block, 17);
+  auto scaleBlock = [&](int64_t b, float factor) {
+    for (int64_t i = b * block; i < (b + 1) * block; ++i) v[i] *= factor;
+  };
+  scaleBlock(2, 100.0f);
+  scaleBlock(3, 0.01f);
+  scaleBlock(4, 0.01f);
+  std::fill(v.begin() + 5 * block, v.begin() + 6 * block, 2.5f);     // all ties
+  for (int64_t i = 6 * block; i < 7 * block; ++i) v[i] = (i % 3 == 0) ? -0.0f : 1.0f;
+  v[7 * block + 100] = std::numeric_limits<float>::quiet_NaN();
+  std::fill(v.begin() + 9 * block, v.begin() + 9 * block + 3000, 40.0f);   // 3000 at the top
+  std::fill(v.begin() + 10 * block, v.begin() + 10 * block + 3000, -40.0f);  // and the bottom
+  scaleBlock(11, 1e-30f);
+  scaleBlock(12, 1e30f);
+  for (const char* s : {"percentile:bits=8,mode=sym,p=99.9,block=4096",
+                        "percentile:bits=4,mode=asym,p=99,block=4096",
+                        "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16",
+                        "percentile:bits=8,mode=asym,p=99.99,block=4096",
+                        "percentile:bits=2,mode=sym,p=95,block=4096",
+                        "percentile:bits=8,mode=asym,p=99,block=1024"}) {
+    expectMatchesReference(v, spec(s), {}, s);
+  }
+}
+
 TEST(QuantKernels, EveryHalfAndBfloat16CodeDecodesAsTheReference) {
   for (const char* s : {"fp16", "bf16"}) {
     QuantizedTensor q;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "codec/quant/quant_cpu_kernels.h"
 #include "codec/quant_format.h"
@@ -16,9 +17,17 @@ template <typename T>
 BlockParams<T> linearParams(const T* v, int64_t n, const QuantOptions& options);
 template <typename T>
 BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& options);
+// Percentile thresholds carried from one block to the next of a task's blocks (in order): those
+// that kept enough candidates before are tried first, which saves the pass that finds thresholds
+// where neighbouring blocks look alike. They change how much work a block takes, never its
+// parameters. NaN: none yet.
+struct PercentileHint {
+  float high = std::numeric_limits<float>::quiet_NaN();
+  float low = std::numeric_limits<float>::quiet_NaN();
+};
 // float32 with the vector kernels' selection (the same parameters).
 BlockParams<float> percentileParams(const float* v, int64_t n, const QuantOptions& options,
-                                    const QuantCpuKernels& kernels);
+                                    const QuantCpuKernels& kernels, PercentileHint* hint);
 template <typename T>
 BlockParams<T> dynamicParams(const T* v, int64_t n, const QuantOptions& options);
 template <typename T>

@@ -54,9 +54,6 @@ struct RunF32 {
   const DynamicRecord* dynamicRecord = nullptr;  // dynamic: DynamicLookup::record (quant_codecs.h)
 };
 
-// How the percentile selection sees a value x: x, |x| or -x.
-enum class ValueView : int { kPlain, kAbsolute, kNegated };
-
 struct QuantCpuKernels {
   std::string_view name;
   BlockStatsF32 (*statsF32)(const float* v, int64_t n);
@@ -73,10 +70,22 @@ struct QuantCpuKernels {
   // (pack) or read (unpack).
   void (*packBytes)(const uint8_t* codes, int64_t n, int bits, uint8_t* bytes);
   void (*unpackBytes)(const uint8_t* bytes, int64_t n, int bits, uint8_t* codes);
-  // Percentile selection (finite values): maxima[c] = max over r < rows of view(v[r*width + c]);
-  // and the views >= t of v[0, n) into out (returns how many).
-  void (*columnMaxF32)(const float* v, int64_t rows, int64_t width, ValueView view, float* maxima);
-  int64_t (*selectAtLeastF32)(const float* v, int64_t n, float t, ValueView view, float* out);
+  // Percentile selection (percentile.cc). Thresholds from a block: whether v[0, n) is all finite
+  // (the return value) and the column maxima of its first n / width rows of `width` columns:
+  // maxima[c] of |x| (absolute) or x, and, when `negated` is not null, negated[c] of -x (the
+  // maxima are meaningless when some value is not finite).
+  bool (*columnMaximaF32)(const float* v, int64_t n, int64_t width, bool absolute, float* maxima,
+                          float* negated);
+  // The views >= tA of v[0, n) (|x| when absolute, else x) into a, and, when b is not null, the
+  // -x >= tB into b, each of room `capacity` floats, and whether v[0, n) is all finite (where
+  // `finite` is not null; the candidates are meaningless when it is not): false when one would
+  // not fit (counts and `finite` are then unset).
+  bool (*selectEndsF32)(const float* v, int64_t n, bool absolute, float tA, float* a,
+                        int64_t* countA, float tB, float* b, int64_t* countB, int64_t capacity,
+                        bool* finite);
+  // x[c - keep] and x[c - keep + 1] (x[c - keep] again when keep == 1) of finite x[0, c) sorted
+  // ascending, 1 <= keep <= c, as values; x may be reordered.
+  void (*topOfF32)(float* x, int64_t c, int64_t keep, float* at, float* next);
 };
 
 // The table for QCOMM_CPU_ISA (auto, generic, avx2, avx512); errors as qsgd::selectKernels.

@@ -62,9 +62,9 @@ quant::BlockParams<T> rawBlockParams(const T* v, int64_t n, const QuantOptions& 
 
 // float32 blocks: the statistics from the vector kernels, then the same parameters as above.
 quant::BlockParams<float> rawBlockParams(const float* v, int64_t n, const QuantOptions& o,
-                                         const Kernels& kernels) {
+                                         const Kernels& kernels, quant::PercentileHint* hint) {
   const quant::QuantCpuKernels& k = *kernels.quant;
-  if (o.kind == QuantKind::kPercentile) return quant::percentileParams(v, n, o, k);
+  if (o.kind == QuantKind::kPercentile) return quant::percentileParams(v, n, o, k, hint);
   if (isCast(o.kind)) return {};
   const bool stochastic = o.rounding == Rounding::kStochastic;
   if (o.kind == QuantKind::kDynamic || (o.kind == QuantKind::kLinear && o.symmetric)) {
@@ -98,9 +98,10 @@ quant::BlockParams<T> blockParams(const T* v, int64_t n, const QuantOptions& o) 
   return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o));
 }
 
+// `hint`: the percentile thresholds of the task's previous block (quant_codecs.h).
 quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOptions& o,
-                                      const Kernels& k) {
-  return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o, k));
+                                      const Kernels& k, quant::PercentileHint* hint) {
+  return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o, k, hint));
 }
 
 quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
@@ -167,8 +168,9 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   std::vector<quant::BlockParams<float>> params(blocks);
   if (!fused) {
     parallelFor(executor, blocks, 1, [&](int64_t b0, int64_t b1) {
+      quant::PercentileHint hint;
       for (int64_t b = b0; b < b1; ++b) {
-        params[b] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k);
+        params[b] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k, &hint);
       }
     });
   }
@@ -185,6 +187,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
     alignas(64) uint8_t codes[kTile];
     alignas(64) uint8_t bytes[kTile + 8];
     std::vector<quant::BlockParams<float>> local;
+    quant::PercentileHint hint;
     bool bad = false;
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t s0 = g * taskTiles * kTile;
@@ -193,7 +196,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
       if (fused && !cast) {
         local.resize((s1 - 1) / bs - firstBlock + 1);
         for (int64_t b = firstBlock; b <= (s1 - 1) / bs; ++b) {
-          local[b - firstBlock] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k);
+          local[b - firstBlock] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k, &hint);
           if (b * bs >= s0) params[b] = local[b - firstBlock];
         }
       }
