@@ -189,17 +189,17 @@ class FastPercentiles {
 
   // With thresholds that kept enough candidates in an earlier block: one pass (the candidates
   // and the finite check), nullopt when they keep too few or too many here.
-  std::optional<BlockParams<float>> fromHint(const PercentileHint& hint) {
-    if (std::isnan(hint.high)) return std::nullopt;
+  std::optional<BlockParams<float>> fromHint(PercentileHint* hint) {
+    if (std::isnan(hint->high)) return std::nullopt;
     const int64_t room = std::min<int64_t>(kStackCandidates, 8 * keep() + 64);
     bool finite = true;
-    if (!k_.selectEndsF32(v_, n_, o_.symmetric, hint.high, a_, &ca_, hint.low,
+    if (!k_.selectEndsF32(v_, n_, o_.symmetric, hint->high, a_, &ca_, hint->low,
                           twoEnds_ ? b_ : nullptr, &cb_, room, &finite)) {
       return std::nullopt;
     }
     if (!finite) return nonFinite();
     if (ca_ < keepHigh_ || (twoEnds_ && cb_ < keepLow_)) return std::nullopt;
-    return params();
+    return params(hint);
   }
 
   // Thresholds from the block itself: the (n - i)-th largest of `width` column maxima is at most
@@ -215,9 +215,10 @@ class FastPercentiles {
     float* maxima = w > kStackMaxima ? onHeap.data() : onStack;
     float* negated = twoEnds_ ? maxima + w : nullptr;
     if (!k_.columnMaximaF32(v_, n_, w, o_.symmetric, maxima, negated)) return nonFinite();
+    const float none = std::numeric_limits<float>::quiet_NaN();
     float unused;
-    k_.topOfF32(maxima, w, slack(keepHigh_), &hint->high, &unused);
-    if (twoEnds_) k_.topOfF32(negated, w, slack(keepLow_), &hint->low, &unused);
+    k_.topOfF32(maxima, w, slack(keepHigh_), none, &hint->high, &unused);
+    if (twoEnds_) k_.topOfF32(negated, w, slack(keepLow_), none, &hint->low, &unused);
     float* b = twoEnds_ ? b_ : nullptr;
     if (!k_.selectEndsF32(v_, n_, o_.symmetric, hint->high, a_, &ca_, hint->low, b, &cb_,
                           kStackCandidates, nullptr)) {
@@ -227,7 +228,7 @@ class FastPercentiles {
       k_.selectEndsF32(v_, n_, o_.symmetric, hint->high, a_, &ca_, hint->low,
                        twoEnds_ ? b_ : nullptr, &cb_, n_, nullptr);
     }
-    return params();
+    return params(hint);
   }
 
  private:
@@ -238,12 +239,16 @@ class FastPercentiles {
 
   static BlockParams<float> nonFinite() { return {std::numeric_limits<float>::quiet_NaN(), 0}; }
 
-  BlockParams<float> params() {
+  // The parameters from the candidates; the order statistics found go to `hint` as the next
+  // block's guesses.
+  BlockParams<float> params(PercentileHint* hint) {
     float at, next;
-    k_.topOfF32(a_, ca_, keepHigh_, &at, &next);
+    k_.topOfF32(a_, ca_, keepHigh_, hint->highAt, &at, &next);
+    hint->highAt = at;
     const float alpha = percentileFrom(high_, at, next);
     if (!twoEnds_) return paramsFromRange(alpha, 0.0f, true, o_.bits, false);
-    k_.topOfF32(b_, cb_, keepLow_, &at, &next);
+    k_.topOfF32(b_, cb_, keepLow_, hint->lowAt, &at, &next);
+    hint->lowAt = at;
     const float beta = percentileFrom(low_, at, next);
     return paramsFromRange(alpha, beta, false, o_.bits, o_.rounding == Rounding::kStochastic);
   }
@@ -268,7 +273,7 @@ BlockParams<float> percentileParams(const float* v, int64_t n, const QuantOption
                                     const QuantCpuKernels& kernels, PercentileHint* hint) {
   FastPercentiles fast(v, n, options, kernels);
   if (fast.applies()) {
-    if (const auto p = fast.fromHint(*hint)) return *p;
+    if (const auto p = fast.fromHint(hint)) return *p;
     return fast.fromColumnMaxima(hint);
   }
   // The ISA's block statistics find non-finite values (this file is built for the baseline ISA).

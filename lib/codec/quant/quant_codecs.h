@@ -22,8 +22,10 @@ BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& optio
 // where neighbouring blocks look alike. They change how much work a block takes, never its
 // parameters. NaN: none yet.
 struct PercentileHint {
-  float high = std::numeric_limits<float>::quiet_NaN();
+  float high = std::numeric_limits<float>::quiet_NaN();  // thresholds
   float low = std::numeric_limits<float>::quiet_NaN();
+  float highAt = std::numeric_limits<float>::quiet_NaN();  // the order statistics found
+  float lowAt = std::numeric_limits<float>::quiet_NaN();
 };
 // float32 with the vector kernels' selection (the same parameters).
 BlockParams<float> percentileParams(const float* v, int64_t n, const QuantOptions& options,

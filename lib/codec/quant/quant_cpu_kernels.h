@@ -84,8 +84,9 @@ struct QuantCpuKernels {
                         int64_t* countA, float tB, float* b, int64_t* countB, int64_t capacity,
                         bool* finite);
   // x[c - keep] and x[c - keep + 1] (x[c - keep] again when keep == 1) of finite x[0, c) sorted
-  // ascending, 1 <= keep <= c, as values; x may be reordered.
-  void (*topOfF32)(float* x, int64_t c, int64_t keep, float* at, float* next);
+  // ascending, 1 <= keep <= c, as values; x may be reordered. `guess`: a value near x[c - keep]
+  // that may speed the search (NaN: none); it does not change the result.
+  void (*topOfF32)(float* x, int64_t c, int64_t keep, float guess, float* at, float* next);
 };
 
 // The table for QCOMM_CPU_ISA (auto, generic, avx2, avx512); errors as qsgd::selectKernels.
