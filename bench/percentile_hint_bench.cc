@@ -1,15 +1,16 @@
-// Percentile encode where the previous block's thresholds always miss: blocks alternating in
-// scale by 100x (argument "alternate"), against Gaussian blocks of one scale ("gaussian"); a
-// second argument names another codec spec.
-// 2^24 fresh Gaussian values (not the codec benchmark's repeated block), one thread, the median of
-// 15 quantizeInto calls reusing one result (docs/performance.md, "Percentile: thresholds carried
-// from block to block"). Plain API only, so one program measures two trees:
+// Percentile encode where the previous block's thresholds always miss, blocks alternating in
+// scale by 100x ("alternate"), against Gaussian blocks of one scale ("gaussian"); a second
+// argument names another codec spec. 2^24 fresh Gaussian values (not the codec benchmark's
+// repeated block), one thread: the median of 15 quantizeInto calls reusing one result against
+// the median memcpy of the same bytes (docs/performance.md, "Percentile: thresholds carried from
+// block to block"). Plain API only, so one program measures two trees:
 //   build/bench/qcomm_percentile_hint_bench gaussian|alternate [SPEC]
 //   g++ -O2 -std=c++20 -I OLD/lib/include bench/percentile_hint_bench.cc -L OLD/build/lib -lqcomm \
 //       -Wl,-rpath,OLD/build/lib -o old_bench && ./old_bench gaussian|alternate [SPEC]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -44,7 +45,17 @@ int main(int argc, char** argv) {
     const auto t1 = std::chrono::steady_clock::now();
     if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  std::vector<float> copy(n);
+  std::vector<double> copyMs;
+  for (int r = 0; r < 16; ++r) {  // memcpy of the same bytes, the first (fresh pages) not counted
+    const auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(copy.data(), v.data(), static_cast<size_t>(n) * 4);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (r > 0) copyMs.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
   std::sort(ms.begin(), ms.end());
-  std::printf("%s, %s blocks: median %.2f ms per 2^24 values\n", spec,
-              alternate ? "alternating" : "gaussian", ms[ms.size() / 2]);
+  std::sort(copyMs.begin(), copyMs.end());
+  const double codec = ms[ms.size() / 2], memcpy = copyMs[copyMs.size() / 2];
+  std::printf("%s, %s blocks: median %.2f ms per 2^24 values, memcpy %.2f ms, %.2fx memcpy\n",
+              spec, alternate ? "alternating" : "gaussian", codec, memcpy, memcpy / codec);
 }
