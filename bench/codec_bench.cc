@@ -21,15 +21,20 @@
 namespace qcomm {
 namespace {
 
+// n fresh Gaussian values: every block different, as gradients are. (Up to a868e78 a block of
+// 65536 values was repeated, scaled by 0.999 each time: the branch predictor learned its pattern
+// every 16 blocks of 4096, which flattered data-dependent branches; docs/performance.md,
+// "Percentile: thresholds carried from block to block".) The largest set is drawn once per
+// process (64M values take ~2 s) and the first n of it handed out.
 std::vector<float> gaussian(int64_t n) {
-  std::vector<float> v(n);
-  std::mt19937 rng(12345);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  // Fill a block and repeat it: realistic values without minutes of RNG for 64M values.
-  const int64_t block = std::min<int64_t>(n, 1 << 16);
-  for (int64_t i = 0; i < block; ++i) v[i] = dist(rng);
-  for (int64_t i = block; i < n; ++i) v[i] = v[i - block] * 0.999f;
-  return v;
+  static std::vector<float> drawn;
+  if (static_cast<int64_t>(drawn.size()) < n) {
+    drawn.resize(n);
+    std::mt19937 rng(12345);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (float& x : drawn) x = dist(rng);
+  }
+  return std::vector<float>(drawn.begin(), drawn.begin() + n);
 }
 
 // Median memcpy rate (bytes/s) of `bytes` from src to dst, single thread, out of 7 runs.
