@@ -1024,10 +1024,18 @@ TEST(AutoTrials, RanksThatDisagreeOnATrialFailBeforeTheCall) {
     QCOMM_ASSIGN_OR_RETURN(auto comm, Communicator::create(t, o));
     std::stringstream saved;
     QCOMM_RETURN_IF_ERROR(comm->saveState(saved));
-    for (int k = 0; k < 4 * AutoTrials::kRuns + 2; ++k) {  // past every trial of this size
+    // Until the size has settled: a call that was no trial. Ranks try alike, so they stop at
+    // the same call; stopping at the first settled call also leaves no time for the watch to
+    // begin a re-check (it needs 16 slow settled calls), which a fixed count of calls did under
+    // a loaded ctest -j2 (both ranks then in a trial again, alike).
+    bool settled = false;
+    for (int k = 0; k < 64 * AutoTrials::kRuns && !settled; ++k) {
+      const uint64_t trials = comm->stats().autoTrials;
       std::vector<float> data = inputOf(t.rank(), 5000, k);
       QCOMM_RETURN_IF_ERROR(comm->allreduceMean(data, "w"));
+      settled = comm->stats().autoTrials == trials;
     }
+    if (!settled) return internalError("rank ", t.rank(), ": auto never settled");
     if (t.rank() == 0) QCOMM_RETURN_IF_ERROR(comm->loadState(saved));
     std::vector<float> data = inputOf(t.rank(), 5000);
     second[t.rank()] = comm->allreduceMean(data, "w");
