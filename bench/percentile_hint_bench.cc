@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < n; ++i) {
     v[i] = normal(gen) * ((alternate && (i / block) % 2 == 1) ? 100.0f : 1.0f);
   }
-  const char* spec = argc > 2 ? argv[2] : "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16";
+  const char* spec =
+      argc > 2 ? argv[2] : "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16";
   const Result<QuantOptions> parsed = parseQuantSpec(spec);
   if (!parsed.isOk()) {
     std::fprintf(stderr, "%s\n", parsed.status().message().c_str());
