@@ -19,7 +19,13 @@ using namespace qcomm;
 
 int main(int argc, char** argv) {
   const int64_t n = int64_t{1} << 24, block = 4096;
-  const bool alternate = argc > 1 && std::string(argv[1]) == "alternate";
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode != "gaussian" && mode != "alternate") {
+    std::fprintf(stderr, "usage: %s gaussian|alternate [SPEC] (got '%s')\n", argv[0],
+                 mode.c_str());
+    return 2;
+  }
+  const bool alternate = mode == "alternate";
   std::vector<float> v(n);
   std::mt19937 gen(1);
   std::normal_distribution<float> normal;

@@ -1026,8 +1026,8 @@ TEST(AutoTrials, RanksThatDisagreeOnATrialFailBeforeTheCall) {
     QCOMM_RETURN_IF_ERROR(comm->saveState(saved));
     // Until the size has settled: a call that was no trial. Ranks try alike, so they stop at
     // the same call; stopping at the first settled call also leaves no time for the watch to
-    // begin a re-check (it needs 16 slow settled calls), which a fixed count of calls did under
-    // a loaded ctest -j2 (both ranks then in a trial again, alike).
+    // begin a re-check (it looks only once 31 settled calls fill its window), which a fixed
+    // count of calls did under a loaded ctest -j2 (both ranks then in a trial again, alike).
     bool settled = false;
     for (int k = 0; k < 64 * AutoTrials::kRuns && !settled; ++k) {
       const uint64_t trials = comm->stats().autoTrials;
