@@ -157,14 +157,18 @@ TEST(QuantKernels, NonFiniteBlocksZerosAndExtremesMatchTheReference) {
   }
 }
 
-// Every fp16 code decodes as fromFp16 (the vector path must keep signalling NaNs' bits).
 // Percentile blocks whose thresholds from the block before (quant::PercentileHint) keep too many
 // candidates (a scale 100x up), too few (100x down) or exactly as many as needed (constant
 // blocks: every value a tie; more ties than the stack holds), next to a non-finite block and
 // blocks of one value at the top: every percentile as the reference's full sort finds it.
+// Blocks of ties where the order statistics are the tied value itself: a few values above and
+// below a block of +-1 ties (1, 5 or 41 at each end: keep - 1 for p = 99.99, 99.9 and 99 of x;
+// 5 in all: keep - 1 for p = 99.9 of |x|), and one value in seven +-1, the rest zeros. Blocks a
+// little smaller than the one before, where the previous thresholds keep fewer than needed, also
+// after blocks of ties.
 TEST(QuantKernels, PercentileBlocksOfChangingScaleAndTiesMatchTheReference) {
   const int64_t block = 4096;
-  std::vector<float> v = edgyValues(13 * block, 17);
+  std::vector<float> v = edgyValues(28 * block, 17);
   auto scaleBlock = [&](int64_t b, float factor) {
     for (int64_t i = b * block; i < (b + 1) * block; ++i) v[i] *= factor;
   };
@@ -178,6 +182,29 @@ TEST(QuantKernels, PercentileBlocksOfChangingScaleAndTiesMatchTheReference) {
   std::fill(v.begin() + 10 * block, v.begin() + 10 * block + 3000, -40.0f);  // and the bottom
   scaleBlock(11, 1e-30f);
   scaleBlock(12, 1e30f);
+  for (const int64_t b : {13, 14, 15, 17}) {  // +-1, some larger in magnitude
+    const int64_t outside = b == 13 ? 2 : b == 14 ? 10 : b == 15 ? 82 : 5;
+    for (int64_t j = 0; j < block; ++j) {
+      const float sign = j % 2 == 0 ? 1.0f : -1.0f;
+      v[b * block + j] = sign * (j < outside ? 50.0f + static_cast<float>(j) : 1.0f);
+    }
+  }
+  for (int64_t j = 0; j < block; ++j) {
+    v[16 * block + j] = j % 7 != 0 ? 0.0f : (j % 14 == 0 ? 1.0f : -1.0f);
+  }
+  scaleBlock(19, 0.85f);  // a little smaller: the previous thresholds keep some, but too few
+  scaleBlock(21, 0.75f);
+  scaleBlock(23, 0.9f);
+  // After a block of ties (ties counted), blocks with no value at the threshold (1) and fewer
+  // values above it than needed, but at least half as many: 30 or 2 at each end.
+  for (const int64_t b : {24, 25, 26, 27}) {
+    const int64_t outside = b == 24 || b == 26 ? 2 : b == 25 ? 60 : 4;
+    for (int64_t j = 0; j < block; ++j) {
+      const float sign = j % 2 == 0 ? 1.0f : -1.0f;
+      const float inside = b == 24 || b == 26 ? 1.0f : static_cast<float>(j % 4093) / 8192.0f;
+      v[b * block + j] = sign * (j < outside ? 50.0f + static_cast<float>(j) : inside);
+    }
+  }
   for (const char* s : {"percentile:bits=8,mode=sym,p=99.9,block=4096",
                         "percentile:bits=4,mode=asym,p=99,block=4096",
                         "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16",
@@ -188,6 +215,7 @@ TEST(QuantKernels, PercentileBlocksOfChangingScaleAndTiesMatchTheReference) {
   }
 }
 
+// Every fp16 code decodes as fromFp16 (the vector path must keep signalling NaNs' bits).
 TEST(QuantKernels, EveryHalfAndBfloat16CodeDecodesAsTheReference) {
   for (const char* s : {"fp16", "bf16"}) {
     QuantizedTensor q;

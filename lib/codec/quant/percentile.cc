@@ -162,26 +162,28 @@ BlockParams<T> percentileParams(const T* v, int64_t n, const QuantOptions& optio
 namespace {
 
 // Column maxima (widths up to 256: percentiles within 128 values of the top) and candidates each
-// end keeps on the stack; more (ties, large blocks) go to the heap.
+// end keeps on the stack; more (large blocks, values ordered by column) go to the heap.
 constexpr int64_t kStackMaxima = 256;
 constexpr int64_t kStackCandidates = 2048;
 
 // One block's percentiles on the vector kernels, both ends of the range at once: candidates above
-// a threshold in one pass over the block, then the order statistics by rank among them. The
+// a threshold in one pass over the block (ties at it counted, not kept), then the order
+// statistics by rank among them, or the threshold itself where ties reach the rank. The
 // thresholds come from the task's previous block where they keep enough candidates here (one
 // pass in all), else from this block's column maxima (two passes).
 class FastPercentiles {
  public:
   FastPercentiles(const float* v, int64_t n, const QuantOptions& o, const QuantCpuKernels& k)
       : v_(v), n_(n), o_(o), k_(k), twoEnds_(!o.symmetric),
-        high_(requestOf(n, o.symmetric, o.percentile)),
-        low_(twoEnds_ ? requestOf(n, false, 100.0 - o.percentile) : Request{}),
-        keepHigh_(n - high_.index), keepLow_(twoEnds_ ? n - low_.index : 0) {}
+        highRequest_(requestOf(n, o.symmetric, o.percentile)),
+        lowRequest_(twoEnds_ ? requestOf(n, false, 100.0 - o.percentile) : Request{}),
+        keepHigh_(n - highRequest_.index), keepLow_(twoEnds_ ? n - lowRequest_.index : 0) {}
 
   // Whether the selection applies: near the top (the percentiles clipping uses), blocks of at
   // least four rows of column maxima, and (asymmetric) one percentile at each end.
   bool applies() const {
-    if (twoEnds_ && (high_.view != ValueView::kPlain || low_.view != ValueView::kNegated)) {
+    if (twoEnds_ &&
+        (highRequest_.view != ValueView::kPlain || lowRequest_.view != ValueView::kNegated)) {
       return false;
     }
     return keep() <= kHeapLimit && 4 * width() <= n_;
@@ -192,13 +194,13 @@ class FastPercentiles {
   std::optional<BlockParams<float>> fromHint(PercentileHint* hint) {
     if (std::isnan(hint->high)) return std::nullopt;
     const int64_t room = std::min<int64_t>(kStackCandidates, 8 * keep() + 64);
+    // Ties are counted where the previous block's order statistics were its thresholds (ties
+    // reached them), not on values that do not repeat, where it would only cost.
+    const bool ties = hint->highAt == hint->high || (twoEnds_ && hint->lowAt == hint->low);
     bool finite = true;
-    if (!k_.selectEndsF32(v_, n_, o_.symmetric, hint->high, a_, &ca_, hint->low,
-                          twoEnds_ ? b_ : nullptr, &cb_, room, &finite)) {
-      return std::nullopt;
-    }
+    if (!select(*hint, room, ties, &finite)) return std::nullopt;
     if (!finite) return nonFinite();
-    if (ca_ < keepHigh_ || (twoEnds_ && cb_ < keepLow_)) return std::nullopt;
+    if (!reaches(high_, keepHigh_) || (twoEnds_ && !reaches(low_, keepLow_))) return std::nullopt;
     return params(hint);
   }
 
@@ -220,14 +222,12 @@ class FastPercentiles {
     float unused;
     k_.topOfF32(maxima, w, slack(keepHigh_), none, &hint->high, &unused);
     if (twoEnds_) k_.topOfF32(negated, w, slack(keepLow_), none, &hint->low, &unused);
-    float* b = twoEnds_ ? b_ : nullptr;
-    if (!k_.selectEndsF32(v_, n_, o_.symmetric, hint->high, a_, &ca_, hint->low, b, &cb_,
-                          kStackCandidates, nullptr)) {
+    // No tie counts: at least keep values are >= each threshold here.
+    if (!select(*hint, kStackCandidates, false, nullptr)) {
       heap_.reset(new float[2 * n_]);  // room for every value: this cannot fail
-      a_ = heap_.get();
-      b_ = heap_.get() + n_;
-      k_.selectEndsF32(v_, n_, o_.symmetric, hint->high, a_, &ca_, hint->low,
-                       twoEnds_ ? b_ : nullptr, &cb_, n_, nullptr);
+      high_.values = heap_.get();
+      low_.values = heap_.get() + n_;
+      select(*hint, n_, false, nullptr);
     }
     return params(hint);
   }
@@ -240,17 +240,42 @@ class FastPercentiles {
 
   static BlockParams<float> nonFinite() { return {std::numeric_limits<float>::quiet_NaN(), 0}; }
 
+  // The candidates against the hint's thresholds (selectEndsF32).
+  bool select(const PercentileHint& hint, int64_t capacity, bool countTies, bool* finite) {
+    high_.threshold = hint.high;
+    low_.threshold = hint.low;
+    return k_.selectEndsF32(v_, n_, o_.symmetric, &high_, twoEnds_ ? &low_ : nullptr, capacity,
+                            countTies, finite);
+  }
+
+  // Whether the keep-th largest of the view is at or above the end's threshold (as far as the
+  // ties counted tell).
+  static bool reaches(const SelectedEnd& end, int64_t keep) {
+    return end.above + end.equal >= keep;
+  }
+
+  // The keep-th and (keep - 1)-th largest of the view (at and next), where reaches(end, keep):
+  // among the candidates above the threshold, or, where fewer than keep are above it, the
+  // threshold itself (a tie), and next the least candidate where exactly keep - 1 are above.
+  void orderOf(SelectedEnd& end, int64_t keep, float guess, float* at, float* next) const {
+    if (end.above >= keep) return k_.topOfF32(end.values, end.above, keep, guess, at, next);
+    *at = end.threshold;
+    *next = end.above == keep - 1 && end.above > 0
+                ? *std::min_element(end.values, end.values + end.above)
+                : end.threshold;
+  }
+
   // The parameters from the candidates; the order statistics found go to `hint` as the next
   // block's guesses.
   BlockParams<float> params(PercentileHint* hint) {
     float at, next;
-    k_.topOfF32(a_, ca_, keepHigh_, hint->highAt, &at, &next);
+    orderOf(high_, keepHigh_, hint->highAt, &at, &next);
     hint->highAt = at;
-    const float alpha = percentileFrom(high_, at, next);
+    const float alpha = percentileFrom(highRequest_, at, next);
     if (!twoEnds_) return paramsFromRange(alpha, 0.0f, true, o_.bits, false);
-    k_.topOfF32(b_, cb_, keepLow_, hint->lowAt, &at, &next);
+    orderOf(low_, keepLow_, hint->lowAt, &at, &next);
     hint->lowAt = at;
-    const float beta = percentileFrom(low_, at, next);
+    const float beta = percentileFrom(lowRequest_, at, next);
     return paramsFromRange(alpha, beta, false, o_.bits, o_.rounding == Rounding::kStochastic);
   }
 
@@ -259,12 +284,10 @@ class FastPercentiles {
   const QuantOptions& o_;
   const QuantCpuKernels& k_;
   bool twoEnds_;
-  Request high_, low_;
+  Request highRequest_, lowRequest_;
   int64_t keepHigh_, keepLow_;
   alignas(64) float stack_[2 * kStackCandidates];
-  float* a_ = stack_;
-  float* b_ = stack_ + kStackCandidates;
-  int64_t ca_ = 0, cb_ = 0;
+  SelectedEnd high_{0, stack_}, low_{0, stack_ + kStackCandidates};
   std::unique_ptr<float[]> heap_;
 };
 

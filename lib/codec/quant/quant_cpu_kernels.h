@@ -54,6 +54,14 @@ struct RunF32 {
   const DynamicRecord* dynamicRecord = nullptr;  // dynamic: DynamicLookup::record (quant_codecs.h)
 };
 
+// One end of a percentile selection (selectEndsF32).
+struct SelectedEnd {
+  float threshold = 0;
+  float* values = nullptr;
+  int64_t above = 0;  // values > threshold, in values[0, above)
+  int64_t equal = 0;  // values == threshold (where counted)
+};
+
 struct QuantCpuKernels {
   std::string_view name;
   BlockStatsF32 (*statsF32)(const float* v, int64_t n);
@@ -76,13 +84,15 @@ struct QuantCpuKernels {
   // maxima are meaningless when some value is not finite).
   bool (*columnMaximaF32)(const float* v, int64_t n, int64_t width, bool absolute, float* maxima,
                           float* negated);
-  // The views >= tA of v[0, n) (|x| when absolute, else x) into a, and, when b is not null, the
-  // -x >= tB into b, each of room `capacity` floats, and whether v[0, n) is all finite (where
-  // `finite` is not null; the candidates are meaningless when it is not): false when one would
-  // not fit (counts and `finite` are then unset).
-  bool (*selectEndsF32)(const float* v, int64_t n, bool absolute, float tA, float* a,
-                        int64_t* countA, float tB, float* b, int64_t* countB, int64_t capacity,
-                        bool* finite);
+  // The views above end->threshold of v[0, n) (|x| when absolute, else x) into end->values and
+  // their count into end->above, and, where countTies, the views equal to it counted in
+  // end->equal (0 otherwise: ties are counted, never kept, so a block of equal values keeps
+  // nothing; counting costs a little on values that do not repeat); the same for -x and `low`
+  // where `low` is not null; each end's values of room `capacity` floats. Whether v[0, n) is all
+  // finite goes to `finite` where it is not null (the ends are meaningless when it is not).
+  // False when one end's values would not fit (the counts and `finite` are then unset).
+  bool (*selectEndsF32)(const float* v, int64_t n, bool absolute, SelectedEnd* high,
+                        SelectedEnd* low, int64_t capacity, bool countTies, bool* finite);
   // x[c - keep] and x[c - keep + 1] (x[c - keep] again when keep == 1) of finite x[0, c) sorted
   // ascending, 1 <= keep <= c, as values; x may be reordered. `guess`: a value near x[c - keep]
   // that may speed the search (NaN: none); it does not change the result.
