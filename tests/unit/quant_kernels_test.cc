@@ -215,6 +215,37 @@ TEST(QuantKernels, PercentileBlocksOfChangingScaleAndTiesMatchTheReference) {
   }
 }
 
+// Random blocks of few distinct values (ties at every percentile or none, changing from block to
+// block: some blocks all ties, some with a share of Gaussian values, some scaled), and block
+// sizes with a tail of fewer than 16 values: every percentile as the reference's full sort finds
+// it.
+TEST(QuantKernels, PercentileOnRandomBlocksOfTiesMatchesTheReference) {
+  std::mt19937 gen(29);
+  std::normal_distribution<float> normal;
+  const float alphabet[] = {-2.0f, -1.0f, -0.0f, 0.0f, 0.5f, 1.0f, 3.0f};
+  const uint32_t kGaussianPercent[] = {0, 1, 10, 60};
+  for (const int64_t block : {int64_t{4096}, int64_t{1000}}) {
+    std::vector<float> v(static_cast<size_t>(24 * block));
+    for (int64_t b = 0; b < 24; ++b) {
+      const uint32_t shape = gen();
+      const uint32_t gaussianPercent = kGaussianPercent[shape % 4];
+      const int distinct = 1 + static_cast<int>((shape >> 4) % std::size(alphabet));
+      const float scale = (shape >> 8) % 3 == 0 ? 4.0f : 1.0f;
+      for (int64_t j = 0; j < block; ++j) {
+        const uint32_t r = gen();
+        v[b * block + j] =
+            scale * (r % 100 < gaussianPercent ? normal(gen) : alphabet[(r >> 8) % distinct]);
+      }
+    }
+    for (const std::string s :
+         {"percentile:bits=8,mode=sym,p=99.9", "percentile:bits=4,mode=asym,p=99",
+          "percentile:bits=4,mode=asym,p=95", "percentile:bits=8,mode=asym,p=99.99"}) {
+      const std::string withBlock = s + ",block=" + std::to_string(block);
+      expectMatchesReference(v, spec(withBlock.c_str()), {}, withBlock);
+    }
+  }
+}
+
 // Every fp16 code decodes as fromFp16 (the vector path must keep signalling NaNs' bits).
 TEST(QuantKernels, EveryHalfAndBfloat16CodeDecodesAsTheReference) {
   for (const char* s : {"fp16", "bf16"}) {
