@@ -297,5 +297,24 @@ TEST(KernelEmulation, QuantizerNonFiniteBlocksMatchTheCpu) {
   }
 }
 
+// Percentile on blocks of ties (the CPU counts ties at its thresholds instead of keeping them):
+// all zeros, +-1 with one or five larger values at each end, one value in seven +-1.
+TEST(KernelEmulation, QuantizerPercentileOnTiesMatchesTheCpu) {
+  const int64_t block = 1024;
+  std::vector<float> values(4 * block, 0.0f);
+  for (int64_t j = 0; j < block; ++j) {
+    const float sign = j % 2 == 0 ? 1.0f : -1.0f;
+    values[block + j] = sign * (j < 2 ? 50.0f + static_cast<float>(j) : 1.0f);
+    values[2 * block + j] = sign * (j < 10 ? 50.0f + static_cast<float>(j) : 1.0f);
+    values[3 * block + j] = j % 7 != 0 ? 0.0f : sign;
+  }
+  for (const char* spec : {"percentile:bits=8,block=1024,p=99.9",
+                           "percentile:bits=4,mode=asym,block=1024,p=99",
+                           "percentile:bits=4,mode=asym,block=1024,p=99.5,random_bits=16"}) {
+    checkQuantAgainstCpu(values, spec, 3);
+    if (HasFatalFailure()) return;
+  }
+}
+
 }  // namespace
 }  // namespace qcomm::cuda::detail
