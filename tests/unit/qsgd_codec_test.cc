@@ -141,6 +141,47 @@ TEST(QsgdCodec, SixteenBitDrawsMatchTheReferenceOnEveryPath) {
   EXPECT_EQ(bad.validate().message(), "random bits per value must be 32 or 16, got 8");
 }
 
+// Values whose scaled magnitude y lies on, or one ulp beside, l + u for their own uniform u (the
+// draw h as h * 2^-D): where u < y - l flips. The SIMD coders decide it without a float uniform
+// (from ceil(y * 2^D) and the draw), which must agree with the reference at exactly these points.
+TEST(QsgdCodec, ValuesOnTheirOwnDrawsMatchTheReference) {
+  const RandomKey key{77, 2, 9, 5};
+  const qsgd::PhiloxKey pk = qsgd::philoxKey(key.seed, key.rank, key.tensorId);
+  constexpr int64_t kBucket = 512;
+  constexpr int64_t kCount = 8 * kBucket + 100;  // a short last bucket: the scalar path too
+  for (int randomBits : {16, 32}) {
+    const int drawBits = randomBits == 16 ? 16 : 24;
+    for (int bits : {1, 2, 4, 7, 8, 15, 16}) {
+      const float s = static_cast<float>(qsgd::levels(bits));
+      // l + h * 2^-D must be a float: l below 2^(24 - D).
+      const int64_t lCount = std::min<int64_t>(int64_t{1} << (24 - drawBits), qsgd::levels(bits));
+      std::vector<float> v(kCount);
+      for (int64_t i = 0; i < kCount; ++i) {
+        if (i % kBucket == 0) {
+          v[i] = s;  // max norm: scale = s, so y = |x| exactly
+          continue;
+        }
+        const uint32_t h = qsgd::randomBits(i, key.step, pk, randomBits) >> (32 - drawBits);
+        const float y =
+            static_cast<float>(i % lCount) + std::ldexp(static_cast<float>(h), -drawBits);
+        const float x = i % 3 == 0 ? y : std::nextafter(y, i % 3 == 1 ? 0.0f : 1e9f);
+        v[i] = i % 4 < 2 ? x : -x;
+      }
+      for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
+        QsgdOptions o = opts(bits, layout, NormKind::kMax, kBucket);
+        o.randomBits = randomBits;
+        const EncodedTensor want = testing::referenceEncodeF32(v, o, key);
+        for (const char* isa : {"generic", "avx2", "avx512"}) {
+          if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+          ScopedIsa scoped(isa);
+          ASSERT_EQ(encodeOrDie(v, o, key), want) << isa << " " << randomBits << "-bit draws, bits "
+                                                  << bits << " " << layoutName(layout);
+        }
+      }
+    }
+  }
+}
+
 TEST(QsgdCodec, LargeBucketTiledPathMatchesReference) {
   // Buckets above 2^16 values are scaled and encoded tile by tile on all threads.
   const std::vector<float> v = gaussian(200003, 4);
