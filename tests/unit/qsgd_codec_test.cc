@@ -142,7 +142,7 @@ TEST(QsgdCodec, SixteenBitDrawsMatchTheReferenceOnEveryPath) {
 }
 
 // Values whose scaled magnitude y lies on, or one ulp beside, l + u for their own uniform u (the
-// draw h as h * 2^-D): where u < y - l flips. The SIMD coders decide it without a float uniform
+// draw h as h * 2^-D): where u < y - l flips. The AVX-512 coder decides it without a float uniform
 // (from ceil(y * 2^D) and the draw), which must agree with the reference at exactly these points.
 TEST(QsgdCodec, ValuesOnTheirOwnDrawsMatchTheReference) {
   const RandomKey key{77, 2, 9, 5};
