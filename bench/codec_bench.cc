@@ -1,5 +1,6 @@
 // QSGD encode/decode throughput on the CPU, in GB/s of float32 input, beside a memcpy of the same
-// bytes measured in the same run (counters memcpy_GBps and x_memcpy = codec rate / memcpy rate).
+// bytes timed after every codec call (counters memcpy_GBps and x_memcpy, the median of memcpy time
+// / codec time over the iterations; see timeLoop).
 //
 //   build/bench/qcomm_codec_bench --benchmark_filter='Encode/seed/4/512/'
 //
@@ -37,19 +38,6 @@ std::vector<float> gaussian(int64_t n) {
   return std::vector<float>(drawn.begin(), drawn.begin() + n);
 }
 
-// Median memcpy rate (bytes/s) of `bytes` from src to dst, single thread, out of 7 runs.
-double memcpyRate(const void* src, void* dst, size_t bytes) {
-  std::vector<double> seconds;
-  for (int r = 0; r < 7; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::memcpy(dst, src, bytes);
-    benchmark::ClobberMemory();
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(seconds.begin(), seconds.end());
-  return double(bytes) / seconds[3];
-}
-
 struct Setup {
   QsgdOptions options;
   int64_t n;
@@ -81,40 +69,62 @@ Setup makeSetup(const benchmark::State& state) {
 
 using Clock = std::chrono::steady_clock;
 
-// `loopSeconds`: wall time of the whole timed loop, which is what UseRealTime() reports too.
-void report(benchmark::State& state, const Setup& s, double memcpyBytesPerSecond,
-            double loopSeconds) {
-  const double bytes = 4.0 * double(s.n) * double(state.iterations());
-  state.SetBytesProcessed(static_cast<int64_t>(bytes));
-  const double codecBytesPerSecond = bytes / loopSeconds;
-  state.counters["codec_GBps"] = codecBytesPerSecond * 1e-9;
-  state.counters["memcpy_GBps"] = memcpyBytesPerSecond * 1e-9;
-  state.counters["x_memcpy"] = codecBytesPerSecond / memcpyBytesPerSecond;
+double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  const size_t m = x.size() / 2;
+  return x.size() % 2 == 1 ? x[m] : 0.5 * (x[m - 1] + x[m]);
+}
+
+// The codec's times and the memcpy's, one of each per iteration, and what is reported from them:
+// GB/s from each one's median time, and x_memcpy, the median over iterations of memcpy time /
+// codec time. Each iteration's memcpy runs right after its codec call, so that both see the same
+// phase of this shared machine (a memcpy rate taken once before the loop moved the ratio by
+// +-30% whenever a slow phase met only one of them).
+void report(benchmark::State& state, const Setup& s, const std::vector<double>& codecSeconds,
+            const std::vector<double>& memcpySeconds) {
+  if (codecSeconds.empty()) return;
+  const double bytes = 4.0 * double(s.n);
+  state.SetBytesProcessed(static_cast<int64_t>(bytes * double(state.iterations())));
+  std::vector<double> ratios(codecSeconds.size());
+  for (size_t i = 0; i < ratios.size(); ++i) ratios[i] = memcpySeconds[i] / codecSeconds[i];
+  state.counters["codec_GBps"] = bytes / median(codecSeconds) * 1e-9;
+  state.counters["memcpy_GBps"] = bytes / median(memcpySeconds) * 1e-9;
+  state.counters["x_memcpy"] = median(ratios);
   state.counters["threads"] = s.executor ? s.executor->numThreads() : 1;
 }
 
-// Times `once` (returns a Status) over the benchmark's iterations and reports; `sink` is what the
-// compiler must not optimize away.
+// Times `once` (returns a Status) over the benchmark's iterations, each followed by a memcpy of
+// the values into `copy` (n floats) outside the benchmark's timer, and reports; `sink` is what
+// the compiler must not optimize away.
 template <typename Once>
-void timeLoop(benchmark::State& state, const Setup& s, double memcpyBps, Once once,
-              const void* sink) {
-  const auto t0 = Clock::now();
+void timeLoop(benchmark::State& state, const Setup& s, float* copy, Once once, const void* sink) {
+  std::vector<double> codecSeconds, memcpySeconds;
   for (auto _ : state) {
+    const auto t0 = Clock::now();
     const Status status = once();
+    benchmark::DoNotOptimize(sink);
+    benchmark::ClobberMemory();
+    const auto t1 = Clock::now();
     if (!status.isOk()) {
       state.SkipWithError(status.message().c_str());
       return;
     }
-    benchmark::DoNotOptimize(sink);
+    state.PauseTiming();
+    const auto t2 = Clock::now();
+    std::memcpy(copy, s.x.data(), 4 * s.x.size());
+    benchmark::DoNotOptimize(copy);
+    benchmark::ClobberMemory();
+    const auto t3 = Clock::now();
+    codecSeconds.push_back(std::chrono::duration<double>(t1 - t0).count());
+    memcpySeconds.push_back(std::chrono::duration<double>(t3 - t2).count());
+    state.ResumeTiming();
   }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  report(state, s, codecSeconds, memcpySeconds);
 }
 
 void BM_Encode(benchmark::State& state) {
   Setup s = makeSetup(state);
   std::vector<float> copy(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), copy.data(), 4 * s.x.size());
-  copy = {};
   uint64_t step = 0;
   EncodedTensor e;  // reused, as a training loop would
   (void)qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, 0}, nullptr, &e);
@@ -122,16 +132,15 @@ void BM_Encode(benchmark::State& state) {
     return qsgdEncodeInto(std::span<const float>(s.x), s.options, {7, 0, 0, step++},
                           s.executor.get(), &e);
   };
-  timeLoop(state, s, memcpyBps, once, e.words.data());
+  timeLoop(state, s, copy.data(), once, e.words.data());
 }
 
 void BM_Decode(benchmark::State& state) {
   Setup s = makeSetup(state);
   const EncodedTensor e = *qsgdEncode(std::span<const float>(s.x), s.options, {7, 0, 0, 0});
   std::vector<float> out(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
   const auto once = [&] { return qsgdDecode(e, std::span<float>(out), s.executor.get()); };
-  timeLoop(state, s, memcpyBps, once, out.data());
+  timeLoop(state, s, out.data(), once, out.data());
 }
 
 // Decode-and-mean of P codes (the allreduce's inner loop). GB/s counts the float32 output written
@@ -146,11 +155,10 @@ void BM_DecodeMean(benchmark::State& state) {
   }
   for (const EncodedTensor& e : codes) views.push_back(&e);
   std::vector<float> out(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
   // One untimed pass: the codes' pages are touched once, as the allreduce's receive buffers are.
   (void)qsgdDecodeMean(views, std::span<float>(out), s.executor.get());
   const auto once = [&] { return qsgdDecodeMean(views, std::span<float>(out), s.executor.get()); };
-  timeLoop(state, s, memcpyBps, once, out.data());
+  timeLoop(state, s, out.data(), once, out.data());
 }
 
 // A memory floor for BM_DecodeMean: the same bytes moved in the decoder's order (per bucket, 16
@@ -166,7 +174,6 @@ void BM_DecodeMeanMemoryFloor(benchmark::State& state) {
     codes.push_back(*qsgdEncode(std::span<const float>(s.x), s.options, {7, uint32_t(r), 0, 0}));
   }
   std::vector<float> out(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
   const int64_t words = static_cast<int64_t>(codes[0].words.size());
   constexpr int64_t kGroup = 512;  // output values per step: a bucket, as the decoder goes
   const int64_t groups = s.n / kGroup;
@@ -194,7 +201,7 @@ void BM_DecodeMeanMemoryFloor(benchmark::State& state) {
     return Status::ok();
   };
   (void)once();
-  timeLoop(state, s, memcpyBps, once, out.data());
+  timeLoop(state, s, out.data(), once, out.data());
 }
 
 // ---- the engine's two per-step savings (issue 13, item 4), each beside what it replaced --------
@@ -206,7 +213,6 @@ void BM_EncodeResidual(benchmark::State& state) {
   const bool fused = state.range(7) == 1;
   state.SetLabel(fused ? "residual from the encoder" : "encode, then decode own code");
   std::vector<float> residual(s.n), decoded(fused ? 0 : s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), residual.data(), 4 * s.x.size());
   EncodedTensor e;
   uint64_t step = 0;
   const auto once = [&]() -> Status {
@@ -221,7 +227,7 @@ void BM_EncodeResidual(benchmark::State& state) {
     return Status::ok();
   };
   (void)once();  // buffers sized and touched, as in a training loop's later steps
-  timeLoop(state, s, memcpyBps, once, residual.data());
+  timeLoop(state, s, residual.data(), once, residual.data());
 }
 
 // Decode-and-mean of P received wire messages (as the allreduce gets them). Argument view: 0
@@ -239,7 +245,6 @@ void BM_DecodeMeanWire(benchmark::State& state) {
     messages.push_back(*toWire(e, *WireOptions::fromEnvironment()));  // the engine's CRC setting
   }
   std::vector<float> out(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
   std::vector<EncodedTensor> copies(p);
   std::vector<const EncodedTensor*> pointers(p);
   std::vector<EncodedView> views(p);
@@ -258,7 +263,7 @@ void BM_DecodeMeanWire(benchmark::State& state) {
                                     std::span<float>(out), s.executor.get());
   };
   (void)once();
-  timeLoop(state, s, memcpyBps, once, out.data());
+  timeLoop(state, s, out.data(), once, out.data());
 }
 
 BENCHMARK(BM_EncodeResidual)->Apply([](benchmark::internal::Benchmark* b) {
@@ -312,21 +317,13 @@ void BM_Quantize(benchmark::State& state) {
   QuantOptions options;
   Setup s = makeQuantSetup(state, &options);
   std::vector<float> copy(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), copy.data(), 4 * s.x.size());
-  copy = {};
   uint64_t step = 0;
   QuantizedTensor q;  // reused, as a training loop would
   (void)quantizeInto(s.x, options, {7, 0, 0, 0}, {}, nullptr, &q);
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = quantizeInto(s.x, options, {7, 0, 0, step++}, {}, s.executor.get(), &q);
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(q.words.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  const auto once = [&] {
+    return quantizeInto(s.x, options, {7, 0, 0, step++}, {}, s.executor.get(), &q);
+  };
+  timeLoop(state, s, copy.data(), once, q.words.data());
 }
 
 void BM_Dequantize(benchmark::State& state) {
@@ -334,20 +331,11 @@ void BM_Dequantize(benchmark::State& state) {
   Setup s = makeQuantSetup(state, &options);
   const QuantizedTensor q = *quantize(s.x, options, {7, 0, 0, 0});
   std::vector<float> out(s.n);
-  const double memcpyBps = memcpyRate(s.x.data(), out.data(), 4 * s.x.size());
   // One untimed pass: on these VMs the first touch of fresh pages costs ~1 us a page at the
   // hypervisor (no guest page fault), a one-off a training loop's reused buffers never pay again.
   (void)dequantize(q, std::span<float>(out), s.executor.get());
-  const auto t0 = Clock::now();
-  for (auto _ : state) {
-    const Status status = dequantize(q, std::span<float>(out), s.executor.get());
-    if (!status.isOk()) {
-      state.SkipWithError(status.message().c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(out.data());
-  }
-  report(state, s, memcpyBps, std::chrono::duration<double>(Clock::now() - t0).count());
+  const auto once = [&] { return dequantize(q, std::span<float>(out), s.executor.get()); };
+  timeLoop(state, s, out.data(), once, out.data());
 }
 
 void quantArguments(benchmark::internal::Benchmark* b) {
