@@ -66,8 +66,12 @@ struct QuantCpuKernels {
   std::string_view name;
   BlockStatsF32 (*statsF32)(const float* v, int64_t n);
   // codes[i] = the code of v[i] (kinds of at most 8 bits); random[i]: value i's draw (read only
-  // when run.stochastic).
-  void (*encodeF32)(const RunF32& run, const float* v, int64_t n, Draws random, uint8_t* codes);
+  // when run.stochastic). Where `ahead` is not null, ahead[0, n) (values the caller codes next)
+  // is prefetched as v is coded, a cache line per 16 values: requests spread over the coding
+  // this way reach the memory, where bursts of them between kernels were partly dropped
+  // (docs/performance.md, "Prefetch spread over the coding").
+  void (*encodeF32)(const RunF32& run, const float* v, int64_t n, Draws random, uint8_t* codes,
+                    const float* ahead);
   void (*decodeF32)(const RunF32& run, const uint8_t* codes, int64_t n, float* out);
   // fp16/bf16: the 16-bit codes of v[0, n) as 2n little-endian bytes (the words' bytes, which
   // need no packing); returns whether some value was NaN or +-Inf.

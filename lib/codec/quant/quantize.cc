@@ -104,6 +104,8 @@ quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOpti
   return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o, k, hint));
 }
 
+// A run of the codec of `o` with block parameters p; `withParams` on a run already made for `o`
+// sets only the parameters (the kernels are called once per block).
 quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
   const quant::DynamicLookup& lookup = quant::dynamicLookup();
   quant::RunF32 run;
@@ -118,6 +120,12 @@ quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
   return run;
 }
 
+quant::RunF32 withParams(quant::RunF32 run, quant::BlockParams<float> p) {
+  run.scale = p.scale;
+  run.zero = p.zero;
+  return run;
+}
+
 // Blocks up to this size are scaled by the task that encodes them, while they sit in cache; larger
 // ones in a pass of their own first.
 constexpr int64_t kTaskTiles = 16;
@@ -128,28 +136,20 @@ template <typename T>
 void storeParams(const std::vector<quant::BlockParams<T>>& params, QuantizedTensor& q) {
   const int64_t blocks = static_cast<int64_t>(params.size());
   q.scales.resize(blocks);
-  q.zeroPoints.assign(q.hasZeroPoints() ? blocks : 0, 0.0);
+  const bool withZeros = q.hasZeroPoints();
+  q.zeroPoints.assign(withZeros ? blocks : 0, 0.0);
   for (int64_t b = 0; b < blocks; ++b) {
     q.scales[b] = static_cast<double>(params[b].scale);
-    if (q.hasZeroPoints()) q.zeroPoints[b] = static_cast<double>(params[b].zero);
+    if (withZeros) q.zeroPoints[b] = static_cast<double>(params[b].zero);
     if (std::isnan(q.scales[b])) q.flags |= kFlagNonFinite;
   }
 }
 
-// Brings a tile of values into L2 in four parts, asked for between the steps of coding another
-// tile, so that the requests do not all wait on the memory at once.
-class TilePrefetch {
- public:
-  TilePrefetch(const float* p, int64_t count) : p_(p), count_(std::max<int64_t>(count, 0)) {}
-  void part(int k) const {  // k in [0, 4)
-    const int64_t begin = k * count_ / 4 / 16 * 16, end = (k + 1) * count_ / 4;
-    for (int64_t i = begin; i < end; i += 16) __builtin_prefetch(p_ + i, 0, 2);
-  }
-
- private:
-  const float* p_;
-  int64_t count_;
-};
+// Asks for values p[0, count) to come into cache (the casts' next tile; the encoder spreads its
+// own requests over its coding, QuantCpuKernels::encodeF32).
+void prefetchValues(const float* p, int64_t count) {
+  for (int64_t i = 0; i < count; i += 16) __builtin_prefetch(p + i, 0, 2);
+}
 
 // float32 quantization in tasks of one tile (blocks of at most a tile) or kTaskTiles tiles: each
 // scales the (small) blocks it touches, then per tile draws Philox, codes per block run and packs
@@ -186,6 +186,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
     alignas(64) uint32_t random[kTile];  // Philox words: one per value, or one per two values
     alignas(64) uint8_t codes[kTile];
     alignas(64) uint8_t bytes[kTile + 8];
+    const quant::RunF32 base = runOf(o, {});
     std::vector<quant::BlockParams<float>> local;
     quant::PercentileHint hint;
     bool bad = false;
@@ -203,15 +204,15 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
       for (int64_t s = s0; s < s1; s += kTile) {
         const int64_t m = std::min(kTile, n - s);
         const int64_t offset = s * bits / 8;
-        // The next task's tile at this position comes into L2 while this one is coded, so the
-        // next block statistics read from cache: the memory traffic overlaps the coding instead
-        // of preceding it (2^26 values, linear 4-bit, 16-bit draws, one thread: 47-53 -> 33-38 ms
-        // in single runs, with the requests spread over the tile).
-        const TilePrefetch next(v + s + taskTiles * kTile,
-                                g + 1 < g1 ? std::min(kTile, n - s - taskTiles * kTile) : 0);
-        next.part(0);
+        // The next task's tile at this position comes into cache while this one is coded, so
+        // the next block statistics read from cache: the memory traffic overlaps the coding
+        // instead of preceding it (2^26 values, linear 4-bit, 16-bit draws, one thread: 47-53 ->
+        // 33-38 ms in single runs). The encoder asks for it a line per 16 values as it codes
+        // each run (docs/performance.md, "Prefetch spread over the coding").
+        const int64_t distance = taskTiles * kTile;
+        const int64_t aheadCount = g + 1 < g1 ? std::clamp<int64_t>(n - s - distance, 0, m) : 0;
         if (cast) {  // 16-bit codes are their own packing
-          for (int part = 1; part < 4; ++part) next.part(part);
+          prefetchValues(v + s + distance, aheadCount);
           bad |= k.quant->castF32(o.kind, v + s, m, stream + offset);
           continue;
         }
@@ -220,20 +221,19 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
           k.qsgd->philoxBlocks(static_cast<uint64_t>(s) >> shift, (m + (1 << shift) - 1) >> shift,
                                step, philox, random);
         }
-        next.part(1);
         const quant::Draws draws{reinterpret_cast<const unsigned char*>(random), o.randomBits};
-        for (int64_t i = s; i < s + m;) {
-          const int64_t b = i / bs;
+        for (int64_t i = s, b = s / bs; i < s + m; ++b) {
           const int64_t e = std::min(s + m, (b + 1) * bs);
           const quant::BlockParams<float>& p = fused ? local[b - firstBlock] : params[b];
           if (std::isnan(p.scale)) {
             std::fill(codes + (i - s), codes + (e - s), uint8_t{0});  // a non-finite block
           } else {
-            k.quant->encodeF32(runOf(o, p), v + i, e - i, draws + (i - s), codes + (i - s));
+            const float* ahead = e - s <= aheadCount ? v + i + distance : nullptr;
+            k.quant->encodeF32(withParams(base, p), v + i, e - i, draws + (i - s), codes + (i - s),
+                               ahead);
           }
           i = e;
         }
-        next.part(2);
         const int64_t padded = (m + 7) / 8 * 8;
         std::fill(codes + m, codes + padded, uint8_t{0});
         // All but the last 32 codes straight into the words: packBytes' 8 bytes of slack then land
@@ -244,7 +244,6 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
         const int64_t tail = offset + direct * bits / 8;
         const int64_t length = std::min((padded - direct) * bits / 8, totalBytes - tail);
         std::memcpy(stream + tail, bytes, static_cast<size_t>(length));
-        next.part(3);
       }
     }
     if (bad) nonFinite = true;
