@@ -22,6 +22,11 @@ constexpr int64_t kFusedBucketLimit = int64_t{1} << 16;
 // Decode-and-mean prefetches this many buckets ahead (measured: 1-4 are within noise at P = 2,
 // 3 and 4 do best at P = 8).
 constexpr int64_t kPrefetchBuckets = 3;
+// Decode-and-mean writes outputs of at least this many values with non-temporal stores
+// (CpuKernels::streamF32): 8 MB, past what the caches would keep for the caller anyway. At 2^26
+// values, P = 8, one thread: 41-42 -> 35-37 ms (docs/performance.md, "Decode-and-mean's output
+// streamed").
+constexpr int64_t kStreamValues = int64_t{1} << 21;
 // The least work (values) worth handing to a thread.
 constexpr int64_t kGrainValues = int64_t{1} << 15;
 // Largest element count accepted: keeps every size computation far from int64 overflow.
@@ -544,6 +549,7 @@ Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
   if (e.bucketSize <= kFusedBucketLimit) {
     const int64_t grain = std::max<int64_t>(1, kGrainValues / e.bucketSize);
     const auto levelsOf = qsgd::levels(e.bits);
+    const bool stream = e.count >= kStreamValues;
     parallelFor(executor, nb, grain, [&](int64_t b0, int64_t b1) {
       std::vector<const uint64_t*> words(codes.size());
       std::vector<qsgd::DecodeScaleF32> scales(codes.size());
@@ -560,32 +566,43 @@ Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
         if (fused && b + kPrefetchBuckets < b1) {
           // The words and the output kPrefetchBuckets buckets on, fetched while this one
           // decodes: P + 1 streams are more than the hardware prefetcher follows, and the
-          // output's lines are owned before they are written.
+          // output's lines are owned before they are written (streamed lines need no owning).
           const Bucket ahead = bucketAt(b + kPrefetchBuckets, e.count, e.bucketSize, kk);
           for (size_t c = 0; c < codes.size(); ++c) {
             const uint64_t* w = codes[c].words.data() + ahead.wordBegin;
             for (int64_t t = 0; t < ahead.sectionLength; t += 8) __builtin_prefetch(w + t);
           }
           float* next = out.data() + ahead.begin;
-          for (int64_t i = 0; i < ahead.count; i += 16) __builtin_prefetch(next + i, 1);
+          for (int64_t i = 0; !stream && i < ahead.count; i += 16) __builtin_prefetch(next + i, 1);
         }
-        if (fused) {
-          kernels->decodeMeanBucketF32(words.data(), scales.data(), static_cast<int>(codes.size()),
-                                       bk.sectionLength, bk.count, e.bits, e.layout,
-                                       out.data() + bk.begin);
-          if (residual.residualOf >= 0) {  // residual = input - own decoded code
-            float mine[qsgd::kMaxValuesPerWord * kWordTile];
-            const EncodedView& own = codes[residual.residualOf];
-            decodeWords(*kernels, own, bk, own.scale(b), kk, width, 0, bk.sectionLength, mine);
-            const float* in = residual.input.data() + bk.begin;
-            float* res = residual.residual.data() + bk.begin;
-            for (int64_t i = 0; i < bk.count; ++i) res[i] = in[i] - mine[i];
-          }
-        } else {
+        if (!fused) {
           decodeMeanWords(*kernels, codes, bk, b, kk, width, 0, bk.sectionLength, residual,
                           out.data());
+          continue;
+        }
+        const auto decodeMean = [&](float* into) {
+          kernels->decodeMeanBucketF32(words.data(), scales.data(), static_cast<int>(codes.size()),
+                                       bk.sectionLength, bk.count, e.bits, e.layout, into);
+        };
+        if (stream) {
+          // Decoded into a buffer in cache, then streamed out a line at a time: the kernel's
+          // stores land section by section, not on line boundaries.
+          alignas(64) float stage[qsgd::kMaxValuesPerWord * kWordTile];
+          decodeMean(stage);
+          kernels->streamF32(stage, bk.count, out.data() + bk.begin);
+        } else {
+          decodeMean(out.data() + bk.begin);
+        }
+        if (residual.residualOf >= 0) {  // residual = input - own decoded code
+          float mine[qsgd::kMaxValuesPerWord * kWordTile];
+          const EncodedView& own = codes[residual.residualOf];
+          decodeWords(*kernels, own, bk, own.scale(b), kk, width, 0, bk.sectionLength, mine);
+          const float* in = residual.input.data() + bk.begin;
+          float* res = residual.residual.data() + bk.begin;
+          for (int64_t i = 0; i < bk.count; ++i) res[i] = in[i] - mine[i];
         }
       }
+      if (stream) kernels->streamFence();  // the streamed lines visible to whoever joins us
     });
   } else {
     for (int64_t b = 0; b < nb; ++b) {

@@ -52,6 +52,11 @@ struct CpuKernels {
   // out[4*i + j] = word j of philox4x32_10({lo(b0+i), hi(b0+i), lo(step), hi(step)}, key): the
   // 32-bit draws of values 4*b0 .. 4*(b0 + nBlocks) - 1 (the block quantizers' random stream).
   void (*philoxBlocks)(uint64_t b0, int64_t nBlocks, uint64_t step, PhiloxKey key, uint32_t* out);
+  // dst[0, n) = src[0, n), the whole cache lines of dst written with non-temporal stores where the
+  // ISA has them (no read for ownership; the lines dst shares with its neighbours are stored
+  // plainly), so the stores are weakly ordered: streamFence() before another thread reads dst.
+  void (*streamF32)(const float* src, int64_t n, float* dst);
+  void (*streamFence)();
 };
 
 const CpuKernels& genericKernels();

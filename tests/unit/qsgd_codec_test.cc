@@ -559,6 +559,59 @@ TEST(QsgdDecodeMean, ResidualAndNonFiniteBuckets) {
   EXPECT_FALSE(std::isnan(out[1023]));
 }
 
+// Outputs of 2^21 values and more are decoded into a buffer and streamed out with non-temporal
+// stores (qsgd_cpu.cc, kStreamValues): the same bits on every ISA and thread count, at output
+// addresses off a cache line by 0, 1 and 5 floats, with buckets that do not fill whole lines, a
+// non-finite bucket amid streamed ones, and the residual beside.
+TEST(QsgdDecodeMean, StreamedOutputMatchesDecodingAndAdding) {
+  const int64_t n = (int64_t{1} << 21) + 1003;
+  Executor executor(3);
+  for (const QsgdOptions& o : {opts(4, Layout::kCompact, NormKind::kMax, 512),
+                               opts(8, Layout::kSeed, NormKind::kL2, 100)}) {
+    std::vector<EncodedTensor> codes;
+    for (int r = 0; r < 3; ++r) {
+      std::vector<float> v = gaussian(n, 500 + r);
+      if (r == 1) v[n / 2] = std::numeric_limits<float>::quiet_NaN();
+      codes.push_back(encodeOrDie(v, o, {3, uint32_t(r), 0, 4}));
+    }
+    std::vector<const EncodedTensor*> views;
+    for (const EncodedTensor& e : codes) views.push_back(&e);
+    std::vector<float> want;
+    {
+      ScopedIsa scoped("generic");
+      want = meanByHand(codes);
+    }
+    ASSERT_TRUE(std::isnan(want[n / 2]));
+    const std::vector<float> residualInput = gaussian(n, 78);
+    const std::vector<float> mine = decodeOrDie(codes[2]);
+    for (const char* isa : {"generic", "avx2", "avx512"}) {
+      if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+      ScopedIsa scoped(isa);
+      for (int64_t offset : {0, 1, 5}) {
+        for (Executor* e : {static_cast<Executor*>(nullptr), &executor}) {
+          const std::string what = std::string(isa) + " q " + std::to_string(o.bits) +
+                                   " offset " + std::to_string(offset) +
+                                   (e != nullptr ? " 3 threads" : " 1 thread");
+          std::vector<float> buffer(n + 16, -1.0f);
+          const std::span<float> got(buffer.data() + offset, n);
+          ASSERT_TRUE(qsgdDecodeMean(views, got, e).isOk()) << what;
+          expectSameBits(std::vector<float>(got.begin(), got.end()), want, what);
+          ASSERT_EQ(buffer[offset + n], -1.0f) << what << ": wrote past the output";
+          if (offset > 0) ASSERT_EQ(buffer[offset - 1], -1.0f) << what << ": wrote before it";
+        }
+      }
+      std::vector<float> out(n), residual(n);
+      ASSERT_TRUE(qsgdDecodeMean(views, out, &executor, {2, residualInput, residual}).isOk());
+      expectSameBits(out, want, std::string(isa) + " with residual");
+      for (int64_t i = 0; i < n; i += 997) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(residual[i]),
+                  std::bit_cast<uint32_t>(residualInput[i] - mine[i]))
+            << isa << " residual " << i;
+      }
+    }
+  }
+}
+
 TEST(QsgdDecodeMean, ClearErrors) {
   const QsgdOptions o = opts(4, Layout::kCompact, NormKind::kMax, 512);
   const EncodedTensor a = encodeOrDie(gaussian(1000, 1), o, {});
