@@ -2,7 +2,8 @@
 """Turns qcomm_codec_bench's JSON (--benchmark_out=FILE --benchmark_out_format=json) into the
 Markdown tables of docs/performance.md: one row per QSGD (op, layout, bits, bucket, size, threads)
 and one per block quantizer (op, spec, size, threads), with the codec's GB/s of float32 input, the
-memcpy GB/s measured in the same process, and their ratio.
+memcpy GB/s timed after every codec call in the same process, and the median of their per-call
+ratios (bench/codec_bench.cc, timeLoop).
 """
 
 import json
