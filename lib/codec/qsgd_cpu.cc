@@ -24,7 +24,7 @@ constexpr int64_t kFusedBucketLimit = int64_t{1} << 16;
 constexpr int64_t kPrefetchBuckets = 3;
 // Decode-and-mean writes outputs of at least this many values with non-temporal stores
 // (CpuKernels::streamF32): 8 MB, past what the caches would keep for the caller anyway. At 2^26
-// values, P = 8, one thread: 41-42 -> 35-37 ms (docs/performance.md, "Decode-and-mean's output
+// values, P = 8, one thread: 42-43 -> 37-42 ms (docs/performance.md, "Decode-and-mean's output
 // streamed").
 constexpr int64_t kStreamValues = int64_t{1} << 21;
 // The least work (values) worth handing to a thread.
