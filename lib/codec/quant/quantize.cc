@@ -104,8 +104,8 @@ quant::BlockParams<float> blockParams(const float* v, int64_t n, const QuantOpti
   return quant::nonFiniteIfOverflowed(rawBlockParams(v, n, o, k, hint));
 }
 
-// A run of the codec of `o` with block parameters p; `withParams` on a run already made for `o`
-// sets only the parameters (the kernels are called once per block).
+// A run of the codec of `o` with block parameters p. The tile loops make one per task and set
+// each block's parameters with `withParams` (the kernels are called once per block).
 quant::RunF32 runOf(const QuantOptions& o, quant::BlockParams<float> p) {
   const quant::DynamicLookup& lookup = quant::dynamicLookup();
   quant::RunF32 run;
@@ -351,6 +351,8 @@ void decodeTilesF32(const quant::QuantCpuKernels& k, const QuantizedTensor& q, f
   const int64_t tiles = (n + kTile - 1) / kTile;
   const int64_t totalBytes = static_cast<int64_t>(q.words.size()) * 8;
   const uint8_t* stream = reinterpret_cast<const uint8_t*>(q.words.data());
+  const quant::RunF32 base = runOf(q.options, {});
+  const bool withZeros = q.hasZeroPoints();
   parallelFor(executor, tiles, std::max<int64_t>(1, kGrain / kTile), [&](int64_t t0, int64_t t1) {
     alignas(64) uint8_t codes[kTile];
     alignas(64) uint8_t bytes[kTile + 8];
@@ -381,8 +383,8 @@ void decodeTilesF32(const quant::QuantCpuKernels& k, const QuantizedTensor& q, f
         if (std::isnan(scale)) {
           std::fill(out + i, out + e, std::numeric_limits<float>::quiet_NaN());
         } else {
-          const float zero = q.hasZeroPoints() ? static_cast<float>(q.zeroPoints[b]) : 0.0f;
-          k.decodeF32(runOf(q.options, {scale, zero}), codes + (i - s), e - i, out + i);
+          const float zero = withZeros ? static_cast<float>(q.zeroPoints[b]) : 0.0f;
+          k.decodeF32(withParams(base, {scale, zero}), codes + (i - s), e - i, out + i);
         }
         i = e;
       }
