@@ -79,6 +79,10 @@ int main(int argc, char** argv) {
   app.add_option("--calls", calls, "allreduces in all")->capture_default_str();
   app.add_option("--window", window, "calls per printed line")->capture_default_str();
   app.add_option("--codec", codec, "codec spec")->capture_default_str();
+  bool noChecks = false;
+  app.add_flag("--no-checks", noChecks,
+               "per-call checks off: settled calls are not watched, so re-checks come only "
+               "every AutoTrials::kRecheckEvery calls");
   std::vector<int> at;
   std::vector<std::string> commands;
   app.add_option("--at", at, "before this call, rank 0 runs the --run command of the same place "
@@ -111,6 +115,7 @@ int main(int argc, char** argv) {
   options.codec = codec;
   options.minCompressNumel = 0;
   options.algorithm = qcomm::Algorithm::kAuto;
+  options.checkSizes = !noChecks;
   auto comm = qcomm::Communicator::create(**transport, options);
   if (!comm.isOk()) return fail(comm.status());
 
