@@ -428,7 +428,7 @@ Status checkMeanInputs(std::span<const EncodedView> codes, std::span<float> out,
   const EncodedView& first = codes[0];
   for (size_t c = 0; c < codes.size(); ++c) {
     const EncodedView& e = codes[c];
-    QCOMM_RETURN_IF_ERROR(validateView(e).withContext(strCat("code ", c, ": ")));
+    QCOMM_RETURN_IF_ERROR(validateView(e).withContextOf("code ", c, ": "));
     if (e.dtype != DType::kFloat32) {
       return invalidArgument("decode-and-mean: code ", c, " holds ", dtypeName(e.dtype),
                              " values; it averages float32 codes");
@@ -532,7 +532,7 @@ Status qsgdDecodeMean(std::span<const EncodedTensor* const> codes, std::span<flo
   views.reserve(codes.size());
   for (size_t c = 0; c < codes.size(); ++c) {
     if (codes[c] == nullptr) return invalidArgument("decode-and-mean: code ", c, " is null");
-    QCOMM_RETURN_IF_ERROR(validateEncoded(*codes[c]).withContext(strCat("code ", c, ": ")));
+    QCOMM_RETURN_IF_ERROR(validateEncoded(*codes[c]).withContextOf("code ", c, ": "));
     views.push_back(viewOf(*codes[c]));
   }
   return qsgdDecodeMean(std::span<const EncodedView>(views), out, executor, residual);

@@ -1,5 +1,6 @@
 // Options, geometry and the consistency check of an EncodedTensor.
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "codec/qsgd_format.h"
@@ -114,6 +115,18 @@ Status validatePayload(const EncodedView& e, const QsgdGeometry& g) {
                     " bits (", layoutName(e.layout), " layout, buckets of ", e.bucketSize,
                     "), got ", e.words.size());
   }
+  const bool flagged = (e.flags & kFlagNonFinite) != 0;
+  if (!e.scalesF32.empty()) {
+    // A healthy message's fp32 scales in one pass the compiler vectorizes (the loop below took
+    // 2 ms of a 33-ms decode-and-mean of 8 codes of 2^26 values); anything off goes through the
+    // loop, which names the first bad bucket.
+    bool nan = false, bad = false;
+    for (const float x : e.scalesF32) {
+      nan |= x != x;
+      bad |= (x < 0.0f) | (x == std::numeric_limits<float>::infinity());
+    }
+    if (!bad && nan == flagged) return Status::ok();
+  }
   bool anyNan = false;
   for (int64_t b = 0; b < g.numBuckets; ++b) {
     const double x = e.scale(b);
@@ -126,7 +139,7 @@ Status validatePayload(const EncodedView& e, const QsgdGeometry& g) {
       return dataLoss("scale of bucket ", b, " (", x, ") is not a float32 value");
     }
   }
-  if (anyNan != ((e.flags & kFlagNonFinite) != 0)) {
+  if (anyNan != flagged) {
     return dataLoss(anyNan ? "a bucket scale is NaN but the non-finite flag is clear"
                            : "the non-finite flag is set but no bucket scale is NaN");
   }

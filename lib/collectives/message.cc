@@ -115,8 +115,8 @@ Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, con
   Status decoded = checkEnvelope(ctx, message, id, static_cast<int64_t>(out.size()));
   if (decoded.isOk()) {
     decoded = decodeWireMessage(message.subspan(kEnvelopeBytes), out, ctx.executor)
-                  .withContext(strCat("rank ", ctx.transport.rank(), ": message from rank ",
-                                      id.sender, ": "));
+                  .withContextOf("rank ", ctx.transport.rank(), ": message from rank ",
+                                 id.sender, ": ");
   }
   if (!decoded.isOk() && ctx.damaged != nullptr) std::fill(out.begin(), out.end(), 0.0f);
   return deferDataLoss(ctx, decoded);
@@ -129,7 +129,7 @@ Status decodeMean(ScheduleContext& ctx, std::span<const uint8_t> messages, size_
                   const DecodeMeanResidual& residual) {
   const auto idOf = [&](int r) { return MessageId{stream, static_cast<uint32_t>(r), first}; };
   const auto message = [&](int r) { return messages.subspan(r * size, size); };
-  const std::string where = strCat("rank ", ctx.transport.rank(), ": ");
+  const int me = ctx.transport.rank();
   if (ctx.codec.isQsgd) {
     // Zero-copy: the codes are read in place in the transport's receive buffer.
     std::vector<EncodedView>& views = ctx.workspace->views;
@@ -139,16 +139,16 @@ Status decodeMean(ScheduleContext& ctx, std::span<const uint8_t> messages, size_
           checkEnvelope(ctx, message(r), idOf(r), static_cast<int64_t>(out.size())));
       Result<EncodedView> view = viewWire(message(r).subspan(kEnvelopeBytes));
       if (!view.isOk()) {
-        return view.status().withContext(strCat(where, "message from rank ", r, ": "));
+        return view.status().withContextOf("rank ", me, ": message from rank ", r, ": ");
       }
       if (view->count != static_cast<int64_t>(out.size())) {
-        return dataLoss(where, "message from rank ", r, " holds ", view->count,
+        return dataLoss("rank ", me, ": message from rank ", r, " holds ", view->count,
                         " values where ", out.size(), " were expected");
       }
       views[r] = *view;
     }
     return qsgdDecodeMean(std::span<const EncodedView>(views), out, ctx.executor, residual)
-        .withContext(where);
+        .withContextOf("rank ", me, ": ");
   }
   // The other codecs: decode each message and add, the same arithmetic.
   std::vector<float> sum(out.size(), 0.0f), decoded(out.size());

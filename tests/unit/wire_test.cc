@@ -211,6 +211,12 @@ TEST(Wire, ScalesAreValidatedWithoutCrc) {
   std::vector<uint8_t> negative = good;
   poke<float>(negative, 80, -1.0f);
   EXPECT_THAT(parseError(negative), HasSubstr("scale of bucket 0 is invalid: -1"));
+  std::vector<uint8_t> infinite = good;
+  poke<float>(infinite, 84, std::numeric_limits<float>::infinity());
+  EXPECT_THAT(parseError(infinite), HasSubstr("scale of bucket 1 is invalid: inf"));
+  std::vector<uint8_t> negativeZero = good;  // -0 compares equal to 0: a valid scale
+  poke<float>(negativeZero, 84, -0.0f);
+  EXPECT_EQ(parseError(negativeZero), "");
   std::vector<uint8_t> nan = good;
   poke<float>(nan, 84, std::nanf(""));
   EXPECT_EQ(parseError(nan), "a bucket scale is NaN but the non-finite flag is clear");

@@ -41,6 +41,10 @@ class [[nodiscard]] Status {
 
   // Returns a copy whose message starts with `context`, e.g. "rank 2: ".
   Status withContext(std::string_view context) const;
+  // The same with the context strCat(parts...), made only for an error: hot calls' success paths
+  // build no string (eight of them took half of a 4096-value decode-and-mean of 8 codes).
+  template <typename... Args>
+  Status withContextOf(const Args&... parts) const;
 
  private:
   StatusCode code_ = StatusCode::kOk;
@@ -53,6 +57,11 @@ std::string strCat(const Args&... args) {
   std::ostringstream out;
   (out << ... << args);
   return out.str();
+}
+
+template <typename... Args>
+Status Status::withContextOf(const Args&... parts) const {
+  return isOk() ? *this : withContext(strCat(parts...));
 }
 
 template <typename... Args>
