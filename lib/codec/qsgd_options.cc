@@ -1,5 +1,9 @@
 // Options, geometry and the consistency check of an EncodedTensor.
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <type_traits>
 #include <limits>
 #include <string>
 
@@ -98,6 +102,41 @@ Status validateFields(const EncodedView& e, QsgdGeometry* geometry) {
   return Status::ok();
 }
 
+// Whether every scale is valid (>= 0 and finite, or NaN; a float32 value where `f32`) with a
+// NaN among them exactly when `flagged`: one pass the compiler vectorizes, built for AVX2 as well
+// (a scalar loop took 2 ms of a 33-ms decode-and-mean of 8 codes of 2^26 values). The loop in
+// validatePayload names what is wrong.
+template <typename T>
+bool scalesHealthy(std::span<const T> scales, bool f32, bool flagged) {
+  const T top =
+      f32 ? static_cast<T>(std::numeric_limits<float>::max()) : std::numeric_limits<T>::max();
+  int64_t nan = 0, bad = 0;
+  for (const T x : scales) {
+    nan += !(x == x);
+    bad += (x < T(0)) | (x > top);
+  }
+  if (bad != 0 || (nan != 0) != flagged) return false;
+  if constexpr (std::is_same_v<T, double>) {
+    if (f32) {
+      for (const double x : scales) {
+        bad += (x == x) & (static_cast<double>(static_cast<float>(x)) != x);
+      }
+    }
+  }
+  return bad == 0;
+}
+#if defined(__x86_64__)
+#define QCOMM_ALSO_FOR_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define QCOMM_ALSO_FOR_AVX2
+#endif
+QCOMM_ALSO_FOR_AVX2 bool scalesHealthyF32(std::span<const float> scales, bool flagged) {
+  return scalesHealthy(scales, true, flagged);
+}
+QCOMM_ALSO_FOR_AVX2 bool scalesHealthyF64(std::span<const double> scales, bool f32, bool flagged) {
+  return scalesHealthy(scales, f32, flagged);
+}
+
 // The scales and words against the geometry.
 Status validatePayload(const EncodedView& e, const QsgdGeometry& g) {
   if (!e.scalesF32.empty() && !e.scalesF64.empty()) {
@@ -116,16 +155,9 @@ Status validatePayload(const EncodedView& e, const QsgdGeometry& g) {
                     "), got ", e.words.size());
   }
   const bool flagged = (e.flags & kFlagNonFinite) != 0;
-  if (!e.scalesF32.empty()) {
-    // A healthy message's fp32 scales in one pass the compiler vectorizes (the loop below took
-    // 2 ms of a 33-ms decode-and-mean of 8 codes of 2^26 values); anything off goes through the
-    // loop, which names the first bad bucket.
-    bool nan = false, bad = false;
-    for (const float x : e.scalesF32) {
-      nan |= x != x;
-      bad |= (x < 0.0f) | (x == std::numeric_limits<float>::infinity());
-    }
-    if (!bad && nan == flagged) return Status::ok();
+  if (e.scalesF32.empty() ? scalesHealthyF64(e.scalesF64, e.dtype == DType::kFloat32, flagged)
+                          : scalesHealthyF32(e.scalesF32, flagged)) {
+    return Status::ok();
   }
   bool anyNan = false;
   for (int64_t b = 0; b < g.numBuckets; ++b) {

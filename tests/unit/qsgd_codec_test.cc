@@ -419,6 +419,45 @@ TEST(QsgdCodec, DecodeChecksTheOutputAndTheMessage) {
   EXPECT_NE(s.message().find("expected 10 words"), std::string::npos) << s.message();
 }
 
+// A tensor's scales (fp64 in memory) are checked bucket by bucket: each bad one is named, and a
+// healthy tensor with a NaN bucket passes.
+TEST(QsgdCodec, DecodeNamesTheBadScale) {
+  const EncodedTensor good =
+      encodeOrDie(gaussian(100, 1), opts(4, Layout::kSeed, NormKind::kMax, 10), {});
+  std::vector<float> out(100);
+  const auto decodeWith = [&](int bucket, double scale, uint32_t flags = 0) {
+    EncodedTensor e = good;
+    e.scales[bucket] = scale;
+    e.flags |= flags;
+    return qsgdDecode(e, std::span<float>(out));
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(decodeWith(3, -1.0).message(), "scale of bucket 3 is invalid: -1");
+  EXPECT_EQ(decodeWith(4, inf).message(), "scale of bucket 4 is invalid: inf");
+  EXPECT_EQ(decodeWith(5, 0.1).message(), "scale of bucket 5 (0.1) is not a float32 value");
+  EXPECT_EQ(decodeWith(6, 1e300).message(), "scale of bucket 6 (1e+300) is not a float32 value");
+  EXPECT_EQ(decodeWith(7, std::nan("")).message(),
+            "a bucket scale is NaN but the non-finite flag is clear");
+  EXPECT_EQ(decodeWith(8, 1.0, kFlagNonFinite).message(),
+            "the non-finite flag is set but no bucket scale is NaN");
+  EXPECT_TRUE(decodeWith(9, std::nan(""), kFlagNonFinite).isOk());
+  EXPECT_TRUE(decodeWith(9, -0.0).isOk());
+  EXPECT_TRUE(decodeWith(9, 0x1p-149).isOk());  // the smallest float32 subnormal
+  EXPECT_EQ(decodeWith(9, 0x1p-150).message(),
+            "scale of bucket 9 (7.00649e-46) is not a float32 value");
+  // A float64 tensor's scales may be any finite double.
+  const std::vector<double> v64(100, 1.0);
+  Result<EncodedTensor> wide = qsgdEncode(std::span<const double>(v64),
+                                          opts(4, Layout::kSeed, NormKind::kMax, 10), {});
+  ASSERT_TRUE(wide.isOk());
+  wide->scales[2] = 1e300;
+  std::vector<double> out64(100);
+  EXPECT_TRUE(qsgdDecode(*wide, std::span<double>(out64)).isOk());
+  wide->scales[2] = inf;
+  EXPECT_EQ(qsgdDecode(*wide, std::span<double>(out64)).message(),
+            "scale of bucket 2 is invalid: inf");
+}
+
 TEST(QsgdCodec, ParsersNameTheBadValue) {
   EXPECT_EQ(parseLayout("dense").status().message(),
             "layout must be 'seed' or 'compact', got 'dense'");
