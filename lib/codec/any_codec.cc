@@ -7,30 +7,33 @@ namespace qcomm {
 
 Status encodeWireMessage(std::span<const float> values, const CodecConfig& codec,
                          const RandomKey& key, bool crc, std::vector<uint8_t>* message,
-                         Executor* executor, size_t headroom) {
+                         Executor* executor, size_t headroom, CodecScratch* scratch) {
+  CodecScratch local;
+  CodecScratch& s = scratch != nullptr ? *scratch : local;
   if (!codec.isQsgd) {
-    QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q,
-                           quantize(values, codec.quant, key, {}, executor));
-    QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(q));
+    QCOMM_RETURN_IF_ERROR(quantizeInto(values, codec.quant, key, {}, executor, &s.quantized));
+    QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(s.quantized));
     message->resize(headroom + size);
-    return writeQuantWire(q, crc, std::span<uint8_t>(*message).subspan(headroom));
+    return writeQuantWire(s.quantized, crc, std::span<uint8_t>(*message).subspan(headroom));
   }
-  QCOMM_ASSIGN_OR_RETURN(const EncodedTensor e, qsgdEncode(values, codec.qsgd, key, executor));
-  QCOMM_ASSIGN_OR_RETURN(const size_t size, wireSize(e));
+  QCOMM_RETURN_IF_ERROR(qsgdEncodeInto(values, codec.qsgd, key, executor, &s.encoded));
+  QCOMM_ASSIGN_OR_RETURN(const size_t size, wireSize(s.encoded));
   message->resize(headroom + size);
   WireOptions wire;
   wire.crc = crc;
-  return writeWire(e, wire, std::span<uint8_t>(*message).subspan(headroom));
+  return writeWire(s.encoded, wire, std::span<uint8_t>(*message).subspan(headroom));
 }
 
-Status decodeWireMessage(std::span<const uint8_t> message, std::span<float> out,
-                         Executor* executor) {
+Status decodeWireMessage(std::span<const uint8_t> message, std::span<float> out, Executor* executor,
+                         CodecScratch* scratch) {
   QCOMM_ASSIGN_OR_RETURN(const uint8_t codec, wireCodecId(message));
+  CodecScratch local;
+  CodecScratch& s = scratch != nullptr ? *scratch : local;
   int64_t count = 0;
   if (codec != static_cast<uint8_t>(CodecId::kQsgd)) {
-    QCOMM_ASSIGN_OR_RETURN(const QuantizedTensor q, quantFromWire(message));
-    count = q.count;
-    if (count == static_cast<int64_t>(out.size())) return dequantize(q, out, executor);
+    QCOMM_RETURN_IF_ERROR(quantFromWireInto(message, &s.quantized));
+    count = s.quantized.count;
+    if (count == static_cast<int64_t>(out.size())) return dequantize(s.quantized, out, executor);
   } else {
     // Read in place where the message is aligned as the schedules' buffers are; else a copy.
     const bool aligned = reinterpret_cast<uintptr_t>(message.data()) % 8 == 0;
@@ -39,9 +42,9 @@ Status decodeWireMessage(std::span<const uint8_t> message, std::span<float> out,
       count = view.count;
       if (count == static_cast<int64_t>(out.size())) return qsgdDecode(view, out, executor);
     } else {
-      QCOMM_ASSIGN_OR_RETURN(const EncodedTensor e, fromWire(message));
-      count = e.count;
-      if (count == static_cast<int64_t>(out.size())) return qsgdDecode(e, out, executor);
+      QCOMM_ASSIGN_OR_RETURN(s.encoded, fromWire(message));
+      count = s.encoded.count;
+      if (count == static_cast<int64_t>(out.size())) return qsgdDecode(s.encoded, out, executor);
     }
   }
   return dataLoss("message holds ", count, " values where ", out.size(), " were expected");

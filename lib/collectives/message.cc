@@ -68,12 +68,12 @@ Status encodeMessage(ScheduleContext& ctx, std::span<const float> values, const 
   if (!ctx.codec.isQsgd) {
     // Written after the envelope in place (no shift of the whole message).
     QCOMM_RETURN_IF_ERROR(encodeWireMessage(values, ctx.codec, key, ctx.wire.crc, message,
-                                            ctx.executor, kEnvelopeBytes));
+                                            ctx.executor, kEnvelopeBytes, &ctx.workspace->codec));
     wire::put<uint64_t>(message->data(), envelope);
     if (residual.empty()) return Status::ok();
     // The block quantizers have no fused residual: decode the message just written.
     QCOMM_RETURN_IF_ERROR(decodeWireMessage(std::span<const uint8_t>(*message).subspan(kEnvelopeBytes),
-                                            residual, ctx.executor));
+                                            residual, ctx.executor, &ctx.workspace->codec));
     for (size_t i = 0; i < values.size(); ++i) residual[i] = values[i] - residual[i];
     return Status::ok();
   }
@@ -114,7 +114,8 @@ Status decodeMessage(ScheduleContext& ctx, std::span<const uint8_t> message, con
                      std::span<float> out) {
   Status decoded = checkEnvelope(ctx, message, id, static_cast<int64_t>(out.size()));
   if (decoded.isOk()) {
-    decoded = decodeWireMessage(message.subspan(kEnvelopeBytes), out, ctx.executor)
+    decoded = decodeWireMessage(message.subspan(kEnvelopeBytes), out, ctx.executor,
+                                &ctx.workspace->codec)
                   .withContextOf("rank ", ctx.transport.rank(), ": message from rank ",
                                  id.sender, ": ");
   }
@@ -150,11 +151,17 @@ Status decodeMean(ScheduleContext& ctx, std::span<const uint8_t> messages, size_
     return qsgdDecodeMean(std::span<const EncodedView>(views), out, ctx.executor, residual)
         .withContextOf("rank ", me, ": ");
   }
-  // The other codecs: decode each message and add, the same arithmetic.
-  std::vector<float> sum(out.size(), 0.0f), decoded(out.size());
+  // The other codecs: decode each message and add, the same arithmetic (the sum starts at +0),
+  // in buffers reused from call to call.
+  const std::span<float> sum = firstOf(ctx.workspace->sum, out.size());
+  const std::span<float> decoded = firstOf(ctx.workspace->decoded, out.size());
   for (int r = 0; r < ranks; ++r) {
     QCOMM_RETURN_IF_ERROR(decodeMessage(ctx, message(r), idOf(r), decoded));
-    for (size_t i = 0; i < out.size(); ++i) sum[i] += decoded[i];
+    if (r == 0) {
+      for (size_t i = 0; i < out.size(); ++i) sum[i] = 0.0f + decoded[i];
+    } else {
+      for (size_t i = 0; i < out.size(); ++i) sum[i] += decoded[i];
+    }
     if (r == residual.residualOf) {
       for (size_t i = 0; i < out.size(); ++i) residual.residual[i] = residual.input[i] - decoded[i];
     }

@@ -31,6 +31,10 @@ struct Workspace {
   std::vector<size_t> counts;
   std::vector<float> mean;
   std::vector<EncodedView> views;  // received messages, read in place
+  // The block quantizers' messages: their tensors, and the decoded values and running sum of
+  // decode-and-mean (allocating and faulting in these per call cost 10x the decoding).
+  CodecScratch codec;
+  std::vector<float> decoded, sum;
   struct Hierarchy {  // the hierarchical schedule's own, untouched by the cross-host steps
     std::vector<size_t> sendCounts, recvCounts, counts;
     std::vector<float> gathered, result;

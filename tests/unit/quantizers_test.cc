@@ -308,6 +308,40 @@ TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
             std::string::npos);
 }
 
+// quantFromWireInto a tensor that held other messages (with and without zero points, longer
+// and shorter) leaves every field as quantFromWire makes it.
+TEST(QuantWire, IntoATensorThatHeldAnotherEqualsAFreshOne) {
+  QuantizedTensor into;
+  EXPECT_EQ(quantFromWireInto({}, nullptr).message(),
+            "quantFromWireInto needs an output tensor, got null");
+  int64_t n = 1200;
+  for (const char* text : {"linear:bits=3,mode=asym,block=100", "percentile:bits=7,p=99.5",
+                           "bf16", "rowwise:bits=5,block=50", "dynamic:block=256",
+                           "linear:bits=8,mode=asym,block=7", "fp16"}) {
+    SCOPED_TRACE(text);
+    n -= 150;
+    const std::vector<float> x = gaussian(n, 7);
+    const QuantizedTensor q = quantize(x, spec(text), {1, 2, 3, 4}).value();
+    std::vector<uint8_t> message(quantWireSize(q).value());
+    ASSERT_TRUE(writeQuantWire(q, true, message).isOk());
+    std::vector<uint8_t> bad = message;
+    bad.pop_back();
+    EXPECT_FALSE(quantFromWireInto(bad, &into).isOk());
+    const QuantizedTensor fresh = quantFromWire(message).value();
+    ASSERT_TRUE(quantFromWireInto(message, &into).isOk());
+    EXPECT_EQ(quantSpec(into.options), quantSpec(fresh.options));
+    EXPECT_EQ(into.options.percentile, fresh.options.percentile);
+    EXPECT_EQ(into.dtype, fresh.dtype);
+    EXPECT_EQ(into.blockSize, fresh.blockSize);
+    EXPECT_EQ(into.count, fresh.count);
+    EXPECT_EQ(into.shape, fresh.shape);
+    EXPECT_EQ(into.flags, fresh.flags);
+    EXPECT_EQ(into.scales, fresh.scales);
+    EXPECT_EQ(into.zeroPoints, fresh.zeroPoints);
+    EXPECT_EQ(into.words, fresh.words);
+  }
+}
+
 TEST(QuantWire, MessagesRoundTripAndCorruptionIsNamed) {
   const std::vector<float> x = gaussian(1000, 6);
   for (const char* text : {"linear:bits=3,mode=asym,block=100", "percentile:bits=7,p=99.5",

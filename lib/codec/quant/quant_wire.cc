@@ -103,6 +103,13 @@ Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out
 }
 
 Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
+  QuantizedTensor q;
+  QCOMM_RETURN_IF_ERROR(quantFromWireInto(message, &q));
+  return q;
+}
+
+Status quantFromWireInto(std::span<const uint8_t> message, QuantizedTensor* out) {
+  if (out == nullptr) return invalidArgument("quantFromWireInto needs an output tensor, got null");
   QCOMM_ASSIGN_OR_RETURN(const size_t headerBytes, wire::checkHeaderPrefix(message));
   const uint8_t* p = message.data();
   const size_t size = message.size();
@@ -112,7 +119,8 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
     return dataLoss("codec id ", int{codec}, " is not a block quantizer (2..7)");
   }
   const uint16_t ndim = get<uint16_t>(p + 14);
-  QuantizedTensor q;
+  QuantizedTensor& q = *out;  // every field is set below; the vectors keep their capacity
+  q.options = QuantOptions{};
   q.options.kind = static_cast<QuantKind>(codec);
   q.options.bits = p[9];
   if (p[10] > 1) return dataLoss("mode field is ", int{p[10]}, " (0 sym, 1 asym)");
@@ -169,8 +177,7 @@ Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message) {
   q.words.resize(wordCount);
   if (wordCount > 0) std::memcpy(q.words.data(), zeros + areaBytes(q, q.zeroPoints.size()),
                                  8 * static_cast<size_t>(wordCount));
-  QCOMM_RETURN_IF_ERROR(validateQuantized(q).withContext("message: "));
-  return q;
+  return validateQuantized(q).withContext("message: ");
 }
 
 }  // namespace qcomm

@@ -88,6 +88,9 @@ std::span<const float, 256> dynamicMap();
 Result<size_t> quantWireSize(const QuantizedTensor& q);
 Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out);
 Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message);
+// quantFromWire into `out`, reusing its buffers (no allocation once they are large enough). On
+// error `out` holds no valid tensor.
+Status quantFromWireInto(std::span<const uint8_t> message, QuantizedTensor* out);
 // The codec id byte of a message (after checking magic and size), to dispatch on.
 Result<uint8_t> wireCodecId(std::span<const uint8_t> message);
 
