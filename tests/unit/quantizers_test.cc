@@ -308,6 +308,31 @@ TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
             std::string::npos);
 }
 
+// The size of a message without quantizing: what quantize + quantWireSize give, for every codec,
+// default and explicit blocks, and counts around the word and block boundaries.
+TEST(QuantWire, SizeForACountEqualsTheSizeOfTheMessage) {
+  for (const char* text : {"linear:bits=8", "linear:bits=3,mode=asym,block=100",
+                           "linear:bits=4,mode=asym,block=512,random_bits=16",
+                           "percentile:bits=7,p=99.5,block=64", "dynamic", "dynamic:block=256",
+                           "rowwise:bits=5,block=50", "rowwise:bits=2", "fp16", "bf16"}) {
+    const QuantOptions o = spec(text);
+    for (const int64_t n : {0, 1, 7, 63, 64, 65, 100, 4095, 4096, 4097, 10000}) {
+      const std::vector<float> zeros(n, 0.0f);
+      const size_t want = quantWireSize(quantize(zeros, o).value()).value();
+      EXPECT_EQ(quantWireSizeFor(o, n).value(), want) << text << " " << n;
+    }
+    const std::vector<double> zeros64(1000, 0.0);
+    EXPECT_EQ(quantWireSizeFor(o, 1000, DType::kFloat64).value(),
+              quantWireSize(quantize(zeros64, o).value()).value())
+        << text;
+  }
+  EXPECT_EQ(quantWireSizeFor(spec("linear:bits=8"), -1).status().message(),
+            "value count -1 is invalid (0 to 2^56)");
+  QuantOptions bad = spec("linear:bits=8");
+  bad.bits = 0;
+  EXPECT_FALSE(quantWireSizeFor(bad, 10).isOk());
+}
+
 // quantFromWireInto a tensor that held other messages (with and without zero points, longer
 // and shorter) leaves every field as quantFromWire makes it.
 TEST(QuantWire, IntoATensorThatHeldAnotherEqualsAFreshOne) {

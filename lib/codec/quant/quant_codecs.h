@@ -5,12 +5,17 @@
 
 #include <cstdint>
 #include <limits>
+#include <span>
 
 #include "codec/quant/quant_cpu_kernels.h"
 #include "codec/quant_format.h"
 #include "qcomm/quantizers.h"
 
 namespace qcomm::quant {
+
+// Values per block: the option, or the codec's default (dynamic: 4096; row-wise: the last
+// dimension of the shape; otherwise the whole tensor).
+int64_t effectiveBlock(const QuantOptions& o, int64_t count, std::span<const int64_t> shape);
 
 // Each codec's parameters of one block of n >= 1 values.
 template <typename T>

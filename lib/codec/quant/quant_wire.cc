@@ -71,6 +71,22 @@ Result<size_t> quantWireSize(const QuantizedTensor& q) {
          areaBytes(q, q.zeroPoints.size()) + 8 * q.words.size();
 }
 
+Result<size_t> quantWireSizeFor(const QuantOptions& options, int64_t count, DType dtype) {
+  QCOMM_RETURN_IF_ERROR(options.validate());
+  if (count < 0 || count > (int64_t{1} << 56)) {
+    return invalidArgument("value count ", count, " is invalid (0 to 2^56)");
+  }
+  QuantizedTensor shell;  // what quantize makes of a flat tensor, but the buffers
+  shell.options = options;
+  shell.dtype = dtype;
+  shell.count = count;
+  shell.blockSize = quant::effectiveBlock(options, count, {});
+  const size_t blocks = static_cast<size_t>(shell.numBlocks());
+  return kWireHeaderBytes + 8 + areaBytes(shell, blocks) +
+         areaBytes(shell, shell.hasZeroPoints() ? blocks : 0) +
+         8 * static_cast<size_t>(quant::wordsFor(count, shell.codeBits()));
+}
+
 Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out) {
   QCOMM_ASSIGN_OR_RETURN(const size_t size, quantWireSize(q));
   if (out.size() != size) {

@@ -38,15 +38,6 @@ Result<Kernels> kernelsFromEnvironment() {
   return Kernels{q, k};
 }
 
-// Values per block: the option, or the codec's default (dynamic: 4096; row-wise: the last
-// dimension of the shape; otherwise the whole tensor).
-int64_t effectiveBlock(const QuantOptions& o, int64_t count, std::span<const int64_t> shape) {
-  int64_t block = o.blockSize;
-  if (o.kind == QuantKind::kRowwise && block == 0) block = shape.empty() ? count : shape.back();
-  if (block == 0) block = o.kind == QuantKind::kDynamic ? 4096 : count;
-  return std::max<int64_t>(block, 1);
-}
-
 template <typename T>
 quant::BlockParams<T> rawBlockParams(const T* v, int64_t n, const QuantOptions& o) {
   switch (o.kind) {
@@ -275,7 +266,7 @@ Status quantizeImpl(std::span<const T> values, const QuantOptions& o, const Rand
     if (product != n) return invalidArgument("shape holds ", product, " values but there are ", n);
     q.shape.assign(shape.begin(), shape.end());
   }
-  q.blockSize = effectiveBlock(o, n, shape);
+  q.blockSize = quant::effectiveBlock(o, n, shape);
   if constexpr (std::is_same_v<T, float>) {
     quantizeTilesF32(kernels, values.data(), qsgd::philoxKey(key.seed, key.rank, key.tensorId),
                      key.step, executor, q);
@@ -439,6 +430,17 @@ Status dequantizeImpl(const QuantizedTensor& q, std::span<Out> out, Executor* ex
 }
 
 }  // namespace
+
+namespace quant {
+
+int64_t effectiveBlock(const QuantOptions& o, int64_t count, std::span<const int64_t> shape) {
+  int64_t block = o.blockSize;
+  if (o.kind == QuantKind::kRowwise && block == 0) block = shape.empty() ? count : shape.back();
+  if (block == 0) block = o.kind == QuantKind::kDynamic ? 4096 : count;
+  return std::max<int64_t>(block, 1);
+}
+
+}  // namespace quant
 
 int64_t QuantizedTensor::numBlocks() const {
   if (isCast(options.kind) || count <= 0 || blockSize < 1) return 0;

@@ -86,6 +86,10 @@ std::span<const float, 256> dynamicMap();
 
 // Wire messages (docs/quantizers.md): the QSGD header layout with this codec's id.
 Result<size_t> quantWireSize(const QuantizedTensor& q);
+// The size of the message of `count` values of a flat tensor (shape {count}), without
+// quantizing them: quantWireSize of what quantize would make.
+Result<size_t> quantWireSizeFor(const QuantOptions& options, int64_t count,
+                                DType dtype = DType::kFloat32);
 Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out);
 Result<QuantizedTensor> quantFromWire(std::span<const uint8_t> message);
 // quantFromWire into `out`, reusing its buffers (no allocation once they are large enough). On
