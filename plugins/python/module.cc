@@ -247,10 +247,12 @@ void decodeMean(py::array_t<uint8_t, py::array::c_style> received, const std::ve
   {
     py::gil_scoped_release release;
     std::vector<float> decoded(m);
+    CodecScratch scratch;  // one block-quantized tensor for all the messages, not one each
     std::fill(sum, sum + m, 0.0f);
     const uint8_t* p = received.data();
     for (size_t r = 0; r < sizes.size() && status.isOk(); p += sizes[r], ++r) {
-      status = decodeWireMessage(std::span<const uint8_t>(p, sizes[r]), decoded, executor);
+      status = decodeWireMessage(std::span<const uint8_t>(p, sizes[r]), decoded, executor,
+                                 &scratch);
       if (!status.isOk()) {
         status = status.withContext(strCat("message from rank ", r, ": "));
         break;
