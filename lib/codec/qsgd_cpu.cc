@@ -551,7 +551,7 @@ Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
     const auto levelsOf = qsgd::levels(e.bits);
     const bool stream = e.count >= kStreamValues;
     parallelFor(executor, nb, grain, [&](int64_t b0, int64_t b1) {
-      std::vector<const uint64_t*> words(codes.size());
+      std::vector<const uint64_t*> words(codes.size()), aheadWords(codes.size());
       std::vector<qsgd::DecodeScaleF32> scales(codes.size());
       for (int64_t b = b0; b < b1; ++b) {
         const Bucket bk = bucketAt(b, e.count, e.bucketSize, kk);
@@ -563,14 +563,16 @@ Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
           words[c] = codes[c].words.data() + bk.wordBegin;
           scales[c] = qsgd::decodeScaleF32(static_cast<float>(scale), levelsOf);
         }
+        int64_t aheadLength = 0;
         if (fused && b + kPrefetchBuckets < b1) {
           // The words and the output kPrefetchBuckets buckets on, fetched while this one
           // decodes: P + 1 streams are more than the hardware prefetcher follows, and the
           // output's lines are owned before they are written (streamed lines need no owning).
+          // The kernel asks for the words as it goes.
           const Bucket ahead = bucketAt(b + kPrefetchBuckets, e.count, e.bucketSize, kk);
+          aheadLength = ahead.sectionLength;
           for (size_t c = 0; c < codes.size(); ++c) {
-            const uint64_t* w = codes[c].words.data() + ahead.wordBegin;
-            for (int64_t t = 0; t < ahead.sectionLength; t += 8) __builtin_prefetch(w + t);
+            aheadWords[c] = codes[c].words.data() + ahead.wordBegin;
           }
           float* next = out.data() + ahead.begin;
           for (int64_t i = 0; !stream && i < ahead.count; i += 16) __builtin_prefetch(next + i, 1);
@@ -582,7 +584,8 @@ Status qsgdDecodeMean(std::span<const EncodedView> codes, std::span<float> out,
         }
         const auto decodeMean = [&](float* into) {
           kernels->decodeMeanBucketF32(words.data(), scales.data(), static_cast<int>(codes.size()),
-                                       bk.sectionLength, bk.count, e.bits, e.layout, into);
+                                       bk.sectionLength, bk.count, e.bits, e.layout, into,
+                                       aheadWords.data(), aheadLength);
         };
         if (stream) {
           // Decoded into a buffer in cache, then streamed out a line at a time: the kernel's

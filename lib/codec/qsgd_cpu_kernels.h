@@ -40,10 +40,12 @@ struct CpuKernels {
   // (sectionLength <= kWordTile): out[i] = (0 + d_0[i] + d_1[i] + ... + d_{n-1}[i]) / n in fp32,
   // added in code order, where d_c[i] = decodeF32 of value i of code c (words[c]: the bucket's
   // first word in code c, ds[c]: its decode scale; every scale finite). Bit-identical to
-  // unpackWords, decodeAddRunF32 per code and one division.
+  // unpackWords, decodeAddRunF32 per code and one division. `ahead` (or null): the first words
+  // of a later bucket in each code, aheadLength of them, asked into cache while this one decodes
+  // (the AVX-512 kernel spreads the requests over its loop: a burst of them is partly dropped).
   void (*decodeMeanBucketF32)(const uint64_t* const* words, const DecodeScaleF32* ds, int nCodes,
                               int64_t sectionLength, int64_t count, int bits, Layout layout,
-                              float* out);
+                              float* out, const uint64_t* const* ahead, int64_t aheadLength);
   // words[t] = codes of rows 0..k-1 at column t, row 0 most significant (rows are `stride` apart).
   void (*packWords)(const uint32_t* codes, int k, int width, int64_t nWords, int64_t stride,
                     uint64_t* words);
