@@ -4,7 +4,6 @@
 #include <limits>
 #include <span>
 #include <type_traits>
-#include <limits>
 #include <string>
 
 #include "codec/qsgd_format.h"
