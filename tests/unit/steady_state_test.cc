@@ -117,6 +117,13 @@ TEST(SteadyState, NoTensorSizedAllocationAfterTheFirstStepsLocal) {
       {"qsgd:bits=2,bucket=512,norm=l2,layout=seed", Algorithm::kSra, false, {}},
       {kQsgd4, Algorithm::kHierarchical, true, {0, 0, 1, 1}},
       {kQsgd4, Algorithm::kUncompressed, false, {}},
+      // The block quantizers' messages too (they allocated a tensor per message and the
+      // decode-and-mean buffers per call: a 64 MB allgather 15x slower).
+      {"linear:bits=8,block=512", Algorithm::kAllgather, true, {}},
+      {"linear:bits=4,mode=asym,block=256", Algorithm::kSra, false, {}},
+      {"rowwise:bits=4,block=1000", Algorithm::kSra, true, {}},
+      {"percentile:bits=8,p=99.9,block=1024", Algorithm::kHierarchical, false, {0, 0, 1, 1}},
+      {"bf16", Algorithm::kAllgather, false, {}},
   };
   expectNoLargeAllocationInSteadySteps(
       [](int p, const std::function<Status(Transport&)>& fn, std::vector<int> hosts) {

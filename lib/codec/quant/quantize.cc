@@ -156,12 +156,24 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   const bool cast = isCast(o.kind);
   const int64_t blocks = cast ? 0 : (n + bs - 1) / bs;
   const bool fused = bs <= kFusedBlockLimit;
-  std::vector<quant::BlockParams<float>> params(blocks);
+  // The blocks' parameters go straight into the tensor's scales and zero points (reused by
+  // quantizeInto: a per-call array of them was the last tensor-sized allocation of a step).
+  const bool withZeros = q.hasZeroPoints();
+  q.scales.resize(blocks);
+  q.zeroPoints.resize(withZeros ? blocks : 0);
+  const auto store = [&](int64_t b, quant::BlockParams<float> p) {
+    q.scales[b] = static_cast<double>(p.scale);
+    if (withZeros) q.zeroPoints[b] = static_cast<double>(p.zero);
+  };
+  const auto stored = [&](int64_t b) {  // exact: they were floats
+    return quant::BlockParams<float>{static_cast<float>(q.scales[b]),
+                                     withZeros ? static_cast<float>(q.zeroPoints[b]) : 0.0f};
+  };
   if (!fused) {
     parallelFor(executor, blocks, 1, [&](int64_t b0, int64_t b1) {
       quant::PercentileHint hint;
       for (int64_t b = b0; b < b1; ++b) {
-        params[b] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k, &hint);
+        store(b, blockParams(v + b * bs, std::min(bs, n - b * bs), o, k, &hint));
       }
     });
   }
@@ -189,7 +201,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
         local.resize((s1 - 1) / bs - firstBlock + 1);
         for (int64_t b = firstBlock; b <= (s1 - 1) / bs; ++b) {
           local[b - firstBlock] = blockParams(v + b * bs, std::min(bs, n - b * bs), o, k, &hint);
-          if (b * bs >= s0) params[b] = local[b - firstBlock];
+          if (b * bs >= s0) store(b, local[b - firstBlock]);
         }
       }
       for (int64_t s = s0; s < s1; s += kTile) {
@@ -215,7 +227,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
         const quant::Draws draws{reinterpret_cast<const unsigned char*>(random), o.randomBits};
         for (int64_t i = s, b = s / bs; i < s + m; ++b) {
           const int64_t e = std::min(s + m, (b + 1) * bs);
-          const quant::BlockParams<float>& p = fused ? local[b - firstBlock] : params[b];
+          const quant::BlockParams<float> p = fused ? local[b - firstBlock] : stored(b);
           if (std::isnan(p.scale)) {
             std::fill(codes + (i - s), codes + (e - s), uint8_t{0});  // a non-finite block
           } else {
@@ -239,7 +251,9 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
     }
     if (bad) nonFinite = true;
   });
-  storeParams(params, q);
+  for (const double scale : q.scales) {
+    if (std::isnan(scale)) q.flags |= kFlagNonFinite;
+  }
   if (nonFinite) q.flags |= kFlagNonFinite;
 }
 
