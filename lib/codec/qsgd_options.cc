@@ -124,7 +124,17 @@ bool scalesHealthy(std::span<const T> scales, bool f32, bool flagged) {
   }
   return bad == 0;
 }
-#if defined(__x86_64__)
+// target_clones dispatches through an ifunc resolver, which runs at load time, before
+// ThreadSanitizer's runtime starts; instrumented, it crashes the program there. TSan builds take
+// the default loop alone.
+#if defined(__SANITIZE_THREAD__)
+#define QCOMM_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define QCOMM_UNDER_TSAN 1
+#endif
+#endif
+#if defined(__x86_64__) && !defined(QCOMM_UNDER_TSAN)
 #define QCOMM_ALSO_FOR_AVX2 __attribute__((target_clones("avx2", "default")))
 #else
 #define QCOMM_ALSO_FOR_AVX2
