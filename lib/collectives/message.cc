@@ -150,23 +150,28 @@ Status decodeMean(ScheduleContext& ctx, std::span<const uint8_t> messages, size_
     return qsgdDecodeMean(std::span<const EncodedView>(views), out, ctx.executor, residual)
         .withContextOf("rank ", me, ": ");
   }
-  // The other codecs: decode each message and add, the same arithmetic (the sum starts at +0),
-  // in buffers reused from call to call.
+  // The other codecs: decode each message and add, the same arithmetic (the sum starts at +0,
+  // one division at the end), in buffers reused from call to call; the last message's add and
+  // the division share one pass, after its residual (out is written only once all decoded).
   const std::span<float> sum = firstOf(ctx.workspace->sum, out.size());
   const std::span<float> decoded = firstOf(ctx.workspace->decoded, out.size());
+  const float p = static_cast<float>(ranks);
   for (int r = 0; r < ranks; ++r) {
     QCOMM_RETURN_IF_ERROR(decodeMessage(ctx, message(r), idOf(r), decoded));
-    if (r == 0) {
-      for (size_t i = 0; i < out.size(); ++i) sum[i] = 0.0f + decoded[i];
-    } else {
-      for (size_t i = 0; i < out.size(); ++i) sum[i] += decoded[i];
-    }
     if (r == residual.residualOf) {
       for (size_t i = 0; i < out.size(); ++i) residual.residual[i] = residual.input[i] - decoded[i];
     }
+    const bool last = r + 1 == ranks;
+    if (r == 0 && last) {
+      for (size_t i = 0; i < out.size(); ++i) out[i] = (0.0f + decoded[i]) / p;
+    } else if (r == 0) {
+      for (size_t i = 0; i < out.size(); ++i) sum[i] = 0.0f + decoded[i];
+    } else if (last) {
+      for (size_t i = 0; i < out.size(); ++i) out[i] = (sum[i] + decoded[i]) / p;
+    } else {
+      for (size_t i = 0; i < out.size(); ++i) sum[i] += decoded[i];
+    }
   }
-  const float p = static_cast<float>(ranks);
-  for (size_t i = 0; i < out.size(); ++i) out[i] = sum[i] / p;
   return Status::ok();
 }
 
