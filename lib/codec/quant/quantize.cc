@@ -187,7 +187,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   const int64_t taskTiles = bs <= kTile ? 1 : kTaskTiles;
   parallelFor(executor, (tiles + taskTiles - 1) / taskTiles, 1, [&](int64_t g0, int64_t g1) {
     alignas(64) uint32_t random[kTile];  // Philox words: one per value, or one per two values
-    alignas(64) uint8_t codes[kTile];
+    alignas(64) uint8_t tileCodes[kTile];
     alignas(64) uint8_t bytes[kTile + 8];
     const quant::RunF32 base = runOf(o, {});
     std::vector<quant::BlockParams<float>> local;
@@ -225,6 +225,8 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
                                step, philox, random);
         }
         const quant::Draws draws{reinterpret_cast<const unsigned char*>(random), o.randomBits};
+        // 8-bit codes are their own packing: coded straight into the words.
+        uint8_t* const codes = bits == 8 ? stream + offset : tileCodes;
         for (int64_t i = s, b = s / bs; i < s + m; ++b) {
           const int64_t e = std::min(s + m, (b + 1) * bs);
           const quant::BlockParams<float> p = fused ? local[b - firstBlock] : stored(b);
@@ -238,7 +240,8 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
           i = e;
         }
         const int64_t padded = (m + 7) / 8 * 8;
-        std::fill(codes + m, codes + padded, uint8_t{0});
+        std::fill(codes + m, codes + padded, uint8_t{0});  // within the words: s is a multiple of 8
+        if (bits == 8) continue;
         // All but the last 32 codes straight into the words: packBytes' 8 bytes of slack then land
         // on this tile's own tail (32 codes of >= 2 bits), which the rest rewrites from `bytes`.
         const int64_t direct = std::max<int64_t>(0, padded - 32);
