@@ -26,7 +26,9 @@ QCOMM_HOST_DEVICE int64_t sectionLength(int64_t count, int k) { return (count + 
 inline constexpr int kMaxValuesPerWord = 32;
 // Slot j of a word (section j) occupies bits [slotShift, slotShift + width): section 0 is the most
 // significant, as in the seed.
-QCOMM_HOST_DEVICE int slotShift(int slot, int k, int width) { return (k - 1 - slot) * width; }
+QCOMM_HOST_DEVICE constexpr int slotShift(int slot, int k, int width) {
+  return (k - 1 - slot) * width;
+}
 // s = 2^q - 1: the largest magnitude code.
 QCOMM_HOST_DEVICE uint32_t levels(int bits) { return (1u << bits) - 1u; }
 QCOMM_HOST_DEVICE uint64_t codeMask(int width) { return (uint64_t{1} << width) - 1u; }
