@@ -122,18 +122,33 @@ quant::RunF32 withParams(quant::RunF32 run, quant::BlockParams<float> p) {
 constexpr int64_t kTaskTiles = 16;
 constexpr int64_t kFusedBlockLimit = kTaskTiles * kTile / 4;
 
+// Block b's scale and zero point into the tensor (sized for every block).
+template <typename T>
+void storeParam(QuantizedTensor& q, int64_t b, quant::BlockParams<T> p) {
+  q.scales[b] = static_cast<double>(p.scale);
+  if (!q.zeroPoints.empty()) q.zeroPoints[b] = static_cast<double>(p.zero);
+}
+
+// The non-finite flag from the stored scales (a non-finite block has a NaN scale).
+void flagNonFiniteBlocks(QuantizedTensor& q) {
+  for (const double scale : q.scales) {
+    if (std::isnan(scale)) q.flags |= kFlagNonFinite;
+  }
+}
+
+// Sizes the tensor's scales and zero points for `blocks` blocks.
+void sizeParams(QuantizedTensor& q, int64_t blocks) {
+  q.scales.resize(blocks);
+  q.zeroPoints.resize(q.hasZeroPoints() ? blocks : 0);
+}
+
 // Scales, zero points and the non-finite flag from the blocks' parameters.
 template <typename T>
 void storeParams(const std::vector<quant::BlockParams<T>>& params, QuantizedTensor& q) {
   const int64_t blocks = static_cast<int64_t>(params.size());
-  q.scales.resize(blocks);
-  const bool withZeros = q.hasZeroPoints();
-  q.zeroPoints.assign(withZeros ? blocks : 0, 0.0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    q.scales[b] = static_cast<double>(params[b].scale);
-    if (withZeros) q.zeroPoints[b] = static_cast<double>(params[b].zero);
-    if (std::isnan(q.scales[b])) q.flags |= kFlagNonFinite;
-  }
+  sizeParams(q, blocks);
+  for (int64_t b = 0; b < blocks; ++b) storeParam(q, b, params[b]);
+  flagNonFiniteBlocks(q);
 }
 
 // Asks for values p[0, count) to come into cache (the casts' next tile; the encoder spreads its
@@ -158,13 +173,9 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
   const bool fused = bs <= kFusedBlockLimit;
   // The blocks' parameters go straight into the tensor's scales and zero points (reused by
   // quantizeInto: a per-call array of them was the last tensor-sized allocation of a step).
+  sizeParams(q, blocks);
   const bool withZeros = q.hasZeroPoints();
-  q.scales.resize(blocks);
-  q.zeroPoints.resize(withZeros ? blocks : 0);
-  const auto store = [&](int64_t b, quant::BlockParams<float> p) {
-    q.scales[b] = static_cast<double>(p.scale);
-    if (withZeros) q.zeroPoints[b] = static_cast<double>(p.zero);
-  };
+  const auto store = [&](int64_t b, quant::BlockParams<float> p) { storeParam(q, b, p); };
   const auto stored = [&](int64_t b) {  // exact: they were floats
     return quant::BlockParams<float>{static_cast<float>(q.scales[b]),
                                      withZeros ? static_cast<float>(q.zeroPoints[b]) : 0.0f};
@@ -254,9 +265,7 @@ void quantizeTilesF32(const Kernels& k, const float* v, qsgd::PhiloxKey philox, 
     }
     if (bad) nonFinite = true;
   });
-  for (const double scale : q.scales) {
-    if (std::isnan(scale)) q.flags |= kFlagNonFinite;
-  }
+  flagNonFiniteBlocks(q);
   if (nonFinite) q.flags |= kFlagNonFinite;
 }
 
