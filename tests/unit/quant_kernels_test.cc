@@ -4,7 +4,9 @@
 // (signed zeros at a block's min, NaN/Inf blocks, fp16 overflow and subnormals, NaN payloads).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -243,6 +245,45 @@ TEST(QuantKernels, PercentileOnRandomBlocksOfTiesMatchesTheReference) {
       const std::string withBlock = s + ",block=" + std::to_string(block);
       expectMatchesReference(v, spec(withBlock.c_str()), {}, withBlock);
     }
+  }
+}
+
+// Blocks whose values beyond the percentiles come in runs, not one here and there: sorted
+// ascending and descending (every kept value in a few whole vectors), runs of 3 to 16 outliers
+// at places that straddle vectors, and one end's run with the other's scattered. Where few
+// values per vector are expected (p = 99, 99.9) the selection stores four lanes and the rest
+// only on a branch these blocks take; at p = 95 it stores whole vectors; the ends' shared list
+// splits into two either way; blocks with a percentile just past zero put a threshold of the
+// view below zero.
+// Every percentile as the reference's full sort finds it.
+TEST(QuantKernels, PercentileOnBlocksWithOutliersInRunsMatchesTheReference) {
+  const int64_t block = 4096;
+  std::mt19937 gen(31);
+  std::normal_distribution<float> normal;
+  std::vector<float> v(static_cast<size_t>(12 * block));
+  for (float& x : v) x = normal(gen);
+  std::sort(v.begin() + 2 * block, v.begin() + 3 * block);
+  std::sort(v.begin() + 3 * block, v.begin() + 4 * block, std::greater<float>());
+  std::sort(v.begin() + 6 * block, v.begin() + 7 * block);
+  for (const int64_t b : {4, 5, 8, 9}) {
+    for (int64_t start = 5; start + 16 < block; start += 97 + (start % 13)) {
+      const int64_t run = 3 + start % 14;
+      const float sign = b == 5 && start % 2 == 1 ? -1.0f : 1.0f;  // block 5: both ends in runs
+      for (int64_t j = start; j < start + run; ++j) {
+        v[b * block + j] = sign * (6.0f + static_cast<float>(j % 5));
+      }
+    }
+  }
+  // Blocks whose percentile at one end lies just past zero (about 1% of N(2.3, 1) is below 0):
+  // thresholds of the view (-x at the low end) below zero.
+  for (int64_t j = 10 * block; j < 11 * block; ++j) v[j] += 2.3f;
+  for (int64_t j = 11 * block; j < 12 * block; ++j) v[j] -= 2.3f;
+  for (const char* s : {"percentile:bits=4,mode=asym,p=99,block=4096",
+                        "percentile:bits=8,mode=sym,p=99.9,block=4096",
+                        "percentile:bits=8,mode=asym,p=99.9,block=4096",
+                        "percentile:bits=4,mode=asym,p=95,block=4096",
+                        "percentile:bits=4,mode=asym,p=99,block=1000"}) {
+    expectMatchesReference(v, spec(s), {}, s);
   }
 }
 

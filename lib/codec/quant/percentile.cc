@@ -244,8 +244,11 @@ class FastPercentiles {
   bool select(const PercentileHint& hint, int64_t capacity, bool countTies, bool* finite) {
     high_.threshold = hint.high;
     low_.threshold = hint.low;
+    // Thresholds from the column maxima or the block before keep about slack(keep) at each end,
+    // up to twice that where the block's values spread wider.
+    const int64_t expected = 2 * (slack(keepHigh_) + (twoEnds_ ? slack(keepLow_) : 0));
     return k_.selectEndsF32(v_, n_, o_.symmetric, &high_, twoEnds_ ? &low_ : nullptr, capacity,
-                            countTies, finite);
+                            countTies, expected, finite);
   }
 
   // Whether the keep-th largest of the view is at or above the end's threshold (as far as the

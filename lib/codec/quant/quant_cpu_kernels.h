@@ -92,11 +92,15 @@ struct QuantCpuKernels {
   // their count into end->above, and, where countTies, the views equal to it counted in
   // end->equal (0 otherwise: ties are counted, never kept, so a block of equal values keeps
   // nothing; counting costs a little on values that do not repeat); the same for -x and `low`
-  // where `low` is not null; each end's values of room `capacity` floats. Whether v[0, n) is all
-  // finite goes to `finite` where it is not null (the ends are meaningless when it is not).
-  // False when one end's values would not fit (the counts and `finite` are then unset).
+  // where `low` is not null. Both ends' values pass through low's values first, so `capacity`
+  // floats of room each must hold the two ends' values together. `expected`: about how many
+  // values the caller expects the ends to keep together; it picks how they are stored, not what.
+  // Whether v[0, n) is all finite goes to `finite` where it is not null (the ends are
+  // meaningless when it is not). False when the values kept would not fit (the counts and
+  // `finite` are then unset).
   bool (*selectEndsF32)(const float* v, int64_t n, bool absolute, SelectedEnd* high,
-                        SelectedEnd* low, int64_t capacity, bool countTies, bool* finite);
+                        SelectedEnd* low, int64_t capacity, bool countTies, int64_t expected,
+                        bool* finite);
   // x[c - keep] and x[c - keep + 1] (x[c - keep] again when keep == 1) of finite x[0, c) sorted
   // ascending, 1 <= keep <= c, as values; x may be reordered. `guess`: a value near x[c - keep]
   // that may speed the search (NaN: none); it does not change the result.
