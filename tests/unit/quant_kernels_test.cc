@@ -287,6 +287,67 @@ TEST(QuantKernels, PercentileOnBlocksWithOutliersInRunsMatchesTheReference) {
   }
 }
 
+// The block statistics (min, max; max |x|) read aligned vectors from the first 64-byte boundary
+// on and the values before and after in masked loads: tensors starting at each of the 16 float offsets from a
+// boundary, of lengths around whole vectors, with the minimum, the maximum, the largest
+// magnitude, a signed zero as the minimum, no zero at all, or a NaN or Inf in the first or last
+// few values (where the masked loads read), scaled and zero-pointed as the reference does.
+TEST(QuantKernels, BlockStatisticsMatchTheReferenceAtEveryAlignment) {
+  std::mt19937 gen(37);
+  std::normal_distribution<float> normal;
+  for (const int64_t n : {int64_t{16}, int64_t{17}, int64_t{31}, int64_t{47}, int64_t{100}}) {
+    for (int64_t offset = 0; offset < 16; ++offset) {
+      for (int where = 0; where < 7; ++where) {
+        // 64-byte aligned storage, the tensor `offset` floats in.
+        std::vector<float> storage(static_cast<size_t>(n + 32));
+        float* base = storage.data();
+        while ((reinterpret_cast<uintptr_t>(base) & 63) != 0) ++base;
+        std::vector<float> v(static_cast<size_t>(n));
+        for (float& x : v) x = normal(gen);
+        const int64_t head = std::min<int64_t>(n - 1, (16 - offset) % 16);  // first aligned value
+        switch (where) {
+          case 0: v[0] = 9.0f; v[static_cast<size_t>(n - 1)] = -9.0f; break;  // ends at the edges
+          case 1: v[static_cast<size_t>(head > 0 ? head - 1 : 0)] = -11.0f; break;  // last masked
+          case 2: v[static_cast<size_t>(n - 1)] = 12.0f; break;
+          case 3:  // all positive but zeros, the first zero -0: the minimum is -0
+            for (float& x : v) x = std::fabs(x) + 0.5f;
+            v[static_cast<size_t>(n / 2)] = -0.0f;
+            v[static_cast<size_t>(n - 1)] = 0.0f;
+            break;
+          case 4: v[static_cast<size_t>(n - 1)] = std::numeric_limits<float>::quiet_NaN(); break;
+          case 5: v[0] = std::numeric_limits<float>::infinity(); break;
+          case 6:  // all positive: lanes a masked load leaves out must not count as zeros
+            for (float& x : v) x = std::fabs(x) + 0.5f;
+            break;
+        }
+        std::copy(v.begin(), v.end(), base + offset);
+        const std::span<const float> at(base + offset, static_cast<size_t>(n));
+        // Linear asym and row-wise take min and max (statsF32), linear sym max |x| (maxAbsF32).
+        for (const char* text : {"linear:bits=4,mode=asym,rounding=nearest",
+                                 "rowwise:bits=4,rounding=nearest",
+                                 "linear:bits=8,mode=sym,rounding=nearest"}) {
+          const QuantOptions o = spec(text);
+          const std::string what = std::string(text) + " n=" + std::to_string(n) +
+                                   " offset=" + std::to_string(offset) +
+                                   " case=" + std::to_string(where);
+          for (const char* isa : {"generic", "avx2", "avx512"}) {
+            if (!qsgd::selectKernels(isa).isOk()) continue;
+            ScopedIsa scoped(isa);
+            Result<QuantizedTensor> q = quantize(at, o, RandomKey{}, {}, nullptr);
+            ASSERT_TRUE(q.isOk()) << what << ": " << q.status().message();
+            const testing::ReferenceQuantized r =
+                testing::referenceQuantize(v, o, q.value().blockSize, {}, 0);
+            ASSERT_EQ(bitsOf(q.value().scales), bitsOf(r.scales)) << what << " " << isa;
+            ASSERT_EQ(bitsOf(q.value().zeroPoints), bitsOf(r.zeroPoints)) << what << " " << isa;
+            ASSERT_EQ(q.value().words, r.words) << what << " " << isa;
+            ASSERT_EQ((q.value().flags & kFlagNonFinite) != 0, r.nonFinite) << what << " " << isa;
+          }
+        }
+      }
+    }
+  }
+}
+
 // Every fp16 code decodes as fromFp16 (the vector path must keep signalling NaNs' bits).
 TEST(QuantKernels, EveryHalfAndBfloat16CodeDecodesAsTheReference) {
   for (const char* s : {"fp16", "bf16"}) {
