@@ -288,10 +288,11 @@ TEST(QuantKernels, PercentileOnBlocksWithOutliersInRunsMatchesTheReference) {
 }
 
 // The block statistics (min, max; max |x|) read aligned vectors from the first 64-byte boundary
-// on and the values before and after in masked loads: tensors starting at each of the 16 float offsets from a
-// boundary, of lengths around whole vectors, with the minimum, the maximum, the largest
-// magnitude, a signed zero as the minimum, no zero at all, or a NaN or Inf in the first or last
-// few values (where the masked loads read), scaled and zero-pointed as the reference does.
+// on and the values before and after in masked loads: tensors starting at each of the 16 float
+// offsets from a boundary, of lengths around whole vectors, with the minimum, the maximum, the
+// largest magnitude, a signed zero as the minimum, no zero at all, or a NaN or Inf in the first
+// or last few values (where the masked loads read), scaled and zero-pointed as the reference
+// does.
 TEST(QuantKernels, BlockStatisticsMatchTheReferenceAtEveryAlignment) {
   std::mt19937 gen(37);
   std::normal_distribution<float> normal;
