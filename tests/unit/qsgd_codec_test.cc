@@ -605,6 +605,54 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
   }
 }
 
+// The AVX-512 kernel decodes the compact layout's wider codes (q >= 5) with their magnitude at the
+// top of the lane and each code's unit scaled down by 2^-(31 - q), which is exact only while that
+// unit stays in the normal range. Scales just above the post factor's threshold (2^-96) give units
+// whose scaled value loses bits: a bucket with such a code must still decode as the generic
+// kernels do (the kernel falls back to the unscaled decoder there).
+TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
+  for (int bits = 5; bits <= kMaxBits; ++bits) {
+    const int64_t bucket = 512, n = 3 * bucket;
+    const QsgdOptions o = opts(bits, Layout::kCompact, NormKind::kMax, bucket);
+    // A scale in [2^-96, 2^-95) whose unit, scaled down, is inexact (the test says so first).
+    const uint32_t s = qsgd::levels(bits);
+    float tiny = 0.0f;
+    for (uint32_t r = 1; r < 4096 && tiny == 0.0f; ++r) {
+      const float scale = std::ldexp(1.0f + static_cast<float>(r * 2654435761u >> 9) * 0x1p-23f, -96);
+      const float unit = qsgd::decodeScaleF32(scale, s).unit;
+      const float below = unit * std::ldexp(1.0f, -(31 - bits));
+      if (qsgd::decodeScaleF32(scale, s).post == 1.0f &&
+          below * std::ldexp(1.0f, 31 - bits) != unit) {
+        tiny = scale;
+      }
+    }
+    ASSERT_NE(tiny, 0.0f) << "bits " << bits << ": no scale with an inexact scaled unit";
+    std::vector<EncodedTensor> codes;
+    for (int r = 0; r < 3; ++r) {
+      std::vector<float> v = gaussian(n, 500 + r, r == 1 ? std::ldexp(1.0f, -100) : 1.0f);
+      if (r == 1) {  // every bucket's largest value is `tiny`: its scale under max norm
+        for (int64_t b = 0; b < n; b += bucket) v[b + 7] = b % 2 == 0 ? tiny : -tiny;
+      }
+      codes.push_back(encodeOrDie(v, o, {3, uint32_t(r), 0, 4}));
+      if (r == 1) ASSERT_EQ(static_cast<float>(codes.back().scales[0]), tiny);
+    }
+    std::vector<const EncodedTensor*> views;
+    for (const EncodedTensor& e : codes) views.push_back(&e);
+    std::vector<float> want;
+    {
+      ScopedIsa scoped("generic");
+      want = meanByHand(codes);
+    }
+    for (const char* isa : {"avx2", "avx512"}) {
+      if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+      ScopedIsa scoped(isa);
+      std::vector<float> got(n, -1.0f);
+      ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
+      expectSameBits(got, want, std::string(isa) + " bits " + std::to_string(bits));
+    }
+  }
+}
+
 TEST(QsgdDecodeMean, ResidualAndNonFiniteBuckets) {
   std::vector<float> input = gaussian(5000, 1);
   input[1234] = std::numeric_limits<float>::infinity();  // bucket 2 of 512 is non-finite
