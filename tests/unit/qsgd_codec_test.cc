@@ -618,7 +618,8 @@ TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
     const uint32_t s = qsgd::levels(bits);
     float tiny = 0.0f;
     for (uint32_t r = 1; r < 4096 && tiny == 0.0f; ++r) {
-      const float scale = std::ldexp(1.0f + static_cast<float>(r * 2654435761u >> 9) * 0x1p-23f, -96);
+      const float scale =
+          std::ldexp(1.0f + static_cast<float>(r * 2654435761u >> 9) * 0x1p-23f, -96);
       const float unit = qsgd::decodeScaleF32(scale, s).unit;
       const float below = unit * std::ldexp(1.0f, -(31 - bits));
       if (qsgd::decodeScaleF32(scale, s).post == 1.0f &&
