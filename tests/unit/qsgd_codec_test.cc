@@ -605,9 +605,9 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
   }
 }
 
-// The AVX-512 kernel decodes the compact layout's wider codes (q >= 5) with their magnitude at the
-// top of the lane and each code's unit scaled down by 2^-(31 - q), which is exact only while that
-// unit stays in the normal range. Scales just above the post factor's threshold (2^-96) give units
+// The AVX-512 kernel decodes the compact layout's wider codes (q >= 5) with each code's sign at
+// bit 31 of its lane, the magnitude below it, and each code's unit scaled down by 2^-(31 - q),
+// which is exact only while that unit stays in the normal range. Scales just above the post factor's threshold (2^-96) give units
 // whose scaled value loses bits: a bucket with such a code must still decode as the generic
 // kernels do (the kernel falls back to the unscaled decoder there).
 TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
