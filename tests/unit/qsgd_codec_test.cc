@@ -607,9 +607,9 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
 
 // The AVX-512 kernel decodes the compact layout's wider codes (q >= 5) with each code's sign at
 // bit 31 of its lane, the magnitude below it, and each code's unit scaled down by 2^-(31 - q),
-// which is exact only while that unit stays in the normal range. Scales just above the post factor's threshold (2^-96) give units
-// whose scaled value loses bits: a bucket with such a code must still decode as the generic
-// kernels do (the kernel falls back to the unscaled decoder there).
+// which is exact only while that unit stays in the normal range. Scales just above the post
+// factor's threshold (2^-96) give units whose scaled value loses bits: a bucket with such a code
+// must still decode as the generic kernels do (the kernel falls back to the unscaled decoder).
 TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
   for (int bits = 5; bits <= kMaxBits; ++bits) {
     const int64_t bucket = 512, n = 3 * bucket;
