@@ -3,6 +3,8 @@
 norm, compact) and qcomm.quantize/dequantize (linear 8-bit sym, linear 4-bit asym, dynamic, fp16),
 64M float32 values, default threads, GB/s of float32 values beside a numpy copy of the same bytes
 measured in the same run; each call fresh (new result arrays) and with out= (buffers reused).
+Stochastic rounding draws 32 random bits per value here, as in the C++ rows this was first
+compared with (16 is the default since 2026-12-04).
 
     PYTHONPATH=build/python /usr/bin/python3 bench/python_edge.py [--log2n 26] [--repeat 3]
 
@@ -18,10 +20,11 @@ import qcomm
 
 QUANTIZERS = {
     "linear:bits=8,mode=sym,block=4096": dict(codec="linear", bits=8, block=4096,
-                                              rounding="stochastic"),
+                                              rounding="stochastic", random_bits=32),
     "linear:bits=4,mode=asym,block=512": dict(codec="linear", bits=4, mode="asym", block=512,
-                                              rounding="stochastic"),
-    "dynamic:block=4096": dict(codec="dynamic", block=4096, rounding="stochastic"),
+                                              rounding="stochastic", random_bits=32),
+    "dynamic:block=4096": dict(codec="dynamic", block=4096, rounding="stochastic",
+                               random_bits=32),
     "fp16": dict(codec="fp16", rounding="nearest"),
 }
 
@@ -54,7 +57,7 @@ def main():
     for name, kwargs in rows:
         if kwargs is None:
             enc = lambda o=None: qcomm.encode(x, 4, seed=1, bucket_size=512, norm="max",
-                                              layout="compact", out=o)
+                                              layout="compact", random_bits=32, out=o)
             dec = lambda c, o=None: qcomm.decode(c, out=o)
         else:
             enc = lambda o=None, k=kwargs: qcomm.quantize(x, seed=1, out=o, **k)

@@ -117,7 +117,8 @@ double codecStepBound(const CodecConfig& c) {
 std::string codecSpec(const QsgdOptions& o) {
   return strCat("qsgd:bits=", o.bits, ",bucket=", o.bucketSize, ",norm=", normKindName(o.norm),
                 ",layout=", layoutName(o.layout),
-                o.randomBits == 32 ? "" : strCat(",random_bits=", o.randomBits));
+                o.randomBits == QsgdOptions{}.randomBits ? ""
+                                                         : strCat(",random_bits=", o.randomBits));
 }
 
 Status CommunicatorOptions::validate() const {

@@ -25,9 +25,10 @@ void check(const Status& status) {
 }
 
 QsgdOptions optionsOf(int bits, int64_t bucketSize, const std::string& norm,
-                      const std::string& layout) {
+                      const std::string& layout, int randomBits = QsgdOptions{}.randomBits) {
   QsgdOptions options;
   options.bits = bits;
+  options.randomBits = randomBits;
   options.bucketSize = bucketSize;
   Result<NormKind> n = parseNormKind(norm);
   Result<Layout> l = parseLayout(layout);
@@ -65,9 +66,9 @@ cudaStream_t streamOf(uintptr_t stream) { return reinterpret_cast<cudaStream_t>(
 
 void encode(const py::capsule& values, const py::capsule& scales, const py::capsule& words,
             const py::capsule& workspace, int bits, int64_t bucketSize, const std::string& norm,
-            const std::string& layout, uint64_t seed, uint32_t rank, uint32_t tensorId,
-            uint64_t step, uintptr_t stream) {
-  const QsgdOptions options = optionsOf(bits, bucketSize, norm, layout);
+            const std::string& layout, int randomBits, uint64_t seed, uint32_t rank,
+            uint32_t tensorId, uint64_t step, uintptr_t stream) {
+  const QsgdOptions options = optionsOf(bits, bucketSize, norm, layout, randomBits);
   const DlpackView v = deviceTensor(values, "values", dlpack::kFloat, 32, -1);
   const Result<QsgdGeometry> g = qsgdGeometry(v.count, options);
   check(g.status());

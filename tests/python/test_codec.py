@@ -210,13 +210,21 @@ def test_decode_reads_the_words_where_they_lie():
     np.testing.assert_array_equal(qcomm.decode(code), qcomm.decode(copied))
 
 
-def test_random_bits_16_is_a_code_option_that_travels():
+def test_random_bits_16_is_the_default_and_32_a_code_option_that_travels():
     x = np.random.default_rng(5).standard_normal(4096).astype(np.float32)
-    c32 = qcomm.encode(x, 4, seed=9, bucket_size=512, norm="max", layout="compact")
-    c16 = qcomm.encode(x, 4, seed=9, bucket_size=512, norm="max", layout="compact",
-                       random_bits=16)
-    assert c32["random_bits"] == 32 and c16["random_bits"] == 16
+    args = dict(seed=9, bucket_size=512, norm="max", layout="compact")
+    default = qcomm.encode(x, 4, **args)
+    c32 = qcomm.encode(x, 4, random_bits=32, **args)
+    c16 = qcomm.encode(x, 4, random_bits=16, **args)
+    assert default["random_bits"] == 16 and c32["random_bits"] == 32 and c16["random_bits"] == 16
+    np.testing.assert_array_equal(default["neo"], c16["neo"])
     assert not np.array_equal(c16["neo"], c32["neo"])
+    back32 = qcomm.from_bytes(qcomm.to_bytes(c32))
+    assert back32["random_bits"] == 32
+    np.testing.assert_array_equal(back32["neo"], c32["neo"])
+    # A dict without the key (the seed notebook's, or one from before 16 was the default) says 32.
+    legacy = {k: v for k, v in c32.items() if k != "random_bits"}
+    assert qcomm.to_bytes(legacy) == qcomm.to_bytes(c32)
     assert np.max(np.abs(qcomm.decode(c16) - x)) <= np.max(c16["norm"]) / 15 * 1.0001
     back = qcomm.from_bytes(qcomm.to_bytes(c16))
     assert back["random_bits"] == 16

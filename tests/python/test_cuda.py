@@ -33,7 +33,7 @@ def test_the_cuda_entry_points_refuse_host_memory_by_name():
     ws = torch.zeros(0, dtype=torch.uint8)
     with pytest.raises(ValueError, match="values must be on a CUDA device, got cpu"):
         _qcomm.cuda_encode(x.__dlpack__(), scales.__dlpack__(), words.__dlpack__(),
-                           ws.__dlpack__(), 4, 512, "max", "compact", 0, 0, 0, 0, 0)
+                           ws.__dlpack__(), 4, 512, "max", "compact", 16, 0, 0, 0, 0, 0)
     with pytest.raises(ValueError, match="out must be on a CUDA device, got cpu"):
         _qcomm.cuda_decode(scales.__dlpack__(), words.__dlpack__(), x.__dlpack__(), 4, 512,
                            "max", "compact", 0)
@@ -47,17 +47,21 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @needs_gpu
+@pytest.mark.parametrize("random_bits", [16, 32])
 @pytest.mark.parametrize("bits,bucket,norm,layout", [(4, 512, "max", "compact"),
                                                      (2, 7, "l2", "seed"),
                                                      (8, None, "l2", "compact"),
                                                      (3, 5000, "max", "seed")])
-def test_device_words_equal_the_cpu_words(bits, bucket, norm, layout):
+def test_device_words_equal_the_cpu_words(bits, bucket, norm, layout, random_bits):
     x = torch.randn(3, 33333, generator=torch.Generator().manual_seed(1))
     cpu = qcomm.encode(x.numpy(), bits, seed=5, bucket_size=bucket, norm=norm, layout=layout,
-                       rank=1, tensor_id=2, step=3)
+                       rank=1, tensor_id=2, step=3, random_bits=random_bits)
     gpu = qcomm.encode(x.cuda(), bits, seed=5, bucket_size=bucket, norm=norm, layout=layout,
-                       rank=1, tensor_id=2, step=3)
+                       rank=1, tensor_id=2, step=3, random_bits=random_bits)
     assert gpu["neo"].is_cuda and gpu["norm"].is_cuda
+    assert gpu["random_bits"] == cpu["random_bits"] == random_bits
+    # The same message, flags included: to_bytes copies the device code to the host.
+    assert qcomm.to_bytes(gpu) == qcomm.to_bytes(cpu)
     assert np.array_equal(gpu["neo"].cpu().numpy().view(np.uint64), cpu["neo"])
     assert np.array_equal(np.atleast_1d(gpu["norm"].cpu().numpy()),
                           np.atleast_1d(np.float32(cpu["norm"])))

@@ -112,14 +112,19 @@ def test_wire_round_trip(kwargs):
     assert qcomm.dequantize(q).dtype == np.float32 and qcomm.dequantize(q).shape == (10, 100)
 
 
-def test_random_bits_16_is_a_quantizer_option_that_travels():
+def test_random_bits_16_is_the_default_and_32_a_quantizer_option_that_travels():
     x = np.random.default_rng(5).standard_normal(5000).astype(np.float32)
     args = dict(codec="linear", bits=4, mode="asym", block=512, rounding="stochastic", seed=9)
-    q32 = qcomm.quantize(x, **args)
+    default = qcomm.quantize(x, **args)
+    q32 = qcomm.quantize(x, random_bits=32, **args)
     q16 = qcomm.quantize(x, random_bits=16, **args)
-    assert q32.random_bits == 32 and q16.random_bits == 16
-    assert q16.spec.endswith("random_bits=16")
+    assert default.random_bits == 16 and q32.random_bits == 32 and q16.random_bits == 16
+    assert "random_bits" not in default.spec and q32.spec.endswith("random_bits=32")
+    assert np.array_equal(default.words, q16.words)
     assert not np.array_equal(q16.words, q32.words)  # other draws
+    back32 = qcomm.Quantized.from_bytes(q32.to_bytes())
+    assert back32.random_bits == 32 and np.array_equal(back32.words, q32.words)
+    assert qcomm.quantize(x, "linear").random_bits is None  # rounding to nearest draws nothing
     assert np.array_equal(q16.scale, q32.scale)
     back = qcomm.Quantized.from_bytes(q16.to_bytes())
     assert back.random_bits == 16 and np.array_equal(back.words, q16.words)
@@ -130,8 +135,9 @@ def test_random_bits_16_is_a_quantizer_option_that_travels():
     assert err <= np.max(q16.scale) * 1.0001  # within one step
     with pytest.raises(ValueError, match="random_bits must be 32 or 16, got 8"):
         qcomm.quantize(x, random_bits=8, **args)
-    with pytest.raises(ValueError, match="applies to rounding='stochastic'"):
-        qcomm.quantize(x, "linear", random_bits=16)
+    for bits in (16, 32):
+        with pytest.raises(ValueError, match=f"random_bits={bits} applies to rounding='stochastic'"):
+            qcomm.quantize(x, "linear", random_bits=bits)
     with pytest.raises(ValueError, match="random_bits does not apply"):
         qcomm.quantize(x, "fp16", random_bits=16)
 

@@ -422,9 +422,13 @@ TEST(Communicator, CodecSpecsParseWithClearErrors) {
   EXPECT_EQ(parseCodecSpec("qsgd:depth=3").status().message(),
             "codec spec 'qsgd:depth=3': unknown key 'depth' (known: bits, bucket, norm, layout, "
             "random_bits)");
+  EXPECT_EQ(parseCodecSpec("qsgd:bits=4").value().randomBits, 16);
   const QsgdOptions r16 = *parseCodecSpec("qsgd:bits=4,random_bits=16");
   EXPECT_EQ(r16.randomBits, 16);
-  EXPECT_EQ(codecSpec(r16), "qsgd:bits=4,bucket=0,norm=l2,layout=seed,random_bits=16");
+  EXPECT_EQ(codecSpec(r16), "qsgd:bits=4,bucket=0,norm=l2,layout=seed");
+  const QsgdOptions r32 = *parseCodecSpec("qsgd:bits=4,random_bits=32");
+  EXPECT_EQ(r32.randomBits, 32);
+  EXPECT_EQ(codecSpec(r32), "qsgd:bits=4,bucket=0,norm=l2,layout=seed,random_bits=32");
   EXPECT_EQ(parseCodecSpec("qsgd:random_bits=24").status().message(),
             "codec spec: random bits per value must be 32 or 16, got 24");
   EXPECT_EQ(parseCodecSpec("qsgd:bits").status().message(),

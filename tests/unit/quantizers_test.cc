@@ -257,20 +257,28 @@ TEST(QuantSpecs, ParseAndNameWhatIsWrong) {
   EXPECT_NE(error("percentile:p=40").find("(50, 100]"), std::string::npos);
   EXPECT_NE(error("fp16:rounding=stochastic").find("nearest only"), std::string::npos);
   EXPECT_NE(error("gzip").find("unknown codec 'gzip'"), std::string::npos);
-  // 16 random bits per value: stochastic rounding only; named in the spec only when not 32.
-  EXPECT_EQ(spec("linear").randomBits, 32);
-  EXPECT_EQ(spec("linear:bits=4,random_bits=16").randomBits, 16);
-  EXPECT_EQ(quantSpec(spec("rowwise:bits=4,block=8,random_bits=16")),
-            "rowwise:bits=4,block=8,rounding=stochastic,random_bits=16");
-  EXPECT_EQ(quantSpec(spec("linear:random_bits=32")).find("random_bits"), std::string::npos);
+  // Random bits per value: 16 by default, 32 on request, for stochastic rounding only; named in
+  // the spec only when not the default.
+  EXPECT_EQ(spec("linear").randomBits, 16);
+  EXPECT_EQ(spec("linear:rounding=nearest").randomBits, 16);
+  EXPECT_EQ(spec("linear:bits=4,random_bits=32").randomBits, 32);
+  EXPECT_EQ(quantSpec(spec("rowwise:bits=4,block=8,random_bits=32")),
+            "rowwise:bits=4,block=8,rounding=stochastic,random_bits=32");
+  EXPECT_EQ(quantSpec(spec("linear:random_bits=16")).find("random_bits"), std::string::npos);
+  EXPECT_EQ(quantSpec(spec("linear:rounding=nearest")).find("random_bits"), std::string::npos);
   EXPECT_NE(error("linear:random_bits=24").find("random_bits must be 32 or 16, got 24"),
             std::string::npos);
   EXPECT_NE(error("linear:random_bits=x").find("random_bits='x' is not an integer"),
             std::string::npos);
-  EXPECT_NE(error("linear:rounding=nearest,random_bits=16")
-                .find("random_bits=16 applies to stochastic rounding"),
+  for (const char* text : {"linear:rounding=nearest,random_bits=16",
+                           "linear:random_bits=32,rounding=nearest", "fp16:random_bits=16"}) {
+    EXPECT_NE(error(text).find("random_bits applies to stochastic rounding"), std::string::npos)
+        << text;
+  }
+  QuantOptions nearest32 = spec("linear:rounding=nearest");
+  nearest32.randomBits = 32;
+  EXPECT_NE(nearest32.validate().message().find("random_bits=32 applies to stochastic rounding"),
             std::string::npos);
-  EXPECT_NE(error("fp16:random_bits=16").find("stochastic rounding"), std::string::npos);
 }
 
 TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
@@ -278,8 +286,8 @@ TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
   // and three threads, and the option travels in the message (quant_kernels_test checks the
   // words against the value-by-value definition, qsgd::randomBits(i, step, key, 16)).
   const std::vector<float> x = gaussian(70001, 8);
-  const QuantOptions o32 = spec("linear:bits=4,mode=asym,block=512");
-  const QuantOptions o16 = spec("linear:bits=4,mode=asym,block=512,random_bits=16");
+  const QuantOptions o32 = spec("linear:bits=4,mode=asym,block=512,random_bits=32");
+  const QuantOptions o16 = spec("linear:bits=4,mode=asym,block=512");
   const RandomKey key{3, 1, 4, 15};
   const QuantizedTensor a = quantize(x, o16, key).value();
   EXPECT_NE(a.words, quantize(x, o32, key).value().words);
@@ -304,8 +312,25 @@ TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
   std::vector<uint8_t> bad(quantWireSize(nearest).value());
   ASSERT_TRUE(writeQuantWire(nearest, false, bad).isOk());
   bad[16] |= static_cast<uint8_t>(kFlagRandom16);
-  EXPECT_NE(quantFromWire(bad).status().message().find("random_bits=16 applies to stochastic"),
+  EXPECT_NE(quantFromWire(bad).status().message().find("16-bit draws for a message rounded to "
+                                                      "nearest"),
             std::string::npos);
+  // Without it, a nearest-rounded message reads back with the default, as its options were.
+  std::vector<uint8_t> plain(quantWireSize(nearest).value());
+  ASSERT_TRUE(writeQuantWire(nearest, false, plain).isOk());
+  std::memcpy(&flags, plain.data() + 16, 4);
+  EXPECT_EQ(flags & kFlagRandom16, 0u);
+  const QuantOptions readBack = quantFromWire(plain).value().options;
+  EXPECT_EQ(readBack.randomBits, nearest.options.randomBits);
+  EXPECT_EQ(readBack.rounding, Rounding::kNearest);
+  EXPECT_TRUE(readBack.validate().isOk());
+  // 32-bit draws: the flag clear, read back as 32.
+  const QuantizedTensor wide = quantize(x, o32, key).value();
+  std::vector<uint8_t> wideMessage(quantWireSize(wide).value());
+  ASSERT_TRUE(writeQuantWire(wide, false, wideMessage).isOk());
+  std::memcpy(&flags, wideMessage.data() + 16, 4);
+  EXPECT_EQ(flags & kFlagRandom16, 0u);
+  EXPECT_EQ(quantFromWire(wideMessage).value().options.randomBits, 32);
 }
 
 // The size of a message without quantizing: what quantize + quantWireSize give, for every codec,

@@ -222,7 +222,9 @@ TEST(Wire, ScalesAreValidatedWithoutCrc) {
   poke<float>(nan, 84, std::nanf(""));
   EXPECT_EQ(parseError(nan), "a bucket scale is NaN but the non-finite flag is clear");
   std::vector<uint8_t> flagged = good;
-  poke<uint32_t>(flagged, 16, kFlagNonFinite);
+  uint32_t flags = 0;
+  std::memcpy(&flags, good.data() + 16, 4);
+  poke<uint32_t>(flagged, 16, flags | kFlagNonFinite);
   EXPECT_EQ(parseError(flagged), "the non-finite flag is set but no bucket scale is NaN");
   std::vector<uint8_t> crcWithoutFlag = good;
   poke<uint32_t>(crcWithoutFlag, 20, 1234);

@@ -61,9 +61,9 @@ Status QuantOptions::validate() const {
   if (randomBits != 32 && randomBits != 16) {
     return invalidArgument("random_bits must be 32 or 16, got ", randomBits);
   }
-  if (randomBits == 16 && rounding != Rounding::kStochastic) {
-    return invalidArgument("random_bits=16 applies to stochastic rounding; ", quantKindName(kind),
-                           " here rounds to nearest");
+  if (randomBits != QuantOptions{}.randomBits && rounding != Rounding::kStochastic) {
+    return invalidArgument("random_bits=", randomBits, " applies to stochastic rounding; ",
+                           quantKindName(kind), " here rounds to nearest");
   }
   if (blockSize < 0) return invalidArgument("block must be >= 0, got ", blockSize);
   if (kind == QuantKind::kDynamic && blockSize != 0 && blockSize < 64) {
@@ -95,6 +95,7 @@ Result<QuantOptions> parseQuantSpec(std::string_view spec) {
   if (options.kind == QuantKind::kFp16 || options.kind == QuantKind::kBf16) {
     options.rounding = Rounding::kNearest;
   }
+  bool randomBitsGiven = false;
   QCOMM_RETURN_IF_ERROR(forEachSpecItem(spec, [&](std::string_view key,
                                                   std::string_view value) -> Status {
     if (key == "bits") {
@@ -117,6 +118,7 @@ Result<QuantOptions> parseQuantSpec(std::string_view spec) {
     } else if (key == "random_bits") {
       QCOMM_ASSIGN_OR_RETURN(const int64_t randomBits, parseInteger(spec, key, value));
       options.randomBits = static_cast<int>(std::clamp<int64_t>(randomBits, -1, 1000));
+      randomBitsGiven = true;
     } else if (key == "mode" || key == "rounding") {
       return invalidArgument("codec spec '", std::string(spec), "': ", std::string(key), "='",
                              std::string(value), "' (",
@@ -128,6 +130,11 @@ Result<QuantOptions> parseQuantSpec(std::string_view spec) {
     }
     return Status::ok();
   }));
+  if (randomBitsGiven && options.rounding != Rounding::kStochastic) {
+    return invalidArgument("codec spec '", std::string(spec),
+                           "': random_bits applies to stochastic rounding; ",
+                           quantKindName(options.kind), " here rounds to nearest");
+  }
   QCOMM_RETURN_IF_ERROR(options.validate().withContext("codec spec: "));
   return options;
 }
@@ -141,7 +148,7 @@ std::string quantSpec(const QuantOptions& o) {
     spec += o.symmetric ? ",mode=sym" : ",mode=asym";
   }
   if (o.kind == QuantKind::kPercentile) spec += strCat(",p=", o.percentile);
-  if (o.randomBits != 32) spec += strCat(",random_bits=", o.randomBits);
+  if (o.randomBits != QuantOptions{}.randomBits) spec += strCat(",random_bits=", o.randomBits);
   return spec;
 }
 

@@ -20,6 +20,12 @@ using wire::padTo8;
 using wire::put;
 using wire::scaleBytes;
 
+// Whether the message says 16-bit draws (kFlagRandom16): stochastic rounding with them. Rounding to
+// nearest draws nothing and keeps the flag clear whatever its randomBits.
+bool sixteenBitDraws(const QuantOptions& o) {
+  return o.rounding == Rounding::kStochastic && o.randomBits == 16;
+}
+
 uint64_t configHashOf(const QuantizedTensor& q) {
   const uint8_t fields[5] = {static_cast<uint8_t>(q.options.kind),
                              static_cast<uint8_t>(q.options.bits),
@@ -29,8 +35,9 @@ uint64_t configHashOf(const QuantizedTensor& q) {
   uint64_t hash = fnv1a(wire::kFnvOffset, fields, sizeof(fields));
   hash = fnv1a(hash, &q.blockSize, sizeof(q.blockSize));
   hash = fnv1a(hash, &q.options.percentile, sizeof(double));
-  // As QSGD's: hashes of 32-bit draws are those of the format before random_bits existed.
-  return q.options.randomBits == 16 ? fnv1a(hash, "r16", 3) : hash;
+  // As QSGD's: hashes of 32-bit draws and of rounding to nearest are those of the format before
+  // random_bits existed.
+  return sixteenBitDraws(q.options) ? fnv1a(hash, "r16", 3) : hash;
 }
 
 size_t areaBytes(const QuantizedTensor& q, size_t entries) {
@@ -101,7 +108,7 @@ Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out
   p[12] = static_cast<uint8_t>(q.dtype);
   p[13] = static_cast<uint8_t>(scaleBytes(q.dtype));
   put<uint32_t>(p + 16, q.flags | (crc ? kFlagCrc : 0u) |
-                            (q.options.randomBits == 16 ? kFlagRandom16 : 0u));
+                            (sixteenBitDraws(q.options) ? kFlagRandom16 : 0u));
   put<int64_t>(p + 24, q.blockSize);
   put<int64_t>(p + 32, q.count);
   put<int64_t>(p + 40, static_cast<int64_t>(q.words.size()));
@@ -151,7 +158,15 @@ Status quantFromWireInto(std::span<const uint8_t> message, QuantizedTensor* out)
     return dataLoss("flags 0x", std::hex, flags, " hold unknown bits");
   }
   q.flags = flags & kFlagNonFinite;
-  q.options.randomBits = (flags & kFlagRandom16) != 0 ? 16 : 32;
+  if ((flags & kFlagRandom16) != 0 && q.options.rounding != Rounding::kStochastic) {
+    return dataLoss("flags 0x", std::hex, flags, " say 16-bit draws for a message rounded to nearest");
+  }
+  // A clear flag: 32-bit draws, or none (rounding to nearest keeps the default).
+  if ((flags & kFlagRandom16) != 0) {
+    q.options.randomBits = 16;
+  } else if (q.options.rounding == Rounding::kStochastic) {
+    q.options.randomBits = 32;
+  }
   q.blockSize = get<int64_t>(p + 24);
   q.options.blockSize = q.blockSize;
   q.count = get<int64_t>(p + 32);

@@ -19,9 +19,11 @@ struct QsgdOptions {
   int64_t bucketSize = 0;  // values per bucket; 0 means the whole tensor is one bucket
   NormKind norm = NormKind::kL2;
   Layout layout = Layout::kSeed;
-  // Random bits per value for the stochastic rounding: 32 (unbiased to 2^-24 of a step) or 16
-  // (half the Philox work; unbiased to 2^-16 of a step). Encoded messages say which (flags).
-  int randomBits = 32;
+  // Random bits per value for the stochastic rounding: 16, the default (half the Philox work;
+  // unbiased to 2^-16 of a step), or 32 (unbiased to 2^-24 of a step; the draws of the seed and
+  // of qcomm before 2026-12-04). Encoded messages say which (flags); decoding does not depend on
+  // it. The codec benchmark chose the default (docs/performance.md, "16-bit draws by default").
+  int randomBits = 16;
 
   Status validate() const;
 };

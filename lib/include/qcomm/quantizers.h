@@ -28,10 +28,11 @@ struct QuantOptions {
   int64_t blockSize = 0;       // values per block (row-wise: per row); 0: the whole tensor
                                // (dynamic: 4096; row-wise: the shape's last dimension)
   double percentile = 99.9;    // percentile: the range's upper percentile, in (50, 100]
-  // Random bits per value for stochastic rounding (spec key random_bits): 32, unbiased to 2^-24
-  // of a step, or 16, which halves the Philox work for a bias of at most 2^-16 of a step (the
-  // same draws as QsgdOptions::randomBits; docs/quantizers.md). Decoding does not depend on it.
-  int randomBits = 32;
+  // Random bits per value for stochastic rounding (spec key random_bits): 16, the default, which
+  // halves the Philox work for a bias of at most 2^-16 of a step, or 32, unbiased to 2^-24 of a
+  // step (the same draws as QsgdOptions::randomBits; docs/quantizers.md). Rounding to nearest
+  // draws nothing and keeps the default. Decoding does not depend on it.
+  int randomBits = 16;
 
   Status validate() const;
 };

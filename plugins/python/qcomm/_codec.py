@@ -74,7 +74,7 @@ def _as_array(x):
 
 
 def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layout="seed", *,
-           rank=0, tensor_id=0, step=0, random_bits=32, out=None):
+           rank=0, tensor_id=0, step=0, random_bits=16, out=None):
     """QSGD-encodes a float32 or float64 array of any shape.
 
     quantization_level: q, 1..16 bits per magnitude (s = 2^q - 1 levels).
@@ -83,8 +83,8 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
     bucket_size: values per bucket (each with its own norm); None is the whole tensor.
     norm: 'l2' (the paper's and the seed's) or 'max' (lower variance).
     layout: 'seed' (2-bit sign, bit-compatible with the seed notebook) or 'compact' (1-bit sign).
-    random_bits: 32 (the seed's draws) or 16 (half the Philox work; bias at most 2^-16 of a step,
-        docs/format.md).
+    random_bits: 16 (the default: half the Philox work, bias at most 2^-16 of a step,
+        docs/format.md) or 32 (unbiased to 2^-24 of a step; qcomm's draws before 2026-12-04).
     out: an earlier code of this function with the same geometry (values, bits, layout, bucket,
         dtype): its buffers are reused, no allocation, and that dict is returned holding the new
         code.
@@ -92,10 +92,10 @@ def encode(x, quantization_level=4, seed=None, bucket_size=None, norm="l2", layo
     if isinstance(random_bits, bool) or random_bits not in (16, 32):
         raise ValueError(f"random_bits must be 32 or 16, got {random_bits!r}")
     if _on_cuda(x):
-        if random_bits != 32 or out is not None:
-            raise ValueError("random_bits=16 and out= are for CPU arrays; CUDA encode draws 32 bits")
+        if out is not None:
+            raise ValueError("out= is for CPU arrays; a CUDA encode allocates on the device")
         return _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank,
-                            tensor_id, step)
+                            tensor_id, step, random_bits)
     array = _as_array(x)
     if array.dtype not in (np.float32, np.float64):
         raise TypeError(
@@ -199,6 +199,8 @@ def _fields(code):
         raise ValueError(f"code['neo'] holds {words.size} words but {count} values at {bits} bits "
                          f"({layout} layout, buckets of {bucket}) need {word_count}")
     flags = _FLAG_NONFINITE if np.isnan(scales).any() else 0
+    # A dict without the key is the seed notebook's code or one from before qcomm drew 16 bits by
+    # default; the flag only names the draws, decoding does not depend on it.
     random_bits = code.get("random_bits", 32)
     if random_bits not in (16, 32):
         raise ValueError(f"code['random_bits'] must be 32 or 16, got {random_bits!r}")

@@ -60,7 +60,8 @@ def _host_array(x):
     return x.get()
 
 
-def _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step):
+def _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank, tensor_id, step,
+                 random_bits):
     from ._codec import _encode_args
 
     if not _qcomm.built_with_cuda:
@@ -82,8 +83,8 @@ def _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank, t
     words = _empty(x, word_count, "words")
     workspace = _empty(x, _qcomm.cuda_workspace_bytes(count, bits, bucket, norm, layout), "bytes")
     _qcomm.cuda_encode(x.__dlpack__(), scales.__dlpack__(), words.__dlpack__(),
-                       workspace.__dlpack__(), bits, bucket, norm, layout, seed, rank, tensor_id,
-                       step, _stream(x))
+                       workspace.__dlpack__(), bits, bucket, norm, layout, random_bits, seed,
+                       rank, tensor_id, step, _stream(x))
     return {
         "neo": words,
         "norm": scales,
@@ -95,6 +96,7 @@ def _encode_cuda(x, quantization_level, seed, bucket_size, norm, layout, rank, t
         "norm_kind": norm,
         "bucket_size": bucket_eff,
         "dtype": "float32",
+        "random_bits": random_bits,
     }
 
 

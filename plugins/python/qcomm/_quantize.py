@@ -68,8 +68,12 @@ class Quantized:
 
     @property
     def random_bits(self):
-        """Random bits per value of the stochastic rounding (32 or 16; 32 when rounding to nearest)."""
-        return 16 if "random_bits=16" in self._fields["spec"] else 32
+        """Random bits per value of the stochastic rounding (16 or 32; None when rounding to
+        nearest, which draws nothing)."""
+        spec = self._fields["spec"]
+        if "rounding=stochastic" not in spec:
+            return None
+        return 32 if "random_bits=32" in spec else 16
 
     @property
     def block_size(self):
@@ -94,7 +98,7 @@ class Quantized:
         return f"Quantized({self.spec}, shape={self.shape})"
 
 
-def _spec(codec, bits, mode, rounding, block, percentile, random_bits=32):
+def _spec(codec, bits, mode, rounding, block, percentile, random_bits=None):
     if codec not in _CODECS:
         raise ValueError(f"codec must be one of {', '.join(map(repr, _CODECS))}, got {codec!r}")
     if codec in ("fp16", "bf16"):
@@ -114,26 +118,27 @@ def _spec(codec, bits, mode, rounding, block, percentile, random_bits=32):
         parts.append(f"mode={mode}")
     if codec == "percentile":
         parts.append(f"p={float(percentile)!r}")
-    if isinstance(random_bits, bool) or random_bits not in (16, 32):
-        raise ValueError(f"random_bits must be 32 or 16, got {random_bits!r}")
-    if random_bits != 32:
+    if random_bits is not None:
+        if isinstance(random_bits, bool) or random_bits not in (16, 32):
+            raise ValueError(f"random_bits must be 32 or 16, got {random_bits!r}")
         if rounding != "stochastic":
-            raise ValueError("random_bits=16 applies to rounding='stochastic'")
+            raise ValueError(f"random_bits={random_bits} applies to rounding='stochastic'")
         parts.append(f"random_bits={random_bits}")
     return codec + ":" + ",".join(parts)
 
 
 def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block=None,
              percentile=99.9, axis=-1, seed=None, rank=0, tensor_id=0, step=0, out=None,
-             random_bits=32):
+             random_bits=None):
     """Quantizes a float32 or float64 array (or CPU torch tensor).
 
     bits: 2..8 (default 8; dynamic is 8, casts 16). block: values per block (default: the whole
     tensor; dynamic 4096). rowwise: one block per row of the last dimension; axis=None treats the
     whole tensor as one row (note 004's layer-wise example). out: an earlier result of the same
     codec, shape and dtype: its buffers are reused (no allocation) and it then holds the new code.
-    random_bits: with rounding='stochastic', 32 (default) or 16 random bits per value (half the
-    Philox work, a bias of at most 2^-16 of a step; the spec and the message carry it).
+    random_bits: with rounding='stochastic', 16 (the default: half the Philox work, a bias of at
+    most 2^-16 of a step) or 32 random bits per value (unbiased to 2^-24 of a step; the default
+    before 2026-12-04); the spec and the message carry it. Rounding to nearest draws nothing.
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
@@ -142,7 +147,7 @@ def quantize(x, codec="linear", bits=None, mode="sym", rounding="nearest", block
         raise TypeError(f"quantize expects float32 or float64 values, got {array.dtype}")
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
-    if codec in ("fp16", "bf16") and random_bits != 32:
+    if codec in ("fp16", "bf16") and random_bits is not None:
         raise ValueError(f"{codec} rounds to nearest only (random_bits does not apply)")
     spec = _spec(codec, bits, mode, rounding, block, percentile, random_bits)
     array = np.ascontiguousarray(array)
