@@ -40,8 +40,8 @@ std::string_view algorithmName(Algorithm algorithm);
 Result<Algorithm> parseAlgorithm(std::string_view name);
 
 // Codec specs: "qsgd:bits=4,bucket=512,norm=max,layout=compact" (every key optional; bucket=0
-// means the whole tensor; random_bits=16 draws 16 random bits per value instead of 32). The error
-// names the key or value that is wrong.
+// means the whole tensor; random_bits=32 draws 32 random bits per value instead of the default 16,
+// and codecSpec names it only then). The error names the key or value that is wrong.
 Result<QsgdOptions> parseCodecSpec(std::string_view spec);
 std::string codecSpec(const QsgdOptions& options);
 
@@ -60,8 +60,9 @@ std::vector<double> quantizationErrorBounds(const CodecConfig& codec,
                                             std::span<const double> magnitudes);
 
 struct CommunicatorOptions {
-  // 16 random bits per value: the encoder's Philox work halves, for a rounding bias of at most
-  // 2^-16 of a step (docs/performance.md, "QSGD encode").
+  // 16 random bits per value (every spec's default since 2026-12-04, named here as before): the
+  // encoder's Philox work halves, for a rounding bias of at most 2^-16 of a step
+  // (docs/performance.md, "QSGD encode" and "16-bit draws by default").
   std::string codec = "qsgd:bits=4,bucket=512,norm=max,layout=compact,random_bits=16";
   Algorithm algorithm = Algorithm::kAuto;
   bool errorFeedback = false;
