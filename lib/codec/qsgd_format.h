@@ -90,9 +90,9 @@ QCOMM_HOST_DEVICE void philox4x32_10(uint32_t c[4], PhiloxKey key) {
 }
 
 // How many random bits a value draws (QsgdOptions::randomBits): 16, the options' default, which
-// halves the Philox work, or 32. With 32, value i takes word i % 4 of block i / 4. With 16, value i takes
-// the low (i even) or high (i odd) half of word (i / 2) % 4 of block i / 8, placed in the top 16
-// bits of its 32-bit draw (the low 16 bits zero), so that quantizeF32 reads both the same way;
+// halves the Philox work, or 32. With 32, value i takes word i % 4 of block i / 4. With 16, value i
+// takes the low (i even) or high (i odd) half of word (i / 2) % 4 of block i / 8, placed in the top
+// 16 bits of its 32-bit draw (the low 16 bits zero), so that quantizeF32 reads both the same way;
 // rounding is then unbiased to within 2^-16 of a step instead of 2^-24 (docs/format.md).
 QCOMM_HOST_DEVICE int valuesPerPhiloxBlock(int randomBits) { return randomBits == 16 ? 8 : 4; }
 QCOMM_HOST_DEVICE int philoxBlockShift(int randomBits) { return randomBits == 16 ? 3 : 2; }

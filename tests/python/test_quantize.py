@@ -136,7 +136,8 @@ def test_random_bits_16_is_the_default_and_32_a_quantizer_option_that_travels():
     with pytest.raises(ValueError, match="random_bits must be 32 or 16, got 8"):
         qcomm.quantize(x, random_bits=8, **args)
     for bits in (16, 32):
-        with pytest.raises(ValueError, match=f"random_bits={bits} applies to rounding='stochastic'"):
+        with pytest.raises(ValueError,
+                           match=f"random_bits={bits} applies to rounding='stochastic'"):
             qcomm.quantize(x, "linear", random_bits=bits)
     with pytest.raises(ValueError, match="random_bits does not apply"):
         qcomm.quantize(x, "fp16", random_bits=16)

@@ -107,8 +107,8 @@ Status writeQuantWire(const QuantizedTensor& q, bool crc, std::span<uint8_t> out
   p[11] = static_cast<uint8_t>(q.options.rounding);
   p[12] = static_cast<uint8_t>(q.dtype);
   p[13] = static_cast<uint8_t>(scaleBytes(q.dtype));
-  put<uint32_t>(p + 16, q.flags | (crc ? kFlagCrc : 0u) |
-                            (sixteenBitDraws(q.options) ? kFlagRandom16 : 0u));
+  put<uint32_t>(
+      p + 16, q.flags | (crc ? kFlagCrc : 0u) | (sixteenBitDraws(q.options) ? kFlagRandom16 : 0u));
   put<int64_t>(p + 24, q.blockSize);
   put<int64_t>(p + 32, q.count);
   put<int64_t>(p + 40, static_cast<int64_t>(q.words.size()));
@@ -159,7 +159,8 @@ Status quantFromWireInto(std::span<const uint8_t> message, QuantizedTensor* out)
   }
   q.flags = flags & kFlagNonFinite;
   if ((flags & kFlagRandom16) != 0 && q.options.rounding != Rounding::kStochastic) {
-    return dataLoss("flags 0x", std::hex, flags, " say 16-bit draws for a message rounded to nearest");
+    return dataLoss("flags 0x", std::hex, flags,
+                    " say 16-bit draws for a message rounded to nearest");
   }
   // A clear flag: 32-bit draws, or none (rounding to nearest keeps the default).
   if ((flags & kFlagRandom16) != 0) {
