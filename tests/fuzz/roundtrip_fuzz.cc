@@ -22,7 +22,7 @@ std::string quantSpec(qcomm::fuzz::Bytes& in) {
   if (kind >= 4) return spec;
   const uint8_t rounding = in.u8();
   spec += (rounding & 1) ? ":rounding=stochastic" : ":rounding=nearest";
-  if ((rounding & 3) == 3) spec += ",random_bits=16";
+  if ((rounding & 3) == 3) spec += ",random_bits=32";
   const uint8_t block = in.u8();
   spec += ",block=" + std::to_string(block == 0 ? 0 : (kind == 2 ? 64 : 1) + block * 3);
   if (kind == 2) return spec;
@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t flags = in.u8();
     spec = "qsgd:bits=" + std::to_string(1 + in.u8() % 16) + ",bucket=" + std::to_string(bucket) +
            ",norm=" + ((flags & 1) ? "max" : "l2") + ",layout=" +
-           ((flags & 2) ? "compact" : "seed") + ((flags & 4) ? ",random_bits=16" : "");
+           ((flags & 2) ? "compact" : "seed") + ((flags & 4) ? ",random_bits=32" : "");
   } else {
     spec = quantSpec(in);
   }

@@ -130,12 +130,13 @@ TEST(KernelEmulation, WordsMatchTheCpuAcrossBitsLayoutsNormsAndBuckets) {
   }
 }
 
-TEST(KernelEmulation, SixteenBitDrawsMatchTheCpuOnBothKernelPaths) {
+// The other tests here draw 16 random bits per value, the default; 32 is the option.
+TEST(KernelEmulation, ThirtyTwoBitDrawsMatchTheCpuOnBothKernelPaths) {
   const std::vector<float> values = testValues(5003, 31);
   for (const Layout layout : {Layout::kSeed, Layout::kCompact}) {
     for (const int64_t bucket : {int64_t{7}, int64_t{512}, int64_t{0}}) {  // 0: the tiled path
       QsgdOptions options{4, bucket, NormKind::kMax, layout};
-      options.randomBits = 16;
+      options.randomBits = 32;
       checkAgainstCpu(values, options, {42, 3, 7, 11});
       if (HasFatalFailure()) return;
     }
@@ -276,9 +277,9 @@ TEST(KernelEmulation, QuantizerWordsMatchTheCpuForEveryCodec) {
         "percentile:bits=4,mode=asym,block=1000,p=99", "percentile:bits=6,block=4096,p=100",
         "dynamic:block=64", "dynamic:block=4096,rounding=nearest", "rowwise:bits=4,block=777",
         "rowwise:bits=8,block=5003,rounding=nearest", "fp16", "bf16",
-        "linear:bits=5,mode=asym,block=300,random_bits=16", "dynamic:block=64,random_bits=16",
-        "percentile:bits=4,mode=asym,block=1000,p=99,random_bits=16",
-        "rowwise:bits=4,block=777,random_bits=16"}) {
+        "linear:bits=5,mode=asym,block=300,random_bits=32", "dynamic:block=64,random_bits=16",
+        "percentile:bits=4,mode=asym,block=1000,p=99,random_bits=32",
+        "rowwise:bits=4,block=777,random_bits=32"}) {
     checkQuantAgainstCpu(values, spec, 3);
     if (HasFatalFailure()) return;
   }
@@ -310,7 +311,7 @@ TEST(KernelEmulation, QuantizerPercentileOnTiesMatchesTheCpu) {
   }
   for (const char* spec : {"percentile:bits=8,block=1024,p=99.9",
                            "percentile:bits=4,mode=asym,block=1024,p=99",
-                           "percentile:bits=4,mode=asym,block=1024,p=99.5,random_bits=16"}) {
+                           "percentile:bits=4,mode=asym,block=1024,p=99.5,random_bits=32"}) {
     checkQuantAgainstCpu(values, spec, 3);
     if (HasFatalFailure()) return;
   }

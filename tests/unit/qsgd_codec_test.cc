@@ -117,22 +117,27 @@ TEST(QsgdCodec, MatchesReferenceEncoderEverywhere) {
   }
 }
 
-TEST(QsgdCodec, SixteenBitDrawsMatchTheReferenceOnEveryPath) {
-  // Aligned runs (the SIMD path), misaligned rows (tiles of large buckets), short buckets.
+TEST(QsgdCodec, BothDrawWidthsMatchTheReferenceOnEveryPath) {
+  // 16 random bits per value (the default) and 32 (the option): aligned runs (the SIMD path),
+  // misaligned rows (tiles of large buckets), short buckets.
   const std::vector<float> v = gaussian(200003, 8);
   Executor executor(3);
   for (int bits : {1, 2, 4, 8, 16}) {
     for (Layout layout : {Layout::kSeed, Layout::kCompact}) {
       for (int64_t bucket : {0, 7, 128, 512, 70001}) {
         QsgdOptions o = opts(bits, layout, bits % 2 ? NormKind::kL2 : NormKind::kMax, bucket);
-        o.randomBits = 16;
         const RandomKey key{5, 1, 2, 3};
-        const EncodedTensor want = testing::referenceEncodeF32(v, o, key);
-        ASSERT_EQ(encodeOrDie(v, o, key), want) << bits << " " << bucket;
-        ASSERT_EQ(encodeOrDie(v, o, key, &executor), want) << bits << " " << bucket;
-        EXPECT_NE(want.flags & kFlagRandom16, 0u);
-        o.randomBits = 32;
-        EXPECT_NE(encodeOrDie(v, o, key).words, want.words) << "16-bit draws change the words";
+        std::vector<uint64_t> words16;
+        for (int randomBits : {16, 32}) {
+          o.randomBits = randomBits;
+          const EncodedTensor want = testing::referenceEncodeF32(v, o, key);
+          ASSERT_EQ(encodeOrDie(v, o, key), want) << bits << " " << bucket << " " << randomBits;
+          ASSERT_EQ(encodeOrDie(v, o, key, &executor), want)
+              << bits << " " << bucket << " " << randomBits;
+          EXPECT_EQ(want.flags & kFlagRandom16, randomBits == 16 ? kFlagRandom16 : 0u);
+          if (randomBits == 16) words16 = want.words;
+          if (randomBits == 32) EXPECT_NE(want.words, words16) << "the draws change the words";
+        }
       }
     }
   }
@@ -247,7 +252,7 @@ TEST(QsgdCodec, SameWordsOnEveryThreadCountAndIsa) {
   const std::vector<float> v = gaussian(300001, 5);
   for (int64_t bucket : {0, 512, -512}) {
     QsgdOptions o = opts(4, Layout::kSeed, NormKind::kL2, std::abs(bucket));
-    if (bucket < 0) o.randomBits = 16;  // -512: buckets of 512 with 16-bit draws
+    if (bucket < 0) o.randomBits = 32;  // -512: buckets of 512 with 32-bit draws (16: default)
     const RandomKey key{2024, 1, 2, 3};
     const EncodedTensor single = encodeOrDie(v, o, key);
     const std::vector<float> decoded = decodeOrDie(single);

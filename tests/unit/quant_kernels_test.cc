@@ -115,16 +115,17 @@ TEST(QuantKernels, EveryCodecBitWidthAndBlockLayoutMatchesTheReference) {
       {"linear:bits=6,mode=sym,block=20000", 150001, {}},
       {"dynamic:block=5000", 140001, {}},
       {"bf16", 140001, {}},
-      // 16 random bits per value: half the Philox blocks, each value's draw a 16-bit half.
-      {"linear:bits=8,mode=sym,block=4096,random_bits=16", 10007, {}},
-      {"linear:bits=4,mode=asym,block=512,random_bits=16", 10007, {}},
-      {"linear:bits=5,mode=sym,block=3,random_bits=16", 1001, {}},
-      {"percentile:bits=4,mode=asym,p=99,block=1000,random_bits=16", 9001, {}},
-      {"dynamic:block=4096,random_bits=16", 10007, {}},
-      {"dynamic:block=1000,random_bits=16", 4999, {}},
-      {"rowwise:bits=3,random_bits=16", 5 * 17, {5, 17}},
-      {"rowwise:bits=8,random_bits=16", 3 * 1003, {3, 1003}},
-      {"linear:bits=4,mode=asym,block=3000,random_bits=16", 200003, {}},
+      // 32 random bits per value, the option (the cases above draw 16, the default: half the
+      // Philox blocks, each value's draw a 16-bit half).
+      {"linear:bits=8,mode=sym,block=4096,random_bits=32", 10007, {}},
+      {"linear:bits=4,mode=asym,block=512,random_bits=32", 10007, {}},
+      {"linear:bits=5,mode=sym,block=3,random_bits=32", 1001, {}},
+      {"percentile:bits=4,mode=asym,p=99,block=1000,random_bits=32", 9001, {}},
+      {"dynamic:block=4096,random_bits=32", 10007, {}},
+      {"dynamic:block=1000,random_bits=32", 4999, {}},
+      {"rowwise:bits=3,random_bits=32", 5 * 17, {5, 17}},
+      {"rowwise:bits=8,random_bits=32", 3 * 1003, {3, 1003}},
+      {"linear:bits=4,mode=asym,block=3000,random_bits=32", 200003, {}},
   };
   for (const Case& c : cases) {
     std::vector<float> v = edgyValues(c.n, static_cast<uint32_t>(c.n));
@@ -209,7 +210,7 @@ TEST(QuantKernels, PercentileBlocksOfChangingScaleAndTiesMatchTheReference) {
   }
   for (const char* s : {"percentile:bits=8,mode=sym,p=99.9,block=4096",
                         "percentile:bits=4,mode=asym,p=99,block=4096",
-                        "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=16",
+                        "percentile:bits=4,mode=asym,p=99,block=4096,random_bits=32",
                         "percentile:bits=8,mode=asym,p=99.99,block=4096",
                         "percentile:bits=2,mode=sym,p=95,block=4096",
                         "percentile:bits=8,mode=asym,p=99,block=1024"}) {

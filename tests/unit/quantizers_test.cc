@@ -139,8 +139,8 @@ TEST(QuantRoundTrip, StochasticRoundingIsUnbiased) {
   for (const char* text :
        {"linear:bits=2,mode=asym", "linear:bits=4,mode=asym,block=100", "linear:bits=3",
         "dynamic:block=64", "dynamic", "rowwise:bits=2,block=128", "percentile:bits=3,p=99",
-        "percentile:bits=3,p=100,mode=asym,block=128", "linear:bits=2,mode=asym,random_bits=16",
-        "dynamic:block=64,random_bits=16", "rowwise:bits=2,block=128,random_bits=16"}) {
+        "percentile:bits=3,p=100,mode=asym,block=128", "linear:bits=2,mode=asym,random_bits=32",
+        "dynamic:block=64,random_bits=32", "rowwise:bits=2,block=128,random_bits=16"}) {
     const QuantOptions o = spec(text);
     ASSERT_EQ(o.rounding, Rounding::kStochastic) << text;
     const QuantizedTensor probe = quantize(x, o).value();
@@ -337,7 +337,7 @@ TEST(QuantRandomBits, SixteenBitDrawsAreTheHalvesOfHalfAsManyPhiloxWords) {
 // default and explicit blocks, and counts around the word and block boundaries.
 TEST(QuantWire, SizeForACountEqualsTheSizeOfTheMessage) {
   for (const char* text : {"linear:bits=8", "linear:bits=3,mode=asym,block=100",
-                           "linear:bits=4,mode=asym,block=512,random_bits=16",
+                           "linear:bits=4,mode=asym,block=512,random_bits=32",
                            "percentile:bits=7,p=99.5,block=64", "dynamic", "dynamic:block=256",
                            "rowwise:bits=5,block=50", "rowwise:bits=2", "fp16", "bf16"}) {
     const QuantOptions o = spec(text);
