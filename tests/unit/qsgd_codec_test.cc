@@ -580,10 +580,14 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
           for (int64_t i = r; i < n; i += 11) v[i] = 0.0f;  // the seed's sign field 1
           codes.push_back(encodeOrDie(v, o, {5, uint32_t(r), 0, 2}));
         }
-        if (layout == Layout::kSeed) {  // sign field 3 in section 0 of a few words of code 1
+        // The seed's sign field 3 in every third word of code 1's first half, in every section
+        // in turn: the buckets of the second half have none (the AVX-512 kernel reads q = 4's
+        // codes by a table that f = 3 sends back to the arithmetic decoder, bucket by bucket).
+        if (layout == Layout::kSeed) {
           const int k = qsgd::valuesPerWord(bits, layout), width = qsgd::codeWidth(bits, layout);
-          for (size_t w = 0; w < codes[1].words.size(); w += 3) {
-            codes[1].words[w] |= uint64_t{3} << (qsgd::slotShift(0, k, width) + bits);
+          for (size_t w = 0; w < codes[1].words.size() / 2; w += 3) {
+            const int section = static_cast<int>(w / 3) % k;
+            codes[1].words[w] |= uint64_t{3} << (qsgd::slotShift(section, k, width) + bits);
           }
         }
         // residualInput - decode(code c) for every c, by the generic kernels.
@@ -675,6 +679,44 @@ TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
       ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
       expectSameBits(got, want, std::string(isa) + " bits " + std::to_string(bits));
     }
+  }
+}
+
+// The AVX-512 kernel reads the seed layout's 6-bit codes (q = 4) by a table that has no entry
+// for the sign field f = 3 (factor 2, which qcomm's encoder never writes but the seed notebook
+// can): it watches every section of every word for f = 3 and decodes a bucket that has one again
+// by the arithmetic decoder. One f = 3 per bucket, in section b % k of a word that moves with
+// the bucket, must read as 2 * magnitude wherever it sits; the last buckets hold none.
+TEST(QsgdDecodeMean, SeedSignFieldThreeInAnySectionReadsAsTwo) {
+  const int bits = 4;
+  const int64_t bucket = 512, buckets = 40, n = buckets * bucket;
+  const QsgdOptions o = opts(bits, Layout::kSeed, NormKind::kMax, bucket);
+  const int k = qsgd::valuesPerWord(bits, Layout::kSeed);
+  const int width = qsgd::codeWidth(bits, Layout::kSeed);
+  const int64_t sectionLength = (bucket + k - 1) / k;
+  std::vector<EncodedTensor> codes;
+  for (int r = 0; r < 4; ++r) {
+    codes.push_back(encodeOrDie(gaussian(n, 900 + r), o, {8, uint32_t(r), 0, 5}));
+  }
+  ASSERT_EQ(static_cast<int64_t>(codes[2].words.size()), buckets * sectionLength);
+  for (int64_t b = 0; b + 4 < buckets; ++b) {  // buckets 36-39 keep theirs clean
+    const int section = static_cast<int>(b % k);
+    uint64_t& word = codes[2].words[b * sectionLength + (b * 7) % sectionLength];
+    word |= uint64_t{3} << (qsgd::slotShift(section, k, width) + bits);
+  }
+  std::vector<const EncodedTensor*> views;
+  for (const EncodedTensor& e : codes) views.push_back(&e);
+  std::vector<float> want;
+  {
+    ScopedIsa scoped("generic");
+    want = meanByHand(codes);
+  }
+  for (const char* isa : {"avx2", "avx512"}) {
+    if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+    ScopedIsa scoped(isa);
+    std::vector<float> got(n, -1.0f);
+    ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
+    expectSameBits(got, want, isa);
   }
 }
 
