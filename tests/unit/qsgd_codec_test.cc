@@ -633,51 +633,55 @@ TEST(QsgdDecodeMean, FusedKernelOnEveryIsaMatchesDecodingAndAdding) {
   }
 }
 
-// The AVX-512 kernel decodes the compact layout's wider codes (q >= 5) with each code's sign at
-// bit 31 of its lane, the magnitude below it, and each code's unit scaled down by 2^-(31 - q),
-// which is exact only while that unit stays in the normal range. Scales just above the post
-// factor's threshold (2^-96) give units whose scaled value loses bits: a bucket with such a code
-// must still decode as the generic kernels do (the kernel falls back to the unscaled decoder).
+// The AVX-512 kernel decodes the wider codes (q >= 5) with each code's unit scaled down (compact:
+// by 2^-(31 - q), the sign at bit 31 of its lane and the magnitude below it; seed: by
+// 2^-(32 - q), xi in the top bits and the sign field at the bottom), which is exact only while
+// that unit stays in the normal range. Scales just above the post factor's threshold (2^-96)
+// give units whose scaled value loses bits: a bucket with such a code must still decode as the
+// generic kernels do (the kernel falls back to the unscaled decoder).
 TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
   for (int bits = 5; bits <= kMaxBits; ++bits) {
-    const int64_t bucket = 512, n = 3 * bucket;
-    const QsgdOptions o = opts(bits, Layout::kCompact, NormKind::kMax, bucket);
-    // A scale in [2^-96, 2^-95) whose unit, scaled down, is inexact (the test says so first).
-    const uint32_t s = qsgd::levels(bits);
-    float tiny = 0.0f;
-    for (uint32_t r = 1; r < 4096 && tiny == 0.0f; ++r) {
-      const float scale =
-          std::ldexp(1.0f + static_cast<float>(r * 2654435761u >> 9) * 0x1p-23f, -96);
-      const float unit = qsgd::decodeScaleF32(scale, s).unit;
-      const float below = unit * std::ldexp(1.0f, -(31 - bits));
-      if (qsgd::decodeScaleF32(scale, s).post == 1.0f &&
-          below * std::ldexp(1.0f, 31 - bits) != unit) {
-        tiny = scale;
+    for (Layout layout : {Layout::kCompact, Layout::kSeed}) {
+      const int64_t bucket = 512, n = 3 * bucket;
+      const QsgdOptions o = opts(bits, layout, NormKind::kMax, bucket);
+      const int down = layout == Layout::kCompact ? 31 - bits : 32 - bits;
+      // A scale in [2^-96, 2^-95) whose unit, scaled down, is inexact (the test says so first).
+      const uint32_t s = qsgd::levels(bits);
+      float tiny = 0.0f;
+      for (uint32_t r = 1; r < 4096 && tiny == 0.0f; ++r) {
+        const float scale =
+            std::ldexp(1.0f + static_cast<float>(r * 2654435761u >> 9) * 0x1p-23f, -96);
+        const float unit = qsgd::decodeScaleF32(scale, s).unit;
+        const float below = unit * std::ldexp(1.0f, -down);
+        if (qsgd::decodeScaleF32(scale, s).post == 1.0f && below * std::ldexp(1.0f, down) != unit) {
+          tiny = scale;
+        }
       }
-    }
-    ASSERT_NE(tiny, 0.0f) << "bits " << bits << ": no scale with an inexact scaled unit";
-    std::vector<EncodedTensor> codes;
-    for (int r = 0; r < 3; ++r) {
-      std::vector<float> v = gaussian(n, 500 + r, r == 1 ? std::ldexp(1.0f, -100) : 1.0f);
-      if (r == 1) {  // every bucket's largest value is `tiny`: its scale under max norm
-        for (int64_t b = 0; b < n; b += bucket) v[b + 7] = b % 2 == 0 ? tiny : -tiny;
+      const std::string what = std::string(layoutName(layout)) + " bits " + std::to_string(bits);
+      ASSERT_NE(tiny, 0.0f) << what << ": no scale with an inexact scaled unit";
+      std::vector<EncodedTensor> codes;
+      for (int r = 0; r < 3; ++r) {
+        std::vector<float> v = gaussian(n, 500 + r, r == 1 ? std::ldexp(1.0f, -100) : 1.0f);
+        if (r == 1) {  // every bucket's largest value is `tiny`: its scale under max norm
+          for (int64_t b = 0; b < n; b += bucket) v[b + 7] = b % 2 == 0 ? tiny : -tiny;
+        }
+        codes.push_back(encodeOrDie(v, o, {3, uint32_t(r), 0, 4}));
+        if (r == 1) ASSERT_EQ(static_cast<float>(codes.back().scales[0]), tiny);
       }
-      codes.push_back(encodeOrDie(v, o, {3, uint32_t(r), 0, 4}));
-      if (r == 1) ASSERT_EQ(static_cast<float>(codes.back().scales[0]), tiny);
-    }
-    std::vector<const EncodedTensor*> views;
-    for (const EncodedTensor& e : codes) views.push_back(&e);
-    std::vector<float> want;
-    {
-      ScopedIsa scoped("generic");
-      want = meanByHand(codes);
-    }
-    for (const char* isa : {"avx2", "avx512"}) {
-      if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
-      ScopedIsa scoped(isa);
-      std::vector<float> got(n, -1.0f);
-      ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
-      expectSameBits(got, want, std::string(isa) + " bits " + std::to_string(bits));
+      std::vector<const EncodedTensor*> views;
+      for (const EncodedTensor& e : codes) views.push_back(&e);
+      std::vector<float> want;
+      {
+        ScopedIsa scoped("generic");
+        want = meanByHand(codes);
+      }
+      for (const char* isa : {"avx2", "avx512"}) {
+        if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+        ScopedIsa scoped(isa);
+        std::vector<float> got(n, -1.0f);
+        ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
+        expectSameBits(got, want, std::string(isa) + " " + what);
+      }
     }
   }
 }
@@ -717,6 +721,50 @@ TEST(QsgdDecodeMean, SeedSignFieldThreeInAnySectionReadsAsTwo) {
     std::vector<float> got(n, -1.0f);
     ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
     expectSameBits(got, want, isa);
+  }
+}
+
+// The seed layout's wider codes (q >= 5) multiply xi by a signed unit that is 2 * unit for f = 3:
+// near the largest scales 2 * (xi * unit) overflows, and the kernel's single rounding of
+// xi * (2 * unit) must overflow exactly where it does (and give the same finite values below).
+TEST(QsgdDecodeMean, SeedSignFieldThreeNearTheLargestScalesOverflowsAlike) {
+  for (int bits = 5; bits <= kMaxBits; ++bits) {
+    const int64_t bucket = 512, n = 4 * bucket;
+    const QsgdOptions o = opts(bits, Layout::kSeed, NormKind::kMax, bucket);
+    const int k = qsgd::valuesPerWord(bits, Layout::kSeed);
+    const int width = qsgd::codeWidth(bits, Layout::kSeed);
+    std::vector<EncodedTensor> codes;
+    for (int r = 0; r < 2; ++r) {
+      // Buckets of growing scale: 2^125, 2^126, 1.5 * 2^126, the largest float.
+      // Every value between half the bucket's top and the top, signs mixed: most xi near s.
+      std::vector<float> v = gaussian(n, 700 + r);
+      const float tops[] = {0x1p125f, 0x1p126f, 0x1.8p126f, std::numeric_limits<float>::max()};
+      for (int64_t i = 0; i < n; ++i) {
+        const float g = std::fabs(v[i]), top = tops[i / bucket];
+        v[i] = std::copysign(top * 0.5f + top * 0.5f * (g / (1.0f + g)), v[i]);
+      }
+      codes.push_back(encodeOrDie(v, o, {6, uint32_t(r), 0, 7}));
+    }
+    for (size_t w = 0; w < codes[1].words.size(); ++w) {  // f = 3 in one section of every word
+      codes[1].words[w] |= uint64_t{3}
+                           << (qsgd::slotShift(static_cast<int>(w % k), k, width) + bits);
+    }
+    std::vector<const EncodedTensor*> views;
+    for (const EncodedTensor& e : codes) views.push_back(&e);
+    std::vector<float> want;
+    {
+      ScopedIsa scoped("generic");
+      want = meanByHand(codes);
+    }
+    ASSERT_TRUE(std::any_of(want.begin(), want.end(), [](float x) { return std::isinf(x); }))
+        << "bits " << bits << ": nothing overflowed, the test tests nothing";
+    for (const char* isa : {"avx2", "avx512"}) {
+      if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+      ScopedIsa scoped(isa);
+      std::vector<float> got(n, -1.0f);
+      ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
+      expectSameBits(got, want, std::string(isa) + " bits " + std::to_string(bits));
+    }
   }
 }
 
