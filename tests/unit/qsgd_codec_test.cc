@@ -530,6 +530,26 @@ void expectSameBits(const std::vector<float>& got, const std::vector<float>& wan
   }
 }
 
+// qsgdDecodeMean of `codes` on the AVX2 and AVX-512 kernels (where this CPU has them) against
+// meanByHand on the generic ones, bit for bit.
+void expectMeanAsGenericOnEveryIsa(const std::vector<EncodedTensor>& codes,
+                                   const std::string& what) {
+  std::vector<const EncodedTensor*> views;
+  for (const EncodedTensor& e : codes) views.push_back(&e);
+  std::vector<float> want;
+  {
+    ScopedIsa scoped("generic");
+    want = meanByHand(codes);
+  }
+  for (const char* isa : {"avx2", "avx512"}) {
+    if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
+    ScopedIsa scoped(isa);
+    std::vector<float> got(want.size(), -1.0f);
+    ASSERT_TRUE(qsgdDecodeMean(views, got).isOk()) << what;
+    expectSameBits(got, want, std::string(isa) + " " + what);
+  }
+}
+
 TEST(QsgdDecodeMean, BitIdenticalToDecodingAndAddingInOrder) {
   Executor executor(3);
   for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{200003}}) {
@@ -668,20 +688,7 @@ TEST(QsgdDecodeMean, UnitsTooSmallToScaleExactlyStillDecodeExactly) {
         codes.push_back(encodeOrDie(v, o, {3, uint32_t(r), 0, 4}));
         if (r == 1) ASSERT_EQ(static_cast<float>(codes.back().scales[0]), tiny);
       }
-      std::vector<const EncodedTensor*> views;
-      for (const EncodedTensor& e : codes) views.push_back(&e);
-      std::vector<float> want;
-      {
-        ScopedIsa scoped("generic");
-        want = meanByHand(codes);
-      }
-      for (const char* isa : {"avx2", "avx512"}) {
-        if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
-        ScopedIsa scoped(isa);
-        std::vector<float> got(n, -1.0f);
-        ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
-        expectSameBits(got, want, std::string(isa) + " " + what);
-      }
+      expectMeanAsGenericOnEveryIsa(codes, what);
     }
   }
 }
@@ -708,20 +715,7 @@ TEST(QsgdDecodeMean, SeedSignFieldThreeInAnySectionReadsAsTwo) {
     uint64_t& word = codes[2].words[b * sectionLength + (b * 7) % sectionLength];
     word |= uint64_t{3} << (qsgd::slotShift(section, k, width) + bits);
   }
-  std::vector<const EncodedTensor*> views;
-  for (const EncodedTensor& e : codes) views.push_back(&e);
-  std::vector<float> want;
-  {
-    ScopedIsa scoped("generic");
-    want = meanByHand(codes);
-  }
-  for (const char* isa : {"avx2", "avx512"}) {
-    if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
-    ScopedIsa scoped(isa);
-    std::vector<float> got(n, -1.0f);
-    ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
-    expectSameBits(got, want, isa);
-  }
+  expectMeanAsGenericOnEveryIsa(codes, "seed q = 4");
 }
 
 // The seed layout's wider codes (q >= 5) multiply xi by a signed unit that is 2 * unit for f = 3:
@@ -749,22 +743,13 @@ TEST(QsgdDecodeMean, SeedSignFieldThreeNearTheLargestScalesOverflowsAlike) {
       codes[1].words[w] |= uint64_t{3}
                            << (qsgd::slotShift(static_cast<int>(w % k), k, width) + bits);
     }
-    std::vector<const EncodedTensor*> views;
-    for (const EncodedTensor& e : codes) views.push_back(&e);
-    std::vector<float> want;
     {
       ScopedIsa scoped("generic");
-      want = meanByHand(codes);
+      const std::vector<float> want = meanByHand(codes);
+      ASSERT_TRUE(std::any_of(want.begin(), want.end(), [](float x) { return std::isinf(x); }))
+          << "bits " << bits << ": nothing overflowed, the test tests nothing";
     }
-    ASSERT_TRUE(std::any_of(want.begin(), want.end(), [](float x) { return std::isinf(x); }))
-        << "bits " << bits << ": nothing overflowed, the test tests nothing";
-    for (const char* isa : {"avx2", "avx512"}) {
-      if (!qsgd::selectKernels(isa).isOk()) continue;  // not on this CPU
-      ScopedIsa scoped(isa);
-      std::vector<float> got(n, -1.0f);
-      ASSERT_TRUE(qsgdDecodeMean(views, got).isOk());
-      expectSameBits(got, want, std::string(isa) + " bits " + std::to_string(bits));
-    }
+    expectMeanAsGenericOnEveryIsa(codes, "bits " + std::to_string(bits));
   }
 }
 
